@@ -1,0 +1,240 @@
+"""Drawings as arrays: parse, validate, simplify, and encode them the tutorial's way.
+
+Three representations appear throughout the package:
+
+* strokes: what QuickDraw ndjson holds, a list of strokes, each ``[xs, ys]``
+  (simplified) or ``[xs, ys, ts]`` (raw).
+* points: float32 ``[n, 3]`` of absolute ``x, y`` and a stroke-end bit that is 1
+  on the last point of every stroke. This is also what the exported model serves.
+* ink: float32 ``[n - 1, 3]``, Google's quickdraw tutorial encoding: points
+  size-normalised by their bounding box (x and y scaled separately), then
+  delta-encoded, first point dropped.
+"""
+
+import hashlib
+
+import numpy as np
+
+# Google's raw -> simplified recipe (quickdraw-dataset README): align to the
+# top-left, scale the larger side to 255, resample at 1 px, RDP with epsilon 2.
+SIMPLIFIED_EXTENT = 255.0
+RESAMPLE_SPACING = 1.0
+RDP_EPSILON = 2.0
+
+
+class InkError(ValueError):
+  """A drawing that cannot be used; ``reason`` is a short counter name."""
+
+  def __init__(self, reason, message):
+    super().__init__(message)
+    self.reason = reason
+
+
+def strokes_to_points(strokes):
+  """Concatenates QuickDraw strokes into points.
+
+  Args:
+    strokes: list of strokes, each ``[xs, ys]`` or ``[xs, ys, ts]`` of equal
+      length (extra lists such as timings are ignored).
+
+  Returns:
+    float32 ``[n, 3]``: x, y, and 1.0 on the last point of each stroke.
+
+  Raises:
+    InkError: empty drawing or stroke, lists of different lengths, values that
+      are not finite numbers.
+  """
+  if not isinstance(strokes, list) or not strokes:
+    raise InkError("empty_drawing", "drawing has no strokes")
+  xs, ys, ends = [], [], []
+  for i, stroke in enumerate(strokes):
+    if not isinstance(stroke, (list, tuple)) or len(stroke) < 2:
+      raise InkError("bad_stroke", f"stroke {i} is not a list of coordinate lists")
+    sx, sy = stroke[0], stroke[1]
+    if not isinstance(sx, list) or not isinstance(sy, list):
+      raise InkError("bad_stroke", f"stroke {i} coordinates are not lists")
+    lengths = {len(c) if isinstance(c, list) else -1 for c in stroke}
+    if len(lengths) != 1:
+      raise InkError("mismatched_lengths",
+                     f"stroke {i} has coordinate lists of lengths "
+                     f"{[len(c) if isinstance(c, list) else None for c in stroke]}")
+    if not sx:
+      raise InkError("empty_drawing", f"stroke {i} has no points")
+    xs.extend(sx)
+    ys.extend(sy)
+    ends.append(len(xs) - 1)
+  try:
+    points = np.zeros((len(xs), 3), np.float32)
+    points[:, 0] = xs
+    points[:, 1] = ys
+  except (TypeError, ValueError) as e:
+    raise InkError("bad_stroke", f"coordinates are not numbers: {e}") from None
+  if not np.isfinite(points[:, :2]).all():
+    raise InkError("non_finite", "drawing has NaN or infinite coordinates")
+  points[ends, 2] = 1.0
+  return points
+
+
+def points_to_strokes(points):
+  """Inverse of `strokes_to_points`: float32 ``[n, 3]`` -> list of ``(xs, ys)`` arrays."""
+  points = np.asarray(points)
+  ends = np.flatnonzero(points[:, 2] > 0.5) + 1
+  if not len(ends) or ends[-1] != len(points):
+    ends = np.append(ends, len(points))
+  starts = np.concatenate([[0], ends[:-1]])
+  return [(points[s:e, 0], points[s:e, 1]) for s, e in zip(starts, ends) if e > s]
+
+
+def encode(points):
+  """The tutorial's ink encoding, plus what is needed to undo it.
+
+  Args:
+    points: float32 ``[n, 3]``, n >= 2.
+
+  Returns:
+    ink: float32 ``[n - 1, 3]``, bbox-normalised deltas and stroke-end bits.
+    bbox: float32 ``[4]``: ``x_min, y_min, x_scale, y_scale`` (a zero extent
+      is stored as 1, as the tutorial divides by it).
+    origin: float32 ``[3]``: the dropped first point, absolute.
+  """
+  points = np.asarray(points, np.float32)
+  lower = points[:, :2].min(axis=0)
+  scale = points[:, :2].max(axis=0) - lower
+  scale[scale == 0] = 1
+  normalised = (points[:, :2] - lower) / scale
+  ink = np.empty((len(points) - 1, 3), np.float32)
+  ink[:, :2] = normalised[1:] - normalised[:-1]
+  ink[:, 2] = points[1:, 2]
+  return ink, np.concatenate([lower, scale]), points[0].copy()
+
+
+def decode(ink, bbox, origin):
+  """Inverse of `encode`: absolute float32 ``[n, 3]`` points (up to float rounding)."""
+  ink = np.asarray(ink, np.float32).reshape(-1, 3)
+  bbox = np.asarray(bbox, np.float32)
+  origin = np.asarray(origin, np.float32)
+  start = (origin[:2] - bbox[:2]) / bbox[2:]
+  normalised = start + np.cumsum(np.concatenate([[[0, 0]], ink[:, :2]]), axis=0)
+  points = np.empty((len(ink) + 1, 3), np.float32)
+  points[:, :2] = normalised * bbox[2:] + bbox[:2]
+  points[0, 2] = origin[2]
+  points[1:, 2] = ink[:, 2]
+  return points
+
+
+def rdp(xy, epsilon):
+  """Ramer-Douglas-Peucker polyline simplification.
+
+  Args:
+    xy: float ``[n, 2]``.
+    epsilon: largest distance a dropped point may lie from the kept polyline.
+
+  Returns:
+    bool ``[n]``: which points to keep (always the first and the last).
+  """
+  n = len(xy)
+  keep = np.zeros(n, bool)
+  keep[0] = keep[-1] = True
+  stack = [(0, n - 1)]
+  while stack:
+    first, last = stack.pop()
+    if last - first < 2:
+      continue
+    a, b = xy[first], xy[last]
+    inner = xy[first + 1:last]
+    ab = b - a
+    length = np.hypot(*ab)
+    if length == 0:
+      dist = np.hypot(*(inner - a).T)
+    else:
+      dist = np.abs(ab[0] * (inner[:, 1] - a[1]) - ab[1] * (inner[:, 0] - a[0])) / length
+    i = int(np.argmax(dist))
+    if dist[i] > epsilon:
+      mid = first + 1 + i
+      keep[mid] = True
+      stack.append((first, mid))
+      stack.append((mid, last))
+  return keep
+
+
+def resample(xy, spacing):
+  """Points every ``spacing`` units of arc length along a polyline ``[n, 2]``, ends kept."""
+  seg = np.hypot(*np.diff(xy, axis=0).T)
+  arc = np.concatenate([[0.0], np.cumsum(seg)])
+  if arc[-1] == 0:
+    return xy[:1]
+  stations = np.arange(0.0, arc[-1], spacing)
+  if arc[-1] - stations[-1] > 1e-9:
+    stations = np.append(stations, arc[-1])
+  return np.stack([np.interp(stations, arc, xy[:, 0]), np.interp(stations, arc, xy[:, 1])], 1)
+
+
+def simplify_raw(points):
+  """Converts raw ink to the dataset's ``simplified`` form.
+
+  Follows the dataset documentation: align to the top-left, scale uniformly so
+  the larger side spans 0-255, resample every stroke at 1-pixel spacing,
+  simplify with Ramer-Douglas-Peucker (epsilon 2.0), round to integers.
+
+  Args:
+    points: float32 ``[n, 3]`` absolute raw points.
+
+  Returns:
+    float32 ``[m, 3]`` simplified points, integer-valued coordinates in 0-255.
+  """
+  xy = fit_to_frame(points)[:, :2].astype(np.float64)
+  out = []
+  for sx, sy in points_to_strokes(np.concatenate([xy, points[:, 2:]], 1)):
+    stroke = resample(np.stack([sx, sy], 1), RESAMPLE_SPACING)
+    stroke = stroke[rdp(stroke, RDP_EPSILON)]
+    stroke = np.round(stroke)
+    part = np.zeros((len(stroke), 3), np.float32)
+    part[:, :2] = stroke
+    part[-1, 2] = 1
+    out.append(part)
+  return np.concatenate(out)
+
+
+def fit_to_frame(points):
+  """Moves points of any scale into the simplified frame.
+
+  Args:
+    points: float ``[n, 3]``.
+
+  Returns:
+    float32 ``[n, 3]``: minimum at 0, the larger side scaled to 255, aspect
+    ratio kept, stroke-end bits unchanged.
+  """
+  out = np.array(points, np.float32)
+  out[:, :2] -= out[:, :2].min(axis=0)
+  extent = out[:, :2].max()
+  if extent > 0:
+    out[:, :2] *= SIMPLIFIED_EXTENT / extent
+  return out
+
+
+def stroke3_to_points(stroke3):
+  """sketch-rnn stroke-3 ``[n, 3]`` (dx, dy, pen lifted after this point) -> points ``[n, 3]``."""
+  stroke3 = np.asarray(stroke3, np.float32)
+  points = np.empty_like(stroke3)
+  points[:, :2] = np.cumsum(stroke3[:, :2], axis=0)
+  points[:, 2] = stroke3[:, 2]
+  points[-1, 2] = 1
+  return points
+
+
+def points_to_stroke3(points):
+  """Inverse of `stroke3_to_points`: offsets from the previous point (the first from 0, 0)."""
+  points = np.asarray(points, np.float32)
+  stroke3 = points.copy()
+  stroke3[1:, :2] -= points[:-1, :2]
+  return stroke3
+
+
+def fingerprint(*parts):
+  """A stable 64-bit integer hash of strings or arrays (splits, shards, de-duplication)."""
+  h = hashlib.blake2b(digest_size=8)
+  for part in parts:
+    h.update(part.tobytes() if isinstance(part, np.ndarray) else str(part).encode())
+    h.update(b"\0")
+  return int.from_bytes(h.digest(), "little")

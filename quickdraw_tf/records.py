@@ -1,0 +1,185 @@
+"""The TFRecord schema, defined once, and the layout of a records directory.
+
+The writer (`serialize`), the readers (`parse_spec`, `parse`, TFDS metadata via
+`tfds_features`) and the exporter all derive from `FIELDS` below.
+
+A records directory holds (see tfrecords/README.md):
+  quickdraw-{train,eval,test}.tfrecord-XXXXX-of-YYYYY   the shards
+  classes.txt                                         one class name a line
+  stats.json                                          counts, lengths, skips
+  dataset_info.json, features.json                    tensorflow-datasets metadata
+"""
+
+import dataclasses
+import glob
+import json
+import os
+
+import numpy as np
+
+DATASET_NAME = "quickdraw"
+SPLITS = ("train", "eval", "test")
+FILE_FORMAT = "tfrecord"
+FILENAME_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+CLASSES_FILE = "classes.txt"
+STATS_FILE = "stats.json"
+# Written last by make_records: a directory without it is not complete.
+COMPLETE_MARKER = "dataset_info.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  name: str
+  dtype: str  # "float32", "int64" or "string"
+  shape: tuple  # None for the variable leading dimension of ink
+  doc: str
+
+
+FIELDS = (
+    Field("ink", "float32", (None, 3),
+          "tutorial ink, flattened [n, 3]: bbox-normalised deltas (first point dropped), stroke-end bit"),
+    Field("shape", "int64", (2,), "shape of ink: [n, 3]"),
+    Field("class_index", "int64", (), "index into classes.txt"),
+    Field("word", "string", (), "class name"),
+    Field("key_id", "string", (), "QuickDraw key_id, empty when the source has none"),
+    Field("countrycode", "string", (), "two-letter country code, empty when unknown"),
+    Field("recognized", "int64", (), "1 or 0 as Google's game judged it, -1 when unknown"),
+    Field("bbox", "float32", (4,), "x_min, y_min, x_scale, y_scale used to normalise ink"),
+    Field("origin", "float32", (3,), "the dropped first point: absolute x, y, stroke-end bit"),
+)
+IMAGE_FIELD = "image"  # optional PNG, uint8 [size, size, 1], 0 = background, 255 = ink
+FIELD_NAMES = tuple(f.name for f in FIELDS)
+
+
+def serialize(values, image_png=None):
+  """Encodes one drawing as a serialized ``tf.train.Example``.
+
+  Args:
+    values: dict with every name of `FIELDS`; numpy arrays or Python scalars
+      (``ink`` float32 ``[n, 3]``, strings as ``str``).
+    image_png: optional PNG bytes for the ``image`` feature.
+
+  Returns:
+    bytes.
+  """
+  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+  example = example_pb2.Example()
+  feature = example.features.feature
+  for field in FIELDS:
+    value = values[field.name]
+    if field.dtype == "float32":
+      feature[field.name].float_list.value.extend(np.asarray(value, np.float32).ravel().tolist())
+    elif field.dtype == "int64":
+      feature[field.name].int64_list.value.extend(np.asarray(value, np.int64).ravel().tolist())
+    else:
+      feature[field.name].bytes_list.value.append(value.encode("utf-8"))
+  if image_png is not None:
+    feature[IMAGE_FIELD].bytes_list.value.append(image_png)
+  return example.SerializeToString()
+
+
+def parse_spec(with_image=False):
+  """Feature spec for ``tf.io.parse_example`` / ``parse_single_example``.
+
+  ``ink`` parses as a flat float32 list; `parse` reshapes it to ``[n, 3]``.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  dtypes = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
+  spec = {}
+  for field in FIELDS:
+    if field.shape and field.shape[0] is None:
+      spec[field.name] = tf.io.RaggedFeature(dtypes[field.dtype])
+    else:
+      spec[field.name] = tf.io.FixedLenFeature(field.shape, dtypes[field.dtype])
+  if with_image:
+    spec[IMAGE_FIELD] = tf.io.FixedLenFeature((), tf.string)
+  return spec
+
+
+def parse(serialized, with_image=False):
+  """Decodes one serialized example.
+
+  Returns:
+    dict of tensors: ``ink`` float32 ``[n, 3]``, ``shape`` int64 ``[2]``,
+    ``class_index`` int64 ``[]``, ``word``/``key_id``/``countrycode`` string
+    ``[]``, ``recognized`` int64 ``[]``, ``bbox`` float32 ``[4]``, ``origin``
+    float32 ``[3]`` and, with ``with_image``, ``image`` uint8 ``[s, s, 1]``.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  example = tf.io.parse_single_example(serialized, parse_spec(with_image))
+  example["ink"] = tf.reshape(example["ink"], [-1, 3])
+  if with_image:
+    example[IMAGE_FIELD] = tf.io.decode_png(example[IMAGE_FIELD], channels=1)
+  return example
+
+
+def tfds_features(class_names, image_size=0):
+  """The same schema as a ``tfds.features.FeaturesDict``, for the TFDS metadata."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  features = {}
+  for field in FIELDS:
+    if field.name == "class_index":
+      features[field.name] = tfds.features.ClassLabel(names=list(class_names))
+    elif field.dtype == "string":
+      features[field.name] = tfds.features.Text()
+    else:
+      features[field.name] = tfds.features.Tensor(shape=field.shape, dtype=np.dtype(field.dtype))
+  if image_size:
+    features[IMAGE_FIELD] = tfds.features.Image(shape=(image_size, image_size, 1), encoding_format="png")
+  return tfds.features.FeaturesDict(features)
+
+
+def shard_path(records_dir, split, index, num_shards):
+  """Path of one shard, in TFDS's default file naming."""
+  return os.path.join(records_dir, f"{DATASET_NAME}-{split}.{FILE_FORMAT}-{index:05d}-of-{num_shards:05d}")
+
+
+def shard_paths(records_dir, split):
+  """Sorted shard paths of one split of a records directory (may be empty)."""
+  return sorted(glob.glob(os.path.join(records_dir, f"{DATASET_NAME}-{split}.{FILE_FORMAT}-*-of-*")))
+
+
+def read_classes(records_dir):
+  """Class names of a records directory, in class_index order."""
+  with open(os.path.join(records_dir, CLASSES_FILE), encoding="utf-8") as f:
+    return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def read_stats(records_dir):
+  with open(os.path.join(records_dir, STATS_FILE), encoding="utf-8") as f:
+    return json.load(f)
+
+
+def is_complete(records_dir):
+  """True when make_records finished writing this directory."""
+  return os.path.exists(os.path.join(records_dir, COMPLETE_MARKER))
+
+
+def write_tfds_metadata(records_dir, class_names, image_size, shard_lengths, description=""):
+  """Writes dataset_info.json and features.json so that TFDS can load the directory.
+
+  Args:
+    records_dir: the directory holding the shards.
+    class_names: list of str.
+    image_size: 0, or the side of the stored images.
+    shard_lengths: dict split -> list of example counts per shard.
+    description: free text for the dataset card.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  template = tfds.core.ShardedFileTemplate(
+      data_dir=records_dir, template=FILENAME_TEMPLATE, dataset_name=DATASET_NAME, filetype_suffix=FILE_FORMAT)
+  split_infos = [
+      tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=sum(
+          os.path.getsize(shard_path(records_dir, split, i, len(lengths))) for i in range(len(lengths))),
+                          filename_template=template)
+      for split, lengths in shard_lengths.items() if lengths
+  ]
+  tfds.folder_dataset.write_metadata(
+      data_dir=records_dir,
+      features=tfds_features(class_names, image_size),
+      split_infos=split_infos,
+      filename_template=template,
+      check_data=False,
+      description=description or "Quick, Draw! drawings (Google, CC BY 4.0) written by quickdraw_tf.make_records.",
+      homepage="https://github.com/googlecreativelab/quickdraw-dataset",
+  )
