@@ -12,6 +12,7 @@ Three representations appear throughout the package:
 """
 
 import hashlib
+import itertools
 
 import numpy as np
 
@@ -44,35 +45,84 @@ def strokes_to_points(strokes):
     InkError: empty drawing or stroke, lists of different lengths, values that
       are not finite numbers.
   """
-  if not isinstance(strokes, list) or not strokes:
-    raise InkError("empty_drawing", "drawing has no strokes")
-  xs, ys, ends = [], [], []
-  for i, stroke in enumerate(strokes):
-    if not isinstance(stroke, (list, tuple)) or len(stroke) < 2:
-      raise InkError("bad_stroke", f"stroke {i} is not a list of coordinate lists")
-    sx, sy = stroke[0], stroke[1]
-    if not isinstance(sx, list) or not isinstance(sy, list):
-      raise InkError("bad_stroke", f"stroke {i} coordinates are not lists")
-    lengths = {len(c) if isinstance(c, list) else -1 for c in stroke}
-    if len(lengths) != 1:
-      raise InkError("mismatched_lengths",
-                     f"stroke {i} has coordinate lists of lengths "
-                     f"{[len(c) if isinstance(c, list) else None for c in stroke]}")
-    if not sx:
-      raise InkError("empty_drawing", f"stroke {i} has no points")
-    xs.extend(sx)
-    ys.extend(sy)
-    ends.append(len(xs) - 1)
+  (points,) = strokes_to_points_batch([strokes])
+  if isinstance(points, InkError):
+    raise points
+  return points
+
+
+def strokes_to_points_batch(drawings):
+  """`strokes_to_points` for many drawings, with one numpy conversion for all.
+
+  Args:
+    drawings: list of stroke lists.
+
+  Returns:
+    list with, per drawing, float32 ``[n, 3]`` points or the `InkError` that
+    drawing raises.
+  """
+  results, xs, ys, ends, spans = [], [], [], [], []
+  for strokes in drawings:
+    try:
+      if not isinstance(strokes, list) or not strokes:
+        raise InkError("empty_drawing", "drawing has no strokes")
+      counts = [len(stroke[0]) for stroke in strokes]
+      if counts != [len(stroke[1]) for stroke in strokes] or not all(counts) or any(
+          len(stroke) != 2 and {len(c) for c in stroke} != {len(stroke[0])} for stroke in strokes):
+        _raise_stroke_error(strokes)
+    except InkError as e:
+      results.append(e)
+      continue
+    except (TypeError, KeyError, IndexError) as e:
+      results.append(InkError("bad_stroke", f"strokes are not lists of coordinate lists: {e}"))
+      continue
+    start = len(xs)
+    for stroke in strokes:
+      xs.extend(stroke[0])
+      ys.extend(stroke[1])
+      ends.append(len(xs) - 1)
+    spans.append((len(results), start, len(xs)))
+    results.append(None)
+  if not spans:
+    return results
   try:
     points = np.zeros((len(xs), 3), np.float32)
     points[:, 0] = xs
     points[:, 1] = ys
-  except (TypeError, ValueError) as e:
-    raise InkError("bad_stroke", f"coordinates are not numbers: {e}") from None
-  if not np.isfinite(points[:, :2]).all():
-    raise InkError("non_finite", "drawing has NaN or infinite coordinates")
+  except (TypeError, ValueError):
+    # Some drawing holds a non-number: convert one by one to find which.
+    for index, start, stop in spans:
+      try:
+        results[index] = np.stack([np.asarray(xs[start:stop], np.float32), np.asarray(ys[start:stop], np.float32),
+                                   np.zeros(stop - start, np.float32)], 1)
+        results[index][[e - start for e in ends if start <= e < stop], 2] = 1
+      except (TypeError, ValueError) as e:
+        results[index] = InkError("bad_stroke", f"coordinates are not numbers: {e}")
+    return [_finite(r) for r in results]
   points[ends, 2] = 1.0
+  finite = np.logical_and.reduceat(np.isfinite(points[:, :2]).all(axis=1), [start for _, start, _ in spans])
+  for (index, start, stop), ok in zip(spans, finite):
+    results[index] = points[start:stop] if ok else InkError("non_finite", "drawing has NaN or infinite coordinates")
+  return results
+
+
+def _finite(points):
+  if isinstance(points, np.ndarray) and not np.isfinite(points[:, :2]).all():
+    return InkError("non_finite", "drawing has NaN or infinite coordinates")
   return points
+
+
+def _raise_stroke_error(strokes):
+  """Names the first bad stroke (the slow path of `strokes_to_points`)."""
+  for i, stroke in enumerate(strokes):
+    if not isinstance(stroke, (list, tuple)) or len(stroke) < 2:
+      raise InkError("bad_stroke", f"stroke {i} is not a list of coordinate lists")
+    lengths = [len(c) for c in stroke]
+    if len(set(lengths)) != 1:
+      raise InkError("mismatched_lengths", f"stroke {i} has coordinate lists of lengths {lengths}")
+    if not lengths[0]:
+      raise InkError("empty_drawing", f"stroke {i} has no points")
+  raise InkError("bad_stroke", "malformed strokes")
 
 
 def points_to_strokes(points):
@@ -97,15 +147,32 @@ def encode(points):
       is stored as 1, as the tutorial divides by it).
     origin: float32 ``[3]``: the dropped first point, absolute.
   """
-  points = np.asarray(points, np.float32)
-  lower = points[:, :2].min(axis=0)
-  scale = points[:, :2].max(axis=0) - lower
+  return encode_batch([points])[0]
+
+
+def encode_batch(points_list):
+  """`encode` for many drawings at once: one set of numpy calls for all of them.
+
+  Args:
+    points_list: list of float32 ``[n_i, 3]`` arrays, each n_i >= 2.
+
+  Returns:
+    list of ``(ink, bbox, origin)`` as `encode` returns them (views into
+    shared arrays).
+  """
+  points = np.concatenate(points_list).astype(np.float32, copy=False)
+  sizes = np.array([len(p) for p in points_list])
+  starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+  lower = np.minimum.reduceat(points[:, :2], starts)
+  scale = np.maximum.reduceat(points[:, :2], starts) - lower
   scale[scale == 0] = 1
-  normalised = (points[:, :2] - lower) / scale
-  ink = np.empty((len(points) - 1, 3), np.float32)
-  ink[:, :2] = normalised[1:] - normalised[:-1]
-  ink[:, 2] = points[1:, 2]
-  return ink, np.concatenate([lower, scale]), points[0].copy()
+  owner = np.repeat(np.arange(len(sizes)), sizes)
+  normalised = (points[:, :2] - lower[owner]) / scale[owner]
+  ink = np.empty((len(points), 3), np.float32)
+  ink[1:, :2] = normalised[1:] - normalised[:-1]
+  ink[:, 2] = points[:, 2]
+  bboxes = np.concatenate([lower, scale], 1)
+  return [(ink[s + 1:s + n], bboxes[i], points[s].copy()) for i, (s, n) in enumerate(zip(starts, sizes))]
 
 
 def decode(ink, bbox, origin):

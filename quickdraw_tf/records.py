@@ -55,8 +55,9 @@ def serialize(values, image_png=None):
   """Encodes one drawing as a serialized ``tf.train.Example``.
 
   Args:
-    values: dict with every name of `FIELDS`; numpy arrays or Python scalars
-      (``ink`` float32 ``[n, 3]``, strings as ``str``).
+    values: dict with every name of `FIELDS`: numpy arrays or sequences for
+      shaped fields (``ink`` float32 ``[n, 3]``), Python ``int`` for int64
+      scalars, ``str`` for strings.
     image_png: optional PNG bytes for the ``image`` feature.
 
   Returns:
@@ -67,15 +68,19 @@ def serialize(values, image_png=None):
   feature = example.features.feature
   for field in FIELDS:
     value = values[field.name]
-    if field.dtype == "float32":
-      feature[field.name].float_list.value.extend(np.asarray(value, np.float32).ravel().tolist())
-    elif field.dtype == "int64":
-      feature[field.name].int64_list.value.extend(np.asarray(value, np.int64).ravel().tolist())
+    entry = feature[field.name]
+    if field.dtype == "string":
+      entry.bytes_list.value.append(value.encode("utf-8"))
+      continue
+    target = entry.float_list.value if field.dtype == "float32" else entry.int64_list.value
+    if field.shape:
+      target.extend(value.ravel().tolist() if isinstance(value, np.ndarray) else value)
     else:
-      feature[field.name].bytes_list.value.append(value.encode("utf-8"))
+      target.append(value)
   if image_png is not None:
     feature[IMAGE_FIELD].bytes_list.value.append(image_png)
-  return example.SerializeToString()
+  # deterministic: map entries sorted, so shards are byte-identical across runs.
+  return example.SerializeToString(deterministic=True)
 
 
 def parse_spec(with_image=False):

@@ -1,0 +1,575 @@
+r"""QuickDraw drawings -> sharded TFRecords (train / eval / test).
+
+  python -m quickdraw_tf.make_records --input=../shared/data/quickdraw/strokes
+  python -m quickdraw_tf.make_records --download=cat,dog --image_size=28
+
+Reads Google's simplified and raw ndjson (plain or gzipped), sketch-rnn .npz
+and numpy_bitmap .npy; writes the schema of `records.py`. Splits come from a
+hash of each drawing's key_id (of its geometry when it has none), so a drawing
+lands in the same split whatever the worker count, file order or set of
+categories. Duplicates (same key_id or same geometry) are written once.
+
+Bad records are skipped and counted by reason (stats.json), the first few
+reported with file and line; with --strict the first one stops the run.
+Shards are written under a temporary directory and moved into place at the
+end, dataset_info.json last: a directory without it is incomplete.
+"""
+
+import collections
+import dataclasses
+import gc
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from quickdraw_tf import DEFAULT_RECORDS_ROOT
+from quickdraw_tf import ink as ink_lib
+from quickdraw_tf import raster
+from quickdraw_tf import records
+from quickdraw_tf import sources
+
+# Skip reasons that are not bad input: --strict does not stop on them.
+NOT_ERRORS = ("duplicate", "over_max_per_class", "other_category")
+REPORTED_SKIPS = 5
+BITMAP_SIDE = 28
+_UNKNOWN_RECOGNIZED = -1
+
+
+class MakeRecordsError(Exception):
+  """An error that stops the run, with a message for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  class_index: dict  # word -> int
+  image_size: int = 0
+  max_points: int = 0
+  eval_fraction: float = 0.1
+  test_fraction: float = 0.1
+  num_shards: tuple = (("train", 8), ("eval", 1), ("test", 1))
+
+
+def split_of(key_hash, options):
+  """'train', 'eval' or 'test' from a drawing's 64-bit key hash.
+
+  Test takes the lowest values and eval the next ones, so growing
+  --eval_fraction never moves a test drawing.
+  """
+  u = (key_hash & 0xFFFFFFFF) / 2.0**32
+  if u < options.test_fraction:
+    return "test"
+  if u < options.test_fraction + options.eval_fraction:
+    return "eval"
+  return "train"
+
+
+def shard_of(key_hash, split, options):
+  return (key_hash >> 32) % dict(options.num_shards)[split]
+
+
+# --- Conversion of one chunk (runs in worker processes) ---------------------
+
+_options = None
+
+
+def _init_worker(options):
+  global _options
+  _options = options
+
+
+def _check_length(points, options):
+  if len(points) < 2:
+    raise ink_lib.InkError("too_few_points", f"drawing has {len(points)} point(s); at least 2 are needed")
+  if options.max_points and len(points) > options.max_points:
+    raise ink_lib.InkError("too_many_points", f"drawing has {len(points)} points (--max_points={options.max_points})")
+  return points
+
+
+def _ndjson_record(line, file_word, options):
+  """One ndjson line -> (strokes, word, meta); raises InkError."""
+  try:
+    record = json.loads(line)
+  except ValueError as e:
+    raise ink_lib.InkError("malformed_json", f"malformed JSON: {e}") from None
+  if not isinstance(record, dict) or "drawing" not in record:
+    raise ink_lib.InkError("missing_drawing", "record has no 'drawing'")
+  word = record.get("word", file_word)
+  if word not in options.class_index:
+    raise ink_lib.InkError("unknown_category", f"category {word!r} is not among --categories")
+  recognized = record.get("recognized")
+  meta = {
+      "key_id": str(record.get("key_id") or ""),
+      "countrycode": str(record.get("countrycode") or ""),
+      "recognized": _UNKNOWN_RECOGNIZED if recognized is None else int(bool(recognized)),
+  }
+  return record["drawing"], word, meta
+
+
+def _ndjson_drawings(path, first, lines, options, skips):
+  """ndjson lines -> list of (points, word, meta, None); bad ones go to ``skips``."""
+  file_word = sources.word_of(path)
+  parsed = []
+  for number, line in enumerate(lines, first):
+    if not line.strip():
+      continue
+    try:
+      parsed.append((number,) + _ndjson_record(line, file_word, options))
+    except ink_lib.InkError as e:
+      skips.append((e.reason, path, number, str(e)))
+  drawings = []
+  for (number, strokes, word, meta), points in zip(parsed, ink_lib.strokes_to_points_batch([p[1] for p in parsed])):
+    try:
+      if isinstance(points, ink_lib.InkError):
+        raise points
+      if any(len(stroke) > 2 for stroke in strokes):  # [xs, ys, ts]: raw data.
+        points = ink_lib.simplify_raw(points)
+      drawings.append((_check_length(points, options), word, meta, None))
+    except ink_lib.InkError as e:
+      skips.append((e.reason, path, number, str(e)))
+  return drawings
+
+
+def _npz_drawing(stroke3, options):
+  stroke3 = np.asarray(stroke3, np.float32)
+  if stroke3.ndim != 2 or stroke3.shape[1] != 3:
+    raise ink_lib.InkError("bad_stroke", f"stroke-3 array of shape {list(stroke3.shape)}, expected [n, 3]")
+  if not len(stroke3):
+    raise ink_lib.InkError("empty_drawing", "drawing has no points")
+  if not np.isfinite(stroke3).all():
+    raise ink_lib.InkError("non_finite", "drawing has NaN or infinite coordinates")
+  return _check_length(ink_lib.fit_to_frame(ink_lib.stroke3_to_points(stroke3)), options)
+
+
+def _examples(drawings, options):
+  """Encodes parsed drawings.
+
+  Args:
+    drawings: list of ``(points, word, meta, split or None)``.
+
+  Returns:
+    list of ``(split, shard, class_index, key_hash, geometry_hash, ink_length,
+    serialized)``; key_hash is 0 without a key_id.
+  """
+  if not drawings:
+    return []
+  encoded = ink_lib.encode_batch([d[0] for d in drawings])
+  examples = []
+  for (points, word, meta, split), (ink, bbox, origin) in zip(drawings, encoded):
+    image = raster.encode_png(raster.render(points, options.image_size)) if options.image_size else None
+    class_index = options.class_index[word]
+    serialized = records.serialize(
+        dict(ink=ink, shape=ink.shape, class_index=class_index, word=word, key_id=meta.get("key_id", ""),
+             countrycode=meta.get("countrycode", ""), recognized=meta.get("recognized", _UNKNOWN_RECOGNIZED),
+             bbox=bbox, origin=origin), image)
+    geometry_hash = ink_lib.fingerprint(points)
+    key_hash = ink_lib.fingerprint(meta["key_id"]) if meta.get("key_id") else 0
+    placement = key_hash or geometry_hash
+    split = split or split_of(placement, options)
+    examples.append((split, shard_of(placement, split, options), class_index, key_hash, geometry_hash, len(ink),
+                     serialized))
+  return examples
+
+
+def convert_chunk(chunk):
+  """Converts one chunk from `sources.chunks`.
+
+  Returns:
+    (examples, skips): examples as `_examples` builds them, in input order;
+    skips as ``(reason, path, line, message)``.
+  """
+  # Parsing JSON allocates many small acyclic objects; the cyclic collector's
+  # passes over them (and over every imported module) tripled the cost. It
+  # runs again between chunks.
+  enabled = gc.isenabled()
+  gc.disable()
+  try:
+    return _convert_chunk(chunk)
+  finally:
+    if enabled:
+      gc.enable()
+
+
+def _convert_chunk(chunk):
+  options = _options
+  kind, path = chunk[0], chunk[1]
+  word = sources.word_of(path)
+  drawings, skips = [], []
+  if kind == "ndjson":
+    _, _, first, lines = chunk
+    drawings = _ndjson_drawings(path, first, lines, options, skips)
+  elif kind == "npz":
+    _, _, npz_split, start, arrays = chunk
+    for index, stroke3 in enumerate(arrays, start):
+      try:
+        drawings.append((_npz_drawing(stroke3, options), word, {}, sources.NPZ_SPLITS[npz_split]))
+      except ink_lib.InkError as e:
+        skips.append((e.reason, path, f"{npz_split}[{index}]", str(e)))
+  else:  # npy: image-only records.
+    _, _, start, images = chunk
+    empty_ink = np.zeros((0, 3), np.float32)
+    examples = []
+    for pixels in images:
+      image_hash = ink_lib.fingerprint(pixels)
+      split = split_of(image_hash, options)
+      serialized = records.serialize(
+          dict(ink=empty_ink, shape=empty_ink.shape, class_index=options.class_index[word], word=word, key_id="",
+               countrycode="", recognized=_UNKNOWN_RECOGNIZED, bbox=np.zeros(4), origin=np.zeros(3)),
+          raster.encode_png(pixels.reshape(BITMAP_SIDE, BITMAP_SIDE)))
+      examples.append((split, shard_of(image_hash, split, options), options.class_index[word], 0, image_hash, 0,
+                       serialized))
+    return examples, skips
+  return _examples(drawings, options), skips
+
+
+# --- The run -----------------------------------------------------------------
+
+
+def _first_word(path):
+  """The word of a file's first record, or None when it cannot be read cheaply."""
+  if sources.kind_of(path) != "ndjson":
+    return sources.word_of(path)
+  try:
+    with sources._open_text_lines(path) as f:  # pylint: disable=protected-access
+      words = sources._WORD_RE.search(f.readline() or b"")  # pylint: disable=protected-access
+    return json.loads(b'"' + words.group(1) + b'"') if words else None
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def _read_categories(value):
+  if os.path.isfile(value):
+    with open(value, encoding="utf-8") as f:
+      names = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+  else:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+  if len(set(names)) != len(names):
+    raise MakeRecordsError(f"--categories lists a name twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+  if not names:
+    raise MakeRecordsError(f"--categories={value!r} names no category")
+  return names
+
+
+class _Skips:
+  """Counts skipped records by reason and remembers the first few."""
+
+  def __init__(self, strict):
+    self.counts = collections.Counter()
+    self.examples = []
+    self.strict = strict
+
+  def add(self, reason, path, line, message):
+    self.counts[reason] += 1
+    where = f"{path}:{line}" if line else path
+    if reason not in NOT_ERRORS:
+      if self.strict:
+        raise MakeRecordsError(f"{where}: {message} [{reason}] (--strict)")
+      if len(self.examples) < 20:
+        self.examples.append({"reason": reason, "file": path, "line": line, "message": message})
+      if sum(v for k, v in self.counts.items() if k not in NOT_ERRORS) <= REPORTED_SKIPS:
+        logging.warning("skipped %s: %s [%s]", where, message, reason)
+
+
+def _chunk_stream(files, chunk_size, skips_queue):
+  """All chunks of all files, in order; file-level errors go into the stream as skips."""
+  for path in files:
+    try:
+      for chunk in sources.chunks(path, chunk_size):
+        yield chunk
+    except sources.SourceError as e:
+      skips_queue.append(e)
+      yield None
+
+
+def _shard_counts(num_shards, eval_fraction, test_fraction):
+  train_fraction = max(1.0 - eval_fraction - test_fraction, 1e-9)
+  def count(fraction):
+    return int(min(num_shards, max(1, round(num_shards * fraction / train_fraction))))
+  return (("train", num_shards), ("eval", count(eval_fraction)), ("test", count(test_fraction)))
+
+
+def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=0.1, test_fraction=0.1,
+            num_shards=8, workers=None, image_size=0, max_points=0, strict=False, chunk_size=256, progress=True):
+  """Converts QuickDraw files into a records directory.
+
+  Args:
+    inputs: files, directories or globs.
+    output_dir: the records directory to (re)write.
+    categories: None (all found), or a list of class names (this order).
+    max_per_class: keep at most this many drawings per class (0: all); the
+      first ones in path order are kept.
+    eval_fraction, test_fraction: shares of the hash-split (ignored for npz,
+      whose train/valid/test splits are kept).
+    num_shards: train shards; eval and test get a proportional number.
+    workers: converter processes (default: number of cores).
+    image_size: 0 for no images, else the side of a rendered ``image``.
+    max_points: skip drawings with more points (0: no limit).
+    strict: stop at the first bad record.
+    chunk_size: drawings per work unit.
+    progress: show a progress bar.
+
+  Returns:
+    The stats dict also written to stats.json.
+
+  Raises:
+    MakeRecordsError: nothing usable, bad options, or (strict) bad input.
+  """
+  # Loaded first: workers forked below inherit example_pb2 rather than each
+  # paying TensorFlow's import (no TensorFlow op has run yet, so forking is
+  # safe), and start-up stays out of the measured conversion time.
+  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top,unused-import
+  import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import
+  started = time.time()
+  workers = workers or os.cpu_count() or 1
+  if not 0 <= eval_fraction < 1 or not 0 <= test_fraction < 1 or eval_fraction + test_fraction >= 1:
+    raise MakeRecordsError(f"--eval_fraction={eval_fraction} and --test_fraction={test_fraction} must be in [0, 1) "
+                           "and leave room for training data")
+  if num_shards < 1:
+    raise MakeRecordsError(f"--num_shards must be at least 1, got {num_shards}")
+  skips = _Skips(strict)
+  files, problems = sources.find_files(inputs)
+  for problem in problems:
+    skips.add(problem.reason, problem.path, problem.line, problem.message)
+  if not files:
+    raise MakeRecordsError(f"no usable input file in {inputs} (expected {', '.join(sources.SUFFIXES)})")
+  kinds = {sources.kind_of(f) for f in files}
+  has_ink = kinds != {"npy"}
+  if "npy" in kinds and has_ink:
+    raise MakeRecordsError("numpy_bitmap .npy files hold images only and cannot share a records directory with "
+                           f"vector drawings: convert them separately ({[f for f in files if f.endswith('.npy')][:3]})")
+  if not has_ink and image_size not in (0, BITMAP_SIDE):
+    raise MakeRecordsError(f"numpy_bitmap images are {BITMAP_SIDE}x{BITMAP_SIDE}: --image_size must be 0 or "
+                           f"{BITMAP_SIDE}, got {image_size} (the input pipeline resizes them)")
+  if not has_ink:
+    image_size = BITMAP_SIDE
+
+  gc.freeze()  # Imported objects: out of the collector's way, and not copied into forked workers.
+  context = multiprocessing.get_context("fork")
+  pool = context.Pool(workers) if workers > 1 else None
+  try:
+    if categories is None:
+      found = (pool.map(sources.scan_words, files) if pool else [sources.scan_words(f) for f in files])
+      class_names = sorted(set().union(*found))
+    else:
+      class_names = list(categories)
+      # Google's files hold one category each: skip those of other categories unread.
+      selected = []
+      for path in files:
+        first = _first_word(path)
+        if first is not None and first not in class_names and sources.word_of(path) == first:
+          skips.counts["other_category_files"] += 1
+        else:
+          selected.append(path)
+      files = selected
+    options = Options(class_index={w: i for i, w in enumerate(class_names)}, image_size=image_size,
+                      max_points=max_points, eval_fraction=eval_fraction, test_fraction=test_fraction,
+                      num_shards=_shard_counts(num_shards, eval_fraction, test_fraction))
+    if pool:
+      pool.close()
+      pool = context.Pool(workers, initializer=_init_worker, initargs=(options,))
+    else:
+      _init_worker(options)
+    return _write(files, output_dir, class_names, options, pool, workers, skips, max_per_class, chunk_size,
+                  progress, has_ink, started)
+  finally:
+    if pool:
+      pool.terminate()
+
+
+def _write(files, output_dir, class_names, options, pool, workers, skips, max_per_class, chunk_size, progress,
+           has_ink, started):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+
+  os.makedirs(output_dir, exist_ok=True)
+  partial = os.path.join(output_dir, f".partial-{os.getpid()}")
+  shutil.rmtree(partial, ignore_errors=True)
+  os.makedirs(partial)
+  num_shards = dict(options.num_shards)
+  writers = {(split, i): tf.io.TFRecordWriter(os.path.join(partial, f"{split}-{i:05d}.tmp"))
+             for split, n in num_shards.items() for i in range(n)}
+  shard_lengths = collections.Counter()
+  counts = {split: collections.Counter() for split in records.SPLITS}
+  lengths = collections.Counter()
+  seen_keys, seen_geometry = set(), set()
+  per_class = collections.Counter()
+  file_errors = collections.deque()
+  bar = tqdm(unit=" drawings", disable=not progress, smoothing=0.1, mininterval=0.5)
+  try:
+    def consume(result):
+      examples, chunk_skips = result
+      for reason, path, line, message in chunk_skips:
+        skips.add(reason, path, line, message)
+      for split, shard, class_index, key_hash, geometry_hash, length, serialized in examples:
+        duplicate = (key_hash and key_hash in seen_keys) or geometry_hash in seen_geometry
+        # Both identities are remembered even for a duplicate: a later copy may share only one of them.
+        if key_hash:
+          seen_keys.add(key_hash)
+        seen_geometry.add(geometry_hash)
+        if duplicate:
+          skips.counts["duplicate"] += 1
+          continue
+        if max_per_class and per_class[class_index] >= max_per_class:
+          skips.counts["over_max_per_class"] += 1
+          continue
+        per_class[class_index] += 1
+        writers[(split, shard)].write(serialized)
+        shard_lengths[(split, shard)] += 1
+        counts[split][class_names[class_index]] += 1
+        lengths[length] += 1
+      bar.update(len(examples) + len(chunk_skips))
+
+    def consume_file_error():
+      e = file_errors.popleft()
+      skips.add(e.reason, e.path, e.line, e.message)
+
+    # Bounded and ordered: at most a few chunks in flight, results taken in
+    # input order, so memory stays flat and the output is deterministic.
+    pending = collections.deque()
+    for chunk in _chunk_stream(files, chunk_size, file_errors):
+      if chunk is None:
+        pending.append(None)
+      elif pool:
+        pending.append(pool.apply_async(convert_chunk, (chunk,)))
+      else:
+        consume(convert_chunk(chunk))
+      while pending and (len(pending) > 2 * workers or pending[0] is None):
+        head = pending.popleft()
+        consume_file_error() if head is None else consume(head.get())
+    while pending:
+      head = pending.popleft()
+      consume_file_error() if head is None else consume(head.get())
+  except BaseException:
+    bar.close()
+    for writer in writers.values():
+      writer.close()
+    shutil.rmtree(partial, ignore_errors=True)
+    raise
+  bar.close()
+  for writer in writers.values():
+    writer.close()
+
+  written = sum(shard_lengths.values())
+  if not written:
+    shutil.rmtree(partial, ignore_errors=True)
+    raise MakeRecordsError(f"no drawing was written from {len(files)} file(s); skips: {dict(skips.counts)}")
+  missing = [w for i, w in enumerate(class_names) if not per_class[i]]
+  if missing:
+    message = f"{len(missing)} categories have no drawing: {missing[:10]}"
+    if skips.strict:
+      shutil.rmtree(partial, ignore_errors=True)
+      raise MakeRecordsError(message + " (--strict)")
+    logging.warning("%s", message)
+
+  # Move into place: old shards out, new (non-empty, renumbered) in, metadata last.
+  for name in os.listdir(output_dir):
+    if name.startswith(f"{records.DATASET_NAME}-") or name in (
+        records.COMPLETE_MARKER, "features.json", records.CLASSES_FILE, records.STATS_FILE):
+      os.remove(os.path.join(output_dir, name))
+  final_lengths = {}
+  for split, n in num_shards.items():
+    kept = [i for i in range(n) if shard_lengths[(split, i)]]
+    final_lengths[split] = [shard_lengths[(split, i)] for i in kept]
+    for new_index, i in enumerate(kept):
+      os.replace(os.path.join(partial, f"{split}-{i:05d}.tmp"),
+                 records.shard_path(output_dir, split, new_index, len(kept)))
+  shutil.rmtree(partial, ignore_errors=True)
+  with open(os.path.join(output_dir, records.CLASSES_FILE), "w", encoding="utf-8") as f:
+    f.write("".join(w + "\n" for w in class_names))
+  elapsed = time.time() - started
+  stats = _stats(class_names, counts, lengths, skips, has_ink, options, files, workers, elapsed, written)
+  with open(os.path.join(output_dir, records.STATS_FILE), "w", encoding="utf-8") as f:
+    json.dump(stats, f, indent=1)
+  records.write_tfds_metadata(output_dir, class_names, options.image_size, final_lengths)
+  return stats
+
+
+def _stats(class_names, counts, lengths, skips, has_ink, options, files, workers, elapsed, written):
+  if lengths:
+    values = np.array(sorted(lengths))
+    cumulative = np.cumsum([lengths[v] for v in values]) / sum(lengths.values())
+    percentiles = {f"p{p}": int(values[np.searchsorted(cumulative, p / 100.0)]) for p in (50, 90, 95, 99)}
+    percentiles["max"] = int(values[-1])
+  else:
+    percentiles = {}
+  return {
+      "classes": class_names,
+      "has_ink": has_ink,
+      "image_size": options.image_size,
+      "totals": {split: sum(counts[split].values()) for split in records.SPLITS},
+      "counts": {split: {w: counts[split][w] for w in class_names} for split in records.SPLITS},
+      "ink_length_percentiles": percentiles,
+      "skipped": dict(sorted(skips.counts.items())),
+      "skipped_examples": skips.examples,
+      "inputs": files,
+      "options": {"eval_fraction": options.eval_fraction, "test_fraction": options.test_fraction,
+                  "num_shards": dict(options.num_shards), "max_points": options.max_points},
+      "workers": workers,
+      "seconds": round(elapsed, 2),  # after imports: scan, conversion, writing
+      "drawings_per_second": round(written / max(elapsed, 1e-9), 1),
+  }
+
+
+# --- Command line ------------------------------------------------------------
+
+flags.DEFINE_multi_string("input", [], "Input files, directories or globs (repeatable).")
+flags.DEFINE_string("output_dir", None, f"Records directory (default {DEFAULT_RECORDS_ROOT}/<name>).")
+flags.DEFINE_string("name", "quickdraw", "Name of the records directory under tfrecords/.")
+flags.DEFINE_string("categories", None, "Comma-separated class names, or a file with one a line (default: all found).")
+flags.DEFINE_integer("max_per_class", 0, "Keep at most this many drawings per class (0: all).", lower_bound=0)
+flags.DEFINE_float("eval_fraction", 0.1, "Share of drawings in the eval split.")
+flags.DEFINE_float("test_fraction", 0.1, "Share of drawings in the test split.")
+flags.DEFINE_integer("num_shards", 8, "Number of train shards (eval and test get a proportional number).",
+                     lower_bound=1)
+flags.DEFINE_integer("workers", None, "Converter processes (default: number of cores).", lower_bound=1)
+flags.DEFINE_integer("image_size", 0, "Also store a rendered image of this side (0: no images).", lower_bound=0)
+flags.DEFINE_integer("max_points", 0, "Skip drawings with more points than this (0: no limit).", lower_bound=0)
+flags.DEFINE_bool("strict", False, "Stop at the first bad record instead of skipping and counting it.")
+flags.DEFINE_list("download", [], "Categories to fetch from the public QuickDraw bucket first, e.g. cat,dog.")
+flags.DEFINE_enum("download_kind", "simplified", ["simplified", "raw", "numpy_bitmap", "sketchrnn"],
+                  "Which variant of the dataset to download.")
+flags.DEFINE_string("download_url", None, "Base URL of the bucket (default: Google's public bucket).")
+flags.DEFINE_string("cache_dir", None, "Where downloads are kept (default ~/.cache/quickdraw_tf).")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  inputs = list(FLAGS.input)
+  if FLAGS.download:
+    from quickdraw_tf import download  # pylint: disable=g-import-not-at-top
+    kwargs = {k: v for k, v in (("base_url", FLAGS.download_url), ("cache_dir", FLAGS.cache_dir)) if v}
+    inputs += download.fetch(FLAGS.download, kind=FLAGS.download_kind, progress=FLAGS.progress, **kwargs)
+  if not inputs:
+    raise app.UsageError("give --input (files, directories, globs) or --download=word,word")
+  output_dir = FLAGS.output_dir or os.path.join(DEFAULT_RECORDS_ROOT, FLAGS.name)
+  try:
+    stats = convert(
+        inputs, output_dir,
+        categories=_read_categories(FLAGS.categories) if FLAGS.categories else None,
+        max_per_class=FLAGS.max_per_class, eval_fraction=FLAGS.eval_fraction, test_fraction=FLAGS.test_fraction,
+        num_shards=FLAGS.num_shards, workers=FLAGS.workers, image_size=FLAGS.image_size,
+        max_points=FLAGS.max_points, strict=FLAGS.strict, progress=FLAGS.progress)
+  except MakeRecordsError as e:
+    print(f"make_records: error: {e}", file=sys.stderr)
+    return 1
+  bad = {k: v for k, v in stats["skipped"].items() if k not in NOT_ERRORS}
+  print(f"wrote {sum(stats['totals'].values())} drawings of {len(stats['classes'])} classes to {output_dir} "
+        f"({stats['totals']}) in {stats['seconds']} s, {stats['drawings_per_second']} drawings/s; "
+        f"skipped {stats['skipped'] or 'none'}")
+  if bad:
+    print(f"bad records were skipped: {bad}; see {os.path.join(output_dir, records.STATS_FILE)}", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

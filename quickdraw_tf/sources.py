@@ -1,0 +1,178 @@
+"""Input files: find them, tell their format, and cut them into work chunks.
+
+Each chunk is a small picklable tuple handed to a converter process; reading
+stays streaming (a chunk at a time), so memory does not grow with input size.
+
+Formats, chosen by file name and content:
+  *.ndjson, *.ndjson.gz, *.jsonl   Google simplified or raw ndjson (per record:
+                                   strokes of 3 lists are raw, of 2 simplified)
+  *.npz                            sketch-rnn stroke-3 arrays under train/valid/test
+  *.npy                            numpy_bitmap, uint8 [N, 784] 28x28 images
+"""
+
+import glob
+import gzip
+import json
+import os
+import re
+import zlib
+
+import numpy as np
+
+NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
+NPZ_SUFFIX = ".npz"
+NPY_SUFFIX = ".npy"
+SUFFIXES = NDJSON_SUFFIXES + (NPZ_SUFFIX, NPY_SUFFIX)
+# Prefixes of Google's bucket file names as people usually save them.
+_WORD_PREFIXES = ("full_simplified_", "full_raw_", "full_numpy_bitmap_", "full-simplified-", "full-raw-")
+# sketch-rnn split name -> records split.
+NPZ_SPLITS = {"train": "train", "valid": "eval", "test": "test"}
+NPZ_SPLITS_REQUIRED = ("train", "valid", "test")
+_WORD_RE = re.compile(rb'"word"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+class SourceError(ValueError):
+  """Unusable input; ``reason`` is a counter name, ``path``/``line`` where it is."""
+
+  def __init__(self, reason, path, line, message):
+    super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+    self.reason, self.path, self.line, self.message = reason, path, line, message
+
+
+def kind_of(path):
+  """'ndjson', 'npz', 'npy' or None."""
+  lower = path.lower()
+  if lower.endswith(NDJSON_SUFFIXES):
+    return "ndjson"
+  if lower.endswith(NPZ_SUFFIX):
+    return "npz"
+  if lower.endswith(NPY_SUFFIX):
+    return "npy"
+  return None
+
+
+def word_of(path):
+  """The category a file is named after: ``full_raw_alarm clock.ndjson`` -> ``alarm clock``."""
+  name = os.path.basename(path)
+  for suffix in sorted(SUFFIXES, key=len, reverse=True):
+    if name.lower().endswith(suffix):
+      name = name[:-len(suffix)]
+      break
+  for prefix in _WORD_PREFIXES:
+    if name.startswith(prefix):
+      return name[len(prefix):]
+  return name
+
+
+def find_files(inputs):
+  """Expands files, directories (recursively) and globs into usable input files.
+
+  Args:
+    inputs: list of str.
+
+  Returns:
+    (files, problems): the files sorted by path, so that the output does not
+    depend on the order of the arguments; problems is a list of SourceError
+    for arguments that matched nothing usable.
+  """
+  files, problems = set(), []
+  for pattern in inputs:
+    matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    found = []
+    for match in matches:
+      if os.path.isdir(match):
+        for root, _, names in os.walk(match):
+          found.extend(os.path.join(root, n) for n in names if kind_of(n))
+      elif os.path.isfile(match) and kind_of(match):
+        found.append(match)
+    if not found:
+      what = "no such file or directory" if not matches or not any(os.path.exists(m) for m in matches) else (
+          f"no usable file (expected {', '.join(SUFFIXES)})")
+      problems.append(SourceError("no_usable_file", pattern, 0, what))
+    files.update(os.path.normpath(f) for f in found)
+  return sorted(files), problems
+
+
+def _open_text_lines(path):
+  opener = gzip.open if path.lower().endswith(".gz") else open
+  return opener(path, "rb")
+
+
+def scan_words(path):
+  """Category names in one file, without parsing whole records (fast pre-pass).
+
+  Returns:
+    set of str. Unreadable parts are ignored here; the conversion counts them.
+  """
+  if kind_of(path) != "ndjson":
+    return {word_of(path)}
+  words = set()
+  try:
+    with _open_text_lines(path) as f:
+      for line in f:
+        m = _WORD_RE.search(line)
+        if m:
+          try:
+            words.add(json.loads(b'"' + m.group(1) + b'"'))
+          except ValueError:
+            pass
+  except (OSError, EOFError, zlib.error):
+    pass
+  if not words:
+    words.add(word_of(path))
+  return words
+
+
+def chunks(path, chunk_size):
+  """Cuts one file into work chunks.
+
+  Yields:
+    ``("ndjson", path, first_line_number, [bytes lines])``,
+    ``("npz", path, split, first_index, [stroke-3 arrays])``,
+    ``("npy", path, first_row, uint8 [k, 784])``.
+
+  Raises:
+    SourceError: a truncated or corrupt file (after the chunks read before the
+      damage were yielded), an npz without the sketch-rnn keys, an npy of the
+      wrong shape.
+  """
+  kind = kind_of(path)
+  if kind == "ndjson":
+    lines, first, number = [], 1, 0
+    try:
+      with _open_text_lines(path) as f:
+        for number, line in enumerate(f, 1):
+          lines.append(line)
+          if len(lines) == chunk_size:
+            yield ("ndjson", path, first, lines)
+            lines, first = [], number + 1
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
+      if lines:
+        yield ("ndjson", path, first, lines)
+      raise SourceError("truncated_file", path, number + 1, f"unreadable after line {number}: {e}") from None
+    if lines:
+      yield ("ndjson", path, first, lines)
+  elif kind == "npz":
+    try:
+      # sketch-rnn stores object arrays of int16 [n, 3]: they need pickle.
+      data = np.load(path, allow_pickle=True, encoding="latin1")
+      missing = [k for k in NPZ_SPLITS_REQUIRED if k not in data.files]
+    except Exception as e:  # pylint: disable=broad-except
+      raise SourceError("bad_npz", path, 0, f"not a readable npz: {e}") from None
+    if missing:
+      raise SourceError("bad_npz", path, 0,
+                        f"missing sketch-rnn keys {missing} (found {data.files}; expected train, valid, test)")
+    for key in NPZ_SPLITS_REQUIRED:
+      arrays = data[key]
+      for start in range(0, len(arrays), chunk_size):
+        yield ("npz", path, key, start, list(arrays[start:start + chunk_size]))
+  elif kind == "npy":
+    try:
+      images = np.load(path, mmap_mode="r")
+    except Exception as e:  # pylint: disable=broad-except
+      raise SourceError("bad_npy", path, 0, f"not a readable npy: {e}") from None
+    if images.ndim != 2 or images.shape[1] != 784 or images.dtype != np.uint8:
+      raise SourceError("bad_npy", path, 0,
+                        f"expected numpy_bitmap uint8 [N, 784], found {images.dtype} {list(images.shape)}")
+    for start in range(0, len(images), chunk_size):
+      yield ("npy", path, start, np.array(images[start:start + chunk_size]))

@@ -1,0 +1,325 @@
+"""make_records end to end: formats, splits, duplicates, bad input, atomic output, TFDS."""
+
+import glob
+import gzip
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from quickdraw_tf import ink
+from quickdraw_tf import make_records
+from quickdraw_tf import raster
+from quickdraw_tf import records
+
+WORDS = ("cat", "airplane", "bicycle")
+
+
+def _write_lines(path, lines):
+  with open(path, "w") as f:
+    f.write("".join(line + "\n" for line in lines))
+
+
+def _read_split(records_dir, split, with_image=False):
+  paths = records.shard_paths(records_dir, split)
+  return [{k: v.numpy() for k, v in records.parse(r, with_image).items()} for r in tf.data.TFRecordDataset(paths)]
+
+
+def _convert(inputs, output_dir, **kwargs):
+  kwargs.setdefault("workers", 1)
+  kwargs.setdefault("progress", False)
+  return make_records.convert(inputs, str(output_dir), **kwargs)
+
+
+def _cli(*args, **kwargs):
+  return subprocess.run([sys.executable, "-m", "quickdraw_tf.make_records", "--progress=false", *args],
+                        capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def real_inputs(data_dir, tmp_path_factory):
+  """Real drawings of three words: Google simplified (lamnguyen) and raw (exupery)."""
+  root = tmp_path_factory.mktemp("real")
+  for source in ("simplified_lamnguyen", "raw_exupery"):
+    os.makedirs(root / source)
+    for word in WORDS:
+      shutil.copy(os.path.join(data_dir, "strokes", source, f"{word}.ndjson"), root / source)
+  return root
+
+
+def test_round_trip_exact_values(tmp_path):
+  """Hand-written drawing -> records -> the exact ink, metadata and geometry back."""
+  _write_lines(tmp_path / "cat.ndjson", [json.dumps({
+      "word": "cat", "key_id": "42", "countrycode": "FR", "recognized": True,
+      "drawing": [[[0, 10], [0, 20]], [[5], [5]]]})])
+  stats = _convert([str(tmp_path / "cat.ndjson")], tmp_path / "out", eval_fraction=0, test_fraction=0)
+  assert stats["totals"] == {"train": 1, "eval": 0, "test": 0}
+  (example,) = _read_split(tmp_path / "out", "train")
+  np.testing.assert_allclose(example["ink"], [[1, 1, 1], [-0.5, -0.75, 1]])
+  np.testing.assert_array_equal(example["shape"], [2, 3])
+  assert (example["word"], example["key_id"], example["countrycode"]) == (b"cat", b"42", b"FR")
+  assert example["recognized"] == 1 and example["class_index"] == 0
+  np.testing.assert_allclose(ink.decode(example["ink"], example["bbox"], example["origin"]),
+                             [[0, 0, 0], [10, 20, 1], [5, 5, 1]], atol=1e-5)
+  assert records.read_classes(tmp_path / "out") == ["cat"]
+
+
+def test_real_drawings_round_trip_and_tfds(real_inputs, tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "out"
+  stats = _convert([str(real_inputs / "simplified_lamnguyen")], out, image_size=28)
+  assert sum(stats["totals"].values()) == 75 and set(stats["classes"]) == set(WORDS)
+  assert set(stats["ink_length_percentiles"]) == {"p50", "p90", "p95", "p99", "max"}
+  by_key = {}
+  for word in WORDS:
+    with open(real_inputs / "simplified_lamnguyen" / f"{word}.ndjson") as f:
+      for line in f:
+        record = json.loads(line)
+        by_key[record["key_id"]] = record
+  seen = 0
+  for split in records.SPLITS:
+    for example in _read_split(out, split, with_image=True):
+      record = by_key[example["key_id"].decode()]
+      points = ink.strokes_to_points(record["drawing"])
+      np.testing.assert_allclose(example["ink"], ink.encode(points)[0])
+      np.testing.assert_array_equal(example["image"][..., 0], raster.render(points, 28))
+      assert stats["classes"][example["class_index"]] == record["word"] == example["word"].decode()
+      seen += 1
+  assert seen == 75
+  # tensorflow-datasets reads the same directory with its own metadata.
+  builder = tfds.builder_from_directory(str(out))
+  assert builder.info.features["class_index"].names == stats["classes"]
+  tfds_examples = list(builder.as_dataset(split="train").as_numpy_iterator())
+  assert len(tfds_examples) == stats["totals"]["train"]
+  assert tfds_examples[0]["ink"].shape[1] == 3 and tfds_examples[0]["image"].shape == (28, 28, 1)
+
+
+def test_split_determinism_across_workers_and_file_order(real_inputs, tmp_path):
+  files = sorted(glob.glob(str(real_inputs / "*" / "*.ndjson")))
+  a = _convert(files, tmp_path / "a", workers=1)
+  b = _convert(list(reversed(files)), tmp_path / "b", workers=2)
+  names = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "a" / "quickdraw-*")))
+  assert names == sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "b" / "quickdraw-*")))
+  for name in names:  # The very same bytes, shard by shard.
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+  assert a["totals"] == b["totals"]
+  # And a drawing's split does not depend on which other categories are converted.
+  c = _convert([str(real_inputs / "simplified_lamnguyen" / "cat.ndjson")], tmp_path / "c")
+  splits_all = {e["key_id"]: s for s in records.SPLITS for e in _read_split(tmp_path / "a", s) if e["word"] == b"cat"}
+  splits_cat = {e["key_id"]: s for s in records.SPLITS for e in _read_split(tmp_path / "c", s)}
+  assert splits_cat and all(splits_all[k] == s for k, s in splits_cat.items())
+  assert sum(c["totals"].values()) == 25
+
+
+def test_duplicates_written_once(real_inputs, tmp_path):
+  """raw_exupery and simplified_lamnguyen share key_ids; a copied file repeats geometry."""
+  simplified = real_inputs / "simplified_lamnguyen" / "cat.ndjson"
+  no_keys = tmp_path / "nokeys"
+  os.makedirs(no_keys)
+  with open(simplified) as f:  # Same drawings without key_id: caught by geometry.
+    _write_lines(no_keys / "cat.ndjson", [json.dumps({"word": "cat", "drawing": json.loads(l)["drawing"]}) for l in f])
+  raw = real_inputs / "raw_exupery" / "cat.ndjson"
+  with open(raw) as f:
+    raw_keys = {json.loads(line)["key_id"] for line in f}
+  with open(simplified) as f:
+    shared = len(raw_keys & {json.loads(line)["key_id"] for line in f})
+  stats = _convert([str(simplified), str(raw), str(no_keys)], tmp_path / "out")
+  assert shared > 0
+  assert stats["skipped"]["duplicate"] == shared + 25
+  assert sum(stats["totals"].values()) == len(raw_keys) + 25 - shared
+  key_ids = [e["key_id"] for s in records.SPLITS for e in _read_split(tmp_path / "out", s)]
+  assert len(key_ids) == len(set(key_ids))
+
+
+def test_npz_keeps_its_splits(data_dir, tmp_path):
+  """A sketch-rnn .npz built from real drawings: its train/valid/test become train/eval/test."""
+  with open(os.path.join(data_dir, "strokes", "simplified_lamnguyen", "cat.ndjson")) as f:
+    drawings = [ink.points_to_stroke3(ink.strokes_to_points(json.loads(line)["drawing"])).astype(np.int16)
+                for line in f]
+
+  def objects(arrays):
+    out = np.empty(len(arrays), dtype=object)
+    out[:] = arrays
+    return out
+
+  np.savez(tmp_path / "cat.npz", train=objects(drawings[:15]), valid=objects(drawings[15:20]),
+           test=objects(drawings[20:]))
+  stats = _convert([str(tmp_path / "cat.npz")], tmp_path / "out")
+  assert stats["totals"] == {"train": 15, "eval": 5, "test": 5}
+  (first,) = [e for e in _read_split(tmp_path / "out", "eval")][:1]
+  assert first["word"] == b"cat" and first["ink"].shape[1] == 3
+
+
+def test_numpy_bitmap_gives_image_only_records(data_dir, tmp_path):
+  bitmaps = np.load(os.path.join(data_dir, "bitmaps28", "numpy_bitmap_prefix", "snowflake.npy"))[:50]
+  np.save(tmp_path / "snowflake.npy", bitmaps)
+  stats = _convert([str(tmp_path / "snowflake.npy")], tmp_path / "out")
+  assert stats["has_ink"] is False and stats["image_size"] == 28 and sum(stats["totals"].values()) == 50
+  images = {e["image"].tobytes() for s in records.SPLITS for e in _read_split(tmp_path / "out", s, True)}
+  assert images == {row.reshape(28, 28, 1).tobytes() for row in bitmaps}
+  with pytest.raises(make_records.MakeRecordsError, match="cannot share"):
+    _convert([str(tmp_path / "snowflake.npy"), os.path.join(data_dir, "strokes", "simplified_lamnguyen",
+                                                            "cat.ndjson")], tmp_path / "mixed")
+
+
+# --- Bad input ---------------------------------------------------------------
+
+GOOD = json.dumps({"word": "cat", "key_id": "1", "drawing": [[[0, 10, 20], [0, 5, 0]]]})
+BAD_LINES = [
+    ("malformed_json", '{"word": "cat", "drawing": [[[0, 1], [0, 1]]'),
+    ("missing_drawing", json.dumps({"word": "cat", "key_id": "2"})),
+    ("empty_drawing", json.dumps({"word": "cat", "key_id": "3", "drawing": []})),
+    ("mismatched_lengths", json.dumps({"word": "cat", "key_id": "4", "drawing": [[[0, 1, 2], [0, 1]]]})),
+    ("non_finite", '{"word": "cat", "key_id": "5", "drawing": [[[0, NaN], [0, 1]]]}'),
+    ("non_finite", '{"word": "cat", "key_id": "6", "drawing": [[[0, Infinity], [0, 1]]]}'),
+    ("unknown_category", json.dumps({"word": "dog", "key_id": "7", "drawing": [[[0, 1], [0, 1]]]})),
+    ("too_few_points", json.dumps({"word": "cat", "key_id": "8", "drawing": [[[4], [4]]]})),
+]
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+  root = tmp_path / "bad"
+  os.makedirs(root)
+  _write_lines(root / "cat.ndjson", [GOOD] + [line for _, line in BAD_LINES])
+  # A gzip file cut short: the lines before the cut are kept.
+  data = gzip.compress(("\n".join(json.dumps({"word": "cat", "key_id": f"g{i}", "drawing": [[[0, i + 1], [0, 1]]]})
+                                  for i in range(2000)) + "\n").encode())
+  os.makedirs(tmp_path / "gz")
+  (tmp_path / "gz" / "cat.ndjson.gz").write_bytes(data[:len(data) // 2])
+  np.savez(root / "cat.npz", training=np.zeros(3))  # Not sketch-rnn keys.
+  os.makedirs(tmp_path / "empty_dir")
+  (tmp_path / "empty_dir" / "notes.txt").write_text("nothing here")
+  return root, tmp_path / "empty_dir", tmp_path / "gz" / "cat.ndjson.gz"
+
+
+def test_bad_input_is_skipped_and_counted(bad_inputs, tmp_path):
+  root, empty_dir, _ = bad_inputs
+  stats = _convert([str(root), str(empty_dir)], tmp_path / "out", categories=["cat"])
+  skipped = stats["skipped"]
+  expected = {}
+  for reason, _ in BAD_LINES:
+    expected[reason] = expected.get(reason, 0) + 1
+  for reason, count in expected.items():
+    assert skipped[reason] == count, reason
+  assert skipped["bad_npz"] == 1 and skipped["no_usable_file"] == 1
+  assert sum(stats["totals"].values()) == 1  # The one good line.
+  # The first reports name file and line.
+  first = stats["skipped_examples"][0]
+  assert first["file"].endswith("cat.ndjson") or first["file"].endswith("empty_dir")
+  lines = {e["reason"]: e["line"] for e in stats["skipped_examples"] if e["file"].endswith("cat.ndjson")}
+  assert lines["malformed_json"] == 2 and lines["missing_drawing"] == 3 and lines["unknown_category"] == 8
+
+
+def test_strict_stops_at_first_bad_record_with_file_and_line(bad_inputs, tmp_path):
+  root, _, _ = bad_inputs
+  result = _cli(f"--input={root / 'cat.ndjson'}", f"--output_dir={tmp_path / 'out'}", "--strict", "--workers=1",
+                "--categories=cat")
+  assert result.returncode == 1
+  assert f"{root / 'cat.ndjson'}:2" in result.stderr and "malformed_json" in result.stderr
+  assert not glob.glob(str(tmp_path / "out" / "quickdraw-*")) and not records.is_complete(tmp_path / "out")
+  assert not glob.glob(str(tmp_path / "out" / ".partial-*"))
+
+
+def test_truncated_gzip_keeps_what_was_readable(bad_inputs, tmp_path):
+  _, _, truncated = bad_inputs
+  stats = _convert([str(truncated)], tmp_path / "out")
+  assert stats["skipped"]["truncated_file"] == 1
+  assert 100 < sum(stats["totals"].values()) < 2000  # The drawings before the cut.
+  with pytest.raises(make_records.MakeRecordsError, match=r"cat\.ndjson\.gz:\d+: .*truncated_file"):
+    _convert([str(truncated)], tmp_path / "strict", strict=True)
+
+
+def test_nothing_usable_is_an_error(bad_inputs, tmp_path):
+  _, empty_dir, _ = bad_inputs
+  result = _cli(f"--input={empty_dir}", f"--output_dir={tmp_path / 'out'}")
+  assert result.returncode == 1 and "no usable input file" in result.stderr
+  result = _cli(f"--input={tmp_path / 'missing'}", f"--output_dir={tmp_path / 'out'}")
+  assert result.returncode == 1 and "no usable input file" in result.stderr
+
+
+def test_wrong_flags_are_rejected(tmp_path):
+  result = _cli("--input=x", "--num_shards=0")
+  assert result.returncode != 0 and "num_shards" in result.stderr
+  result = _cli("--no_such_flag=1")
+  assert result.returncode != 0 and "no_such_flag" in result.stderr
+  result = _cli(f"--input={tmp_path}", "--eval_fraction=0.7", "--test_fraction=0.5")
+  assert result.returncode == 1 and "eval_fraction" in result.stderr
+  assert "--image_size" in _cli("--help").stdout
+
+
+def test_categories_file_orders_classes(real_inputs, tmp_path):
+  (tmp_path / "classes.txt").write_text("bicycle\ncat\n")
+  stats = _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out",
+                   categories=make_records._read_categories(str(tmp_path / "classes.txt")))
+  assert stats["classes"] == ["bicycle", "cat"]
+  assert stats["skipped"].get("other_category_files") == 1  # airplane.ndjson, not read.
+  assert sum(stats["totals"].values()) == 50
+
+
+def test_max_per_class_and_max_points(real_inputs, tmp_path):
+  stats = _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out", max_per_class=10, max_points=60)
+  per_class = {w: sum(stats["counts"][s][w] for s in records.SPLITS) for w in WORDS}
+  assert all(n == 10 for n in per_class.values())
+  assert stats["skipped"]["too_many_points"] > 0
+  assert all(len(e["ink"]) < 60 for s in records.SPLITS for e in _read_split(tmp_path / "out", s))
+
+
+def test_interrupted_run_leaves_no_complete_looking_output(data_dir, tmp_path):
+  """Killed mid-way, a run leaves no shard under a final name and no metadata."""
+  inputs = tmp_path / "in"
+  os.makedirs(inputs)
+  with open(os.path.join(data_dir, "strokes", "simplified_vlandham", "horse.ndjson")) as f:
+    lines = f.readlines()
+  with open(inputs / "horse.ndjson", "w") as f:
+    for copy in range(40):  # Distinct geometry per copy: ~40k drawings, several seconds of work.
+      for line in lines:
+        record = json.loads(line)
+        record["drawing"] = [[[x + copy for x in s[0]], s[1]] for s in record["drawing"]]
+        f.write(json.dumps(record) + "\n")
+  out = tmp_path / "out"
+  for sig in (signal.SIGINT, signal.SIGKILL):
+    process = subprocess.Popen([sys.executable, "-m", "quickdraw_tf.make_records", f"--input={inputs}",
+                                f"--output_dir={out}", "--workers=2", "--progress=false"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not glob.glob(str(out / ".partial-*" / "*.tmp")) and time.time() < deadline and process.poll() is None:
+      time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    time.sleep(0.5)
+    process.send_signal(sig)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    assert not glob.glob(str(out / "quickdraw-*")) and not records.is_complete(out)
+    assert not os.path.exists(out / records.STATS_FILE)
+    if sig == signal.SIGINT:  # A clean interrupt also removes its temporary files.
+      assert not glob.glob(str(out / ".partial-*"))
+
+
+def test_render_matches_google_numpy_bitmap(data_dir):
+  """Rows 0-24 of numpy_bitmap_prefix are the lamnguyen drawings: all 22 categories."""
+  differences = []
+  for path in sorted(glob.glob(os.path.join(data_dir, "bitmaps28", "numpy_bitmap_prefix", "*.npy"))):
+    word = os.path.basename(path)[:-4]
+    bitmaps = np.load(path, mmap_mode="r")
+    with open(os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{word}.ndjson")) as f:
+      for row, line in enumerate(f):
+        image = raster.render(ink.strokes_to_points(json.loads(line)["drawing"]), 28)
+        differences.append(np.abs(image.astype(float).ravel() - bitmaps[row]).mean())
+  assert len(differences) == 22 * 25
+  print(f"cairosvg render vs numpy_bitmap: mean absolute difference {np.mean(differences):.4f}")
+  assert np.mean(differences) <= 0.05
+
+
+def test_png_encoding_round_trip():
+  image = (np.arange(28 * 28) % 256).astype(np.uint8).reshape(28, 28)
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(raster.encode_png(image)))), image)
