@@ -21,6 +21,10 @@ import numpy as np
 SIMPLIFIED_EXTENT = 255.0
 RESAMPLE_SPACING = 1.0
 RDP_EPSILON = 2.0
+# Simplification leaves drawings within 0-255 with their larger side at 245-255
+# (RDP can trim an extreme, rounding moves a unit): those are in the frame already
+# and are not refitted.
+FRAME_MIN_EXTENT = 240.0
 
 
 class InkError(ValueError):
@@ -280,6 +284,19 @@ def fit_to_frame(points):
   return out
 
 
+def to_frame(points):
+  """`fit_to_frame` for drawings not in the simplified frame yet; others as they are.
+
+  A drawing within 0-255 whose larger side spans at least `FRAME_MIN_EXTENT`
+  (what Google's simplification leaves) is kept exactly, so that it renders
+  like Google's bitmaps; any other scale is fitted.
+  """
+  xy = np.asarray(points)[:, :2]
+  if xy.min() >= 0 and xy.max() <= SIMPLIFIED_EXTENT and (xy.max(0) - xy.min(0)).max() >= FRAME_MIN_EXTENT:
+    return np.asarray(points, np.float32)
+  return fit_to_frame(points)
+
+
 def stroke3_to_points(stroke3):
   """sketch-rnn stroke-3 ``[n, 3]`` (dx, dy, pen lifted after this point) -> points ``[n, 3]``."""
   stroke3 = np.asarray(stroke3, np.float32)
@@ -305,3 +322,71 @@ def fingerprint(*parts):
     h.update(part.tobytes() if isinstance(part, np.ndarray) else str(part).encode())
     h.update(b"\0")
   return int.from_bytes(h.digest(), "little")
+
+
+# --- The same encodings in TensorFlow ops (input pipeline, exported model) ---
+
+
+def encode_tf(points, lengths):
+  """`encode` for padded batches, in TensorFlow ops.
+
+  Args:
+    points: float32 ``[batch, time, 3]`` absolute points, padded.
+    lengths: int32 ``[batch]`` valid points per row (>= 2 for a usable row).
+
+  Returns:
+    ink: float32 ``[batch, time - 1, 3]``, zero beyond ``lengths - 1``.
+    ink_lengths: int32 ``[batch]``, ``lengths - 1``.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  points = tf.convert_to_tensor(points, tf.float32)
+  lengths = tf.cast(lengths, tf.int32)
+  valid = tf.sequence_mask(lengths, tf.shape(points)[1])[..., None]
+  xy = points[..., :2]
+  lower = tf.reduce_min(tf.where(valid, xy, 3.0e38), axis=1, keepdims=True)
+  scale = tf.reduce_max(tf.where(valid, xy, -3.0e38), axis=1, keepdims=True) - lower
+  scale = tf.where(scale == 0, 1.0, scale)
+  normalised = (xy - lower) / scale
+  ink = tf.concat([normalised[:, 1:] - normalised[:, :-1], points[:, 1:, 2:]], axis=2)
+  ink_lengths = tf.maximum(lengths - 1, 0)
+  return tf.where(tf.sequence_mask(ink_lengths, tf.shape(ink)[1])[..., None], ink, 0.0), ink_lengths
+
+
+def decode_tf(ink, bbox, origin, ink_lengths):
+  """`decode` for padded batches, in TensorFlow ops.
+
+  Args:
+    ink: float32 ``[batch, time, 3]`` tutorial ink, padded.
+    bbox: float32 ``[batch, 4]``; origin: float32 ``[batch, 3]`` (records).
+    ink_lengths: int32 ``[batch]``.
+
+  Returns:
+    points: float32 ``[batch, time + 1, 3]`` absolute, zero beyond lengths.
+    lengths: int32 ``[batch]``, ``ink_lengths + 1``.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  ink_lengths = tf.cast(ink_lengths, tf.int32)
+  lower, scale = bbox[:, None, :2], bbox[:, None, 2:]
+  start = (origin[:, None, :2] - lower) / scale
+  deltas = tf.where(tf.sequence_mask(ink_lengths, tf.shape(ink)[1])[..., None], ink[..., :2], 0.0)
+  normalised = tf.concat([start, start + tf.cumsum(deltas, axis=1)], axis=1)
+  points = tf.concat([normalised * scale + lower, tf.concat([origin[:, None, 2:], ink[..., 2:]], axis=1)], axis=2)
+  lengths = ink_lengths + 1
+  return tf.where(tf.sequence_mask(lengths, tf.shape(points)[1])[..., None], points, 0.0), lengths
+
+
+def to_stroke5(ink, ink_lengths):
+  """Tutorial stroke-3 ink -> sketch-rnn stroke-5 ``(dx, dy, p1, p2, p3)``.
+
+  Args:
+    ink: float32 ``[batch, time, 3]``; ink_lengths: int32 ``[batch]``.
+
+  Returns:
+    float32 ``[batch, time, 5]``: p1 = pen stays down, p2 = pen lifts after
+    this point, p3 = end of drawing; padding rows are ``(0, 0, 0, 0, 1)``.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  valid = tf.sequence_mask(ink_lengths, tf.shape(ink)[1])[..., None]
+  lifted = ink[..., 2:3]
+  stroke5 = tf.concat([ink[..., :2], 1.0 - lifted, lifted, tf.zeros_like(lifted)], axis=2)
+  return tf.where(valid, stroke5, tf.constant([0.0, 0.0, 0.0, 0.0, 1.0]))

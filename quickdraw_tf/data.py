@@ -1,0 +1,202 @@
+"""tf.data pipelines: a records directory -> batches of model inputs.
+
+Every model takes one dict (see `models.ModelSpec`):
+  ink         float32 [batch, time, 3] tutorial ink (or [.., 5] stroke-5), 0-padded
+  ink_length  int32 [batch]
+  image       float32 [batch, size, size, 1] in [0, 1], 1 = ink
+
+`model_inputs` turns decoded drawings into that dict; the exported SavedModel
+calls the same function, so training and serving preprocess alike.
+"""
+
+import os
+
+import tensorflow as tf
+
+from quickdraw_tf import ink as ink_lib
+from quickdraw_tf import raster
+from quickdraw_tf import records
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Drawings are rasterised at Google's bitmap size, then resized to the model's
+# input, as the reference report resized 28x28 bitmaps for AlexNet: vector and
+# numpy_bitmap records then give the same kind of image.
+RASTER_SIZE = 28
+# Upper bounds of the length buckets (points); longer drawings share the last.
+BUCKET_BOUNDARIES = (16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 224, 320)
+
+
+class RecordsError(ValueError):
+  """Records that cannot feed the requested model; the message says what to run."""
+
+
+def model_inputs(spec, ink=None, ink_length=None, points=None, lengths=None, image=None, image_size=None):
+  """Builds a model's input dict from decoded drawings.
+
+  Args:
+    spec: a `models.ModelSpec` (uses_ink, ink_channels, uses_image).
+    ink: float32 ``[batch, time, 3]`` tutorial ink, 0-padded; ink_length:
+      int32 ``[batch]``.
+    points, lengths: float32 ``[batch, time + 1, 3]`` absolute points and
+      their int32 lengths, for rasterising; decoded from ink when None.
+    image: uint8 or float ``[batch, h, w, 1]`` stored images (0-255), used
+      instead of rasterising when given.
+    image_size: side of the model's image input (default: the spec's).
+
+  Returns:
+    dict with ``ink`` and ``ink_length`` (sequence models) and ``image``.
+  """
+  features = {}
+  if spec.uses_ink:
+    ink = tf.convert_to_tensor(ink, tf.float32)
+    features["ink"] = ink_lib.to_stroke5(ink, ink_length) if spec.ink_channels == 5 else ink
+    features["ink_length"] = tf.cast(ink_length, tf.int32)
+  if spec.uses_image:
+    size = image_size or spec.image_size
+    if image is None:
+      image = raster.rasterize(points, lengths, RASTER_SIZE)
+    else:
+      image = tf.cast(image, tf.float32) / 255.0
+    if image.shape[1] != size:
+      image = tf.image.resize(image, [size, size], method="bilinear")
+    features["image"] = image
+  return features
+
+
+def _stats(records_dir):
+  if not records.is_complete(records_dir):
+    raise RecordsError(
+        f"no complete records in {records_dir!r}: create them with\n"
+        f"  python -m quickdraw_tf.make_records --input=../shared/data/quickdraw/strokes --output_dir={records_dir}")
+  return records.read_stats(records_dir)
+
+
+def image_source_for(records_dir, spec, image_source="auto"):
+  """'stored' or 'raster' for an image model; checks the records can feed ``spec``."""
+  stats = _stats(records_dir)
+  has_ink, stored = stats.get("has_ink", True), stats.get("image_size", 0)
+  if spec.uses_ink and not has_ink:
+    raise RecordsError(f"model {spec.name!r} reads strokes, but {records_dir} holds image-only records (made from "
+                       "numpy_bitmap .npy files): train an image model (sketchanet, alexnet, resnet18, vgg19) on "
+                       "them, or convert vector drawings (ndjson) for this one")
+  if not spec.uses_image:
+    return None
+  if image_source == "auto":
+    image_source = "stored" if stored else "raster"
+  if image_source == "stored" and not stored:
+    raise RecordsError(f"{records_dir} has no stored images: rerun make_records with --image_size=28, "
+                       "or let the pipeline rasterise ink (image_source='raster')")
+  if image_source == "raster" and not has_ink:
+    raise RecordsError(f"{records_dir} holds no ink to rasterise: use its stored images")
+  return image_source
+
+
+def _parse_fn(image_source):
+  spec = records.parse_spec(with_image=image_source == "stored")
+
+  def parse(serialized):
+    example = tf.io.parse_single_example(serialized, spec)
+    ink = tf.reshape(example["ink"], [-1, 3])
+    features = {"ink": ink, "ink_length": tf.shape(ink)[0], "bbox": example["bbox"], "origin": example["origin"]}
+    if image_source == "stored":
+      features["image"] = tf.io.decode_png(example[records.IMAGE_FIELD], channels=1)
+    return features, example["class_index"]
+
+  return parse
+
+
+def make_dataset(records_dir, split, spec, batch_size, training=False, image_size=None, image_source="auto",
+                 shuffle_buffer=20000, deterministic=False, seed=None, input_context=None, bucket=True,
+                 repeat=None):
+  """Batches of ``(model inputs, class_index)`` from one split of a records directory.
+
+  Args:
+    records_dir: made by make_records.
+    split: "train", "eval" or "test".
+    spec: `models.ModelSpec` of the model to feed.
+    batch_size: examples per batch (per replica under a strategy).
+    training: shuffle and repeat (unless ``repeat=False``), drop the last
+      partial batch.
+    image_size: image side for image models (default: the spec's).
+    image_source: "auto" (stored images when present), "stored" or "raster".
+    shuffle_buffer: examples in the shuffle buffer.
+    deterministic: same batches in the same order on every run (tests).
+    seed: shuffle seed.
+    input_context: a ``tf.distribute.InputContext``: shards files (or
+      examples, when there are fewer files than input pipelines).
+    bucket: pad sequences per length bucket rather than to the batch max.
+    repeat: override training's repeat.
+
+  Returns:
+    ``tf.data.Dataset`` of ``(dict, int64 [batch])``.
+  """
+  source = image_source_for(records_dir, spec, image_source)
+  paths = records.shard_paths(records_dir, split)
+  if not paths:
+    raise RecordsError(f"{records_dir} has no {split!r} shards (see its stats.json); rerun make_records with a "
+                       f"non-zero --{split}_fraction" if split != "train" else f"{records_dir} has no training shards")
+  files = tf.data.Dataset.from_tensor_slices(paths)
+  shard_examples = False
+  if input_context and input_context.num_input_pipelines > 1:
+    if len(paths) >= input_context.num_input_pipelines:
+      files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    else:
+      shard_examples = True
+  if training:
+    files = files.shuffle(len(paths), seed=seed)
+  dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
+                             num_parallel_calls=AUTOTUNE, deterministic=deterministic or None)
+  if shard_examples:
+    dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+  if training:
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+  if training if repeat is None else repeat:
+    dataset = dataset.repeat()
+  dataset = dataset.map(_parse_fn(source), num_parallel_calls=AUTOTUNE)
+  needs_ink = spec.uses_ink or source == "raster"
+  if needs_ink and bucket:
+    dataset = dataset.bucket_by_sequence_length(
+        lambda features, _: features["ink_length"], list(BUCKET_BOUNDARIES),
+        [batch_size] * (len(BUCKET_BOUNDARIES) + 1), drop_remainder=training)
+  else:
+    dataset = dataset.padded_batch(batch_size, drop_remainder=training)
+
+  def to_model_inputs(features, label):
+    points = lengths = None
+    if source == "raster":
+      points, lengths = ink_lib.decode_tf(features["ink"], features["bbox"], features["origin"],
+                                          features["ink_length"])
+    return model_inputs(spec, features["ink"], features["ink_length"], points, lengths, features.get("image"),
+                        image_size), label
+
+  dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = deterministic
+  return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def distributed_dataset(strategy, records_dir, split, spec, global_batch_size, **kwargs):
+  """`make_dataset` under a ``tf.distribute`` strategy, one pipeline per input worker.
+
+  Returns:
+    a ``tf.distribute.DistributedDataset`` of per-replica batches of
+    ``global_batch_size / num_replicas``.
+  """
+
+  def dataset_fn(input_context):
+    return make_dataset(records_dir, split, spec, input_context.get_per_replica_batch_size(global_batch_size),
+                        input_context=input_context, **kwargs)
+
+  return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def num_classes(records_dir):
+  """Number of classes of a records directory."""
+  _stats(records_dir)
+  return len(records.read_classes(records_dir))
+
+
+def default_records_dir():
+  """Where make_records writes with its defaults."""
+  from quickdraw_tf import DEFAULT_RECORDS_ROOT  # pylint: disable=g-import-not-at-top
+  return os.path.join(DEFAULT_RECORDS_ROOT, "quickdraw")

@@ -1,0 +1,64 @@
+"""The model zoo: `--model` names -> builders and what each one reads.
+
+Every model takes one dict (``ink`` and ``ink_length`` and/or ``image``, see
+`quickdraw_tf.data`) and returns float32 logits ``[batch, num_classes]``.
+"""
+
+import dataclasses
+from typing import Callable
+
+from quickdraw_tf.models import alexnet
+from quickdraw_tf.models import bilstm
+from quickdraw_tf.models import fusion
+from quickdraw_tf.models import resnet18
+from quickdraw_tf.models import rnn
+from quickdraw_tf.models import sketchanet
+from quickdraw_tf.models import vgg19
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  name: str
+  build: Callable
+  uses_ink: bool
+  ink_channels: int  # 3: tutorial ink; 5: stroke-5; 0: no ink
+  uses_image: bool
+  image_size: int  # default image side; 0: no image
+  description: str
+
+
+MODELS = {spec.name: spec for spec in (
+    ModelSpec("rnn", rnn.build, True, 3, False, 0, "Google's tutorial: conv1d x3 -> BiLSTM x3 -> sum"),
+    ModelSpec("bilstm", bilstm.build, True, 5, False, 0, "sketch-rnn encoder: BiLSTM 256x2 on stroke-5"),
+    ModelSpec("sketchanet", sketchanet.build, False, 0, True, sketchanet.IMAGE_SIZE, "Sketch-a-Net (Yu et al. 2015)"),
+    ModelSpec("alexnet", alexnet.build, False, 0, True, alexnet.IMAGE_SIZE, "AlexNet with LRN"),
+    ModelSpec("resnet18", resnet18.build, False, 0, True, resnet18.IMAGE_SIZE, "ResNet-18, basic blocks"),
+    ModelSpec("fusion", fusion.build, True, 5, True, fusion.IMAGE_SIZE, "Sketch-a-Net + BiLSTM -> 1024 -> 512"),
+    ModelSpec("vgg19", vgg19.build, False, 0, True, vgg19.IMAGE_SIZE, "VGG19 backbone, new head (transfer)"),
+)}
+
+
+def get(name):
+  """The spec of a model name; ValueError listing the valid names otherwise."""
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+  return MODELS[name]
+
+
+def build(name, num_classes, image_size=None, **kwargs):
+  """Builds a model by name (under the current strategy scope and dtype policy).
+
+  Args:
+    name: a key of `MODELS`.
+    num_classes: size of the logits.
+    image_size: image side for image models (default: the spec's).
+    **kwargs: model options (e.g. ``activation`` for rnn, ``weights_path``
+      for vgg19).
+
+  Returns:
+    keras.Model.
+  """
+  spec = get(name)
+  if spec.uses_image:
+    kwargs["image_size"] = image_size or spec.image_size
+  return spec.build(num_classes, **kwargs)

@@ -1,0 +1,17 @@
+"""python -m quickdraw_tf.models: the model names, their sizes and inputs."""
+
+import sys
+
+from quickdraw_tf import models
+
+
+def main(num_classes=17):
+  print(f"{'model':<11} {'parameters':>12}  inputs ({num_classes} classes)  description")
+  for name, spec in models.MODELS.items():
+    model = models.build(name, num_classes)
+    inputs = ", ".join(f"{key} {tuple(x.shape)} {x.dtype}" for key, x in sorted(model.input.items()))
+    print(f"{name:<11} {model.count_params():>12,}  {inputs}  {spec.description}")
+
+
+if __name__ == "__main__":
+  main(int(sys.argv[1]) if len(sys.argv) > 1 else 17)

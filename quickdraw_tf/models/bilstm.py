@@ -1,0 +1,25 @@
+"""The sketch-rnn encoder used as a classifier (report section 3.3.2).
+
+A bidirectional LSTM of 256 units per direction over stroke-5 input; the final
+states of both directions concatenated (512) feed dense logits.
+"""
+
+import keras
+from keras import layers
+
+from quickdraw_tf.models import common
+
+UNITS = 256
+
+
+def encoder(stroke5, ink_length, name="bilstm"):
+  """stroke-5 ``[b, t, 5]`` and lengths -> features float ``[b, 512]``."""
+  mask = common.time_mask(stroke5, ink_length)
+  return layers.Bidirectional(layers.LSTM(UNITS), name=name)(stroke5, mask=mask)
+
+
+def build(num_classes, **unused):
+  """keras.Model: {ink [b, t, 5], ink_length [b]} -> logits float32 [b, classes]."""
+  ink, ink_length = common.ink_inputs(5)
+  features = encoder(ink, ink_length)
+  return keras.Model({"ink": ink, "ink_length": ink_length}, common.logits(features, num_classes), name="bilstm")
