@@ -107,7 +107,7 @@ def _parse_fn(image_source):
 
 def make_dataset(records_dir, split, spec, batch_size, training=False, image_size=None, image_source="auto",
                  shuffle_buffer=20000, deterministic=False, seed=None, input_context=None, bucket=True,
-                 repeat=None):
+                 repeat=None, augment=None):
   """Batches of ``(model inputs, class_index)`` from one split of a records directory.
 
   Args:
@@ -126,11 +126,13 @@ def make_dataset(records_dir, split, spec, batch_size, training=False, image_siz
       examples, when there are fewer files than input pipelines).
     bucket: pad sequences per length bucket rather than to the batch max.
     repeat: override training's repeat.
+    augment: an `augment.Ranges` to transform the ink of every drawing
+      (images are then rasterised from the transformed ink).
 
   Returns:
     ``tf.data.Dataset`` of ``(dict, int64 [batch])``.
   """
-  source = image_source_for(records_dir, spec, image_source)
+  source = image_source_for(records_dir, spec, "raster" if augment and spec.uses_image else image_source)
   paths = records.shard_paths(records_dir, split)
   if not paths:
     raise RecordsError(f"{records_dir} has no {split!r} shards (see its stats.json); rerun make_records with a "
@@ -162,12 +164,14 @@ def make_dataset(records_dir, split, spec, batch_size, training=False, image_siz
     dataset = dataset.padded_batch(batch_size, drop_remainder=training)
 
   def to_model_inputs(features, label):
-    points = lengths = None
-    if source == "raster":
-      points, lengths = ink_lib.decode_tf(features["ink"], features["bbox"], features["origin"],
-                                          features["ink_length"])
-    return model_inputs(spec, features["ink"], features["ink_length"], points, lengths, features.get("image"),
-                        image_size), label
+    ink, ink_length, points, lengths = features["ink"], features["ink_length"], None, None
+    if source == "raster" or augment:
+      points, lengths = ink_lib.decode_tf(ink, features["bbox"], features["origin"], ink_length)
+    if augment:
+      from quickdraw_tf import augment as augment_lib  # pylint: disable=g-import-not-at-top
+      points, lengths = augment_lib.augment(points, lengths, augment, seed)
+      ink, ink_length = ink_lib.encode_tf(points, lengths)
+    return model_inputs(spec, ink, ink_length, points, lengths, features.get("image"), image_size), label
 
   dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE)
   options = tf.data.Options()

@@ -1,0 +1,77 @@
+"""Training-time augmentation of drawings, on absolute points before encoding or rasterising.
+
+A random affine map per drawing (rotation, anisotropic scale, shear,
+translation) and stroke dropout. Both the tutorial encoding and the
+rasteriser normalise position and size, so translation and a uniform scale
+change little on their own; rotation, shear, the x/y scale ratio and dropped
+strokes change what the model sees.
+"""
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranges:
+  rotation: float = 15.0  # degrees, +-
+  scale: float = 0.15  # relative, +-, drawn for x and y separately
+  shear: float = 0.15  # +-
+  translation: float = 0.1  # of the drawing's size, +-
+  stroke_dropout: float = 0.1  # chance to drop each stroke (never all of them)
+
+
+def augment(points, lengths, ranges, seed=None):
+  """Randomly transforms a padded batch of drawings.
+
+  Args:
+    points: float32 ``[batch, time, 3]`` absolute x, y, stroke-end bit.
+    lengths: int32 ``[batch]``.
+    ranges: `Ranges`.
+    seed: optional int for repeatable draws.
+
+  Returns:
+    (points, lengths) of the same shapes, padding zeroed.
+  """
+  batch, steps = tf.shape(points)[0], tf.shape(points)[1]
+  rng = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.get_global_generator()
+
+  def uniform(limit, shape=(None,)):
+    shape = [batch] + list(shape[1:])
+    return rng.uniform(shape, -limit, limit)
+
+  angle = uniform(ranges.rotation * math.pi / 180)
+  cos, sin = tf.cos(angle), tf.sin(angle)
+  sx, sy = 1 + uniform(ranges.scale), 1 + uniform(ranges.scale)
+  shear = uniform(ranges.shear)
+  # [[sx, 0], [0, sy]] @ [[1, shear], [0, 1]] @ rotation: one 2x2 matrix per drawing.
+  a = tf.stack([tf.stack([sx * (cos + shear * sin), sx * (-sin + shear * cos)], -1),
+                tf.stack([sy * sin, sy * cos], -1)], -2)  # [B, 2, 2]
+  valid = tf.sequence_mask(lengths, steps)
+  xy = points[..., :2]
+  size = (tf.reduce_max(tf.where(valid[..., None], xy, -3e38), axis=1) -
+          tf.reduce_min(tf.where(valid[..., None], xy, 3e38), axis=1))  # [B, 2]
+  shift = uniform(ranges.translation, (None, 2)) * tf.reduce_max(size, axis=1, keepdims=True)
+  xy = tf.einsum("bij,btj->bti", a, xy) + shift[:, None, :]
+  points = tf.concat([xy, points[..., 2:]], axis=2)
+  if ranges.stroke_dropout > 0:
+    points, lengths = _drop_strokes(points, lengths, valid, ranges.stroke_dropout, rng)
+  return points, lengths
+
+
+def _drop_strokes(points, lengths, valid, rate, rng):
+  ends = points[..., 2] > 0.5
+  # Stroke index of each point: strokes ended before it.
+  stroke = tf.cumsum(tf.cast(ends, tf.int32), axis=1, exclusive=True)
+  strokes = tf.reduce_max(tf.where(valid, stroke, 0), axis=1) + 1  # [B]
+  keep_stroke = rng.uniform(tf.shape(points)[:2]) >= rate  # One draw per possible stroke index.
+  first = tf.range(tf.shape(points)[1])[None, :] == tf.random.stateless_uniform(
+      tf.shape(strokes), rng.make_seeds(1)[:, 0], maxval=tf.int32.max, dtype=tf.int32)[:, None] % strokes[:, None]
+  keep_stroke = keep_stroke | first  # A random stroke always stays.
+  keep = valid & tf.gather(keep_stroke, stroke, batch_dims=1)
+  kept = tf.ragged.boolean_mask(points, keep)
+  kept_points, kept_lengths = kept.to_tensor(shape=tf.shape(points)), tf.cast(kept.row_lengths(), tf.int32)
+  usable = kept_lengths >= 2  # The tutorial encoding needs two points.
+  return (tf.where(usable[:, None, None], kept_points, tf.where(valid[..., None], points, 0.0)),
+          tf.where(usable, kept_lengths, lengths))

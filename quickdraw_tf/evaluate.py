@@ -1,0 +1,166 @@
+r"""python -m quickdraw_tf.evaluate: accuracy of a checkpoint or a SavedModel on a records split.
+
+  python -m quickdraw_tf.evaluate --model_dir=runs/rnn [--split=test]
+  python -m quickdraw_tf.evaluate --saved_model=runs/rnn/saved_model --records=tfrecords/quickdraw
+
+Reports top-1, top-3, MAP@3 (the Kaggle Quick Draw metric), per-class
+accuracy; writes metrics.json, confusion_matrix.json and confusion_matrix.png
+into --output_dir (default <model_dir or saved_model>/eval_<split>).
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from quickdraw_tf import data
+from quickdraw_tf import export as export_lib
+from quickdraw_tf import ink as ink_lib
+from quickdraw_tf import models
+from quickdraw_tf import records
+from quickdraw_tf import summaries
+
+
+def metrics(labels, probabilities, class_names):
+  """Top-1, top-3, MAP@3, per-class accuracy and the confusion matrix.
+
+  Args:
+    labels: int ``[n]``; probabilities: float ``[n, classes]``.
+    class_names: list of str.
+
+  Returns:
+    dict (JSON-ready).
+  """
+  labels = np.asarray(labels)
+  ranked = np.argsort(-np.asarray(probabilities), axis=1)[:, :3]
+  hits = ranked == labels[:, None]
+  predicted = ranked[:, 0]
+  confusion = np.zeros((len(class_names), len(class_names)), np.int64)
+  np.add.at(confusion, (labels, predicted), 1)
+  per_class = {name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
+               for i, name in enumerate(class_names)}
+  return {
+      "examples": int(len(labels)),
+      "top1_accuracy": float(hits[:, 0].mean()),
+      "top3_accuracy": float(hits.any(axis=1).mean()),
+      # Mean average precision at 3: 1/rank of the true class when it is in the top 3.
+      "map3": float((hits / np.arange(1, 4)).sum(axis=1).mean()),
+      "per_class_accuracy": per_class,
+      "confusion_matrix": confusion.tolist(),
+  }
+
+
+def _drawings(records_dir, split, batch_size):
+  """Batches of absolute points, as a client would send them, with labels."""
+  with_image = not records.read_stats(records_dir).get("has_ink", True)
+
+  def parse(serialized):
+    example = records.parse(serialized, with_image)
+    out = {"ink": example["ink"], "length": tf.shape(example["ink"])[0], "bbox": example["bbox"],
+           "origin": example["origin"]}
+    if with_image:
+      out["image"] = example["image"]
+    return out, example["class_index"]
+
+  dataset = tf.data.TFRecordDataset(records.shard_paths(records_dir, split)).map(parse).padded_batch(batch_size)
+  for features, labels in dataset:
+    if with_image:
+      yield {"image": features["image"]}, labels.numpy()
+    else:
+      points, lengths = ink_lib.decode_tf(features["ink"], features["bbox"], features["origin"], features["length"])
+      yield {"ink": points, "length": lengths}, labels.numpy()
+
+
+def predict_saved_model(saved_model_dir, records_dir, split, batch_size=64):
+  """Probabilities of a SavedModel on a split, in the records' class order.
+
+  Returns:
+    (labels int [n], probabilities float [n, classes of the records]).
+  """
+  loaded = tf.saved_model.load(saved_model_dir)
+  with open(os.path.join(saved_model_dir, export_lib.CLASSES_ASSET), encoding="utf-8") as f:
+    names = [line.rstrip("\n") for line in f if line.strip()]
+  class_names = records.read_classes(records_dir)
+  missing = sorted(set(class_names) - set(names))
+  if missing:
+    raise ValueError(f"the SavedModel does not know {len(missing)} class(es) of the records: {missing[:5]}")
+  served = [names.index(name) for name in class_names]  # Columns in the records' class order.
+  labels, probabilities = [], []
+  for inputs, batch_labels in _drawings(records_dir, split, batch_size):
+    signature = loaded.signatures["serving_image" if "image" in inputs else "serving_default"]
+    probabilities.append(signature(**inputs)["probabilities"].numpy()[:, served])
+    labels.append(batch_labels)
+  return np.concatenate(labels), np.concatenate(probabilities)
+
+
+def predict_checkpoint(model_dir, records_dir, split, batch_size=64, weights=None):
+  """Probabilities of a trained model_dir's weights on a split."""
+  model, config = export_lib.restore(model_dir, weights)
+  class_names = records.read_classes(records_dir)
+  if class_names != config["classes"]:
+    raise ValueError(f"{model_dir} was trained on {len(config['classes'])} classes, the records in {records_dir} "
+                     f"have {len(class_names)} ({'same count, other names' if len(class_names) == len(config['classes']) else 'another count'})")
+  spec = models.get(config["model"])
+  dataset = data.make_dataset(records_dir, split, spec, batch_size, image_size=config.get("image_size") or None)
+  labels, probabilities = [], []
+  for features, batch_labels in dataset:
+    probabilities.append(tf.nn.softmax(model(features, training=False)).numpy())
+    labels.append(batch_labels.numpy())
+  return np.concatenate(labels), np.concatenate(probabilities)
+
+
+def write_report(result, class_names, output_dir):
+  os.makedirs(output_dir, exist_ok=True)
+  summaries.save_png(summaries.confusion_image(result["confusion_matrix"], class_names),
+                     os.path.join(output_dir, "confusion_matrix.png"))
+  with open(os.path.join(output_dir, "confusion_matrix.json"), "w", encoding="utf-8") as f:
+    json.dump({"classes": class_names, "matrix": result["confusion_matrix"]}, f)
+  with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+    json.dump({k: v for k, v in result.items() if k != "confusion_matrix"}, f, indent=1)
+
+
+def define_flags():
+  flags.DEFINE_string("model_dir", None, "A model_dir written by train (its best weights are evaluated).")
+  flags.DEFINE_string("weights", None, "A weights file inside --model_dir to evaluate instead.")
+  flags.DEFINE_string("saved_model", None, "A SavedModel written by export, evaluated through its signature.")
+  flags.DEFINE_string("records", None, "Records directory (default: the one the model was trained on).")
+  flags.DEFINE_enum("split", "test", list(records.SPLITS), "Which split.")
+  flags.DEFINE_integer("batch_size", 64, "Batch size.")
+  flags.DEFINE_string("output_dir", None, "Where the reports go (default <model>/eval_<split>).")
+
+
+def main(argv):
+  del argv
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
+    raise app.UsageError("give exactly one of --model_dir and --saved_model")
+  records_dir = FLAGS.records
+  try:
+    if FLAGS.model_dir:
+      records_dir = records_dir or export_lib.read_config(FLAGS.model_dir)["records"]
+      labels, probabilities = predict_checkpoint(FLAGS.model_dir, records_dir, FLAGS.split, FLAGS.batch_size,
+                                                 FLAGS.weights)
+    else:
+      records_dir = records_dir or data.default_records_dir()
+      labels, probabilities = predict_saved_model(FLAGS.saved_model, records_dir, FLAGS.split, FLAGS.batch_size)
+  except (ValueError, FileNotFoundError, data.RecordsError) as e:
+    print(f"evaluate: error: {e}", file=sys.stderr)
+    return 1
+  class_names = records.read_classes(records_dir)
+  result = metrics(labels, probabilities, class_names)
+  output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir or FLAGS.saved_model, f"eval_{FLAGS.split}")
+  write_report(result, class_names, output_dir)
+  print(f"{FLAGS.split}: {result['examples']} drawings, top-1 {result['top1_accuracy']:.4f}, "
+        f"top-3 {result['top3_accuracy']:.4f}, MAP@3 {result['map3']:.4f}; reports in {output_dir}")
+  worst = sorted((v, k) for k, v in result["per_class_accuracy"].items() if v is not None)[:5]
+  print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.2f}" for v, k in worst))
+  return 0
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,139 @@
+r"""python -m quickdraw_tf.export: a SavedModel that serves raw ink.
+
+  python -m quickdraw_tf.export --model_dir=runs/rnn [--output=runs/rnn/saved_model]
+
+Signature ``serving_default``: ``ink`` float32 ``[batch, max_points, 3]``
+(absolute x, y in any scale, 1 on the last point of each stroke) and
+``length`` int32 ``[batch]`` -> ``probabilities`` float32 ``[batch, classes]``,
+``top_k_classes`` string ``[batch, k]``, ``top_k_probabilities``. All
+preprocessing (normalise, delta-encode, stroke-5, rasterise) runs in the graph
+through `data.model_inputs`, the function the training pipeline uses. Image
+models also get ``serving_image``: ``image`` uint8 ``[batch, h, w, 1]``
+(255 = ink, like numpy_bitmap) -> the same outputs. The class names, in the
+order of ``probabilities``, are in ``assets/classes.txt``.
+"""
+
+import json
+import os
+import shutil
+import sys
+
+from absl import app
+from absl import flags
+import keras
+import tensorflow as tf
+
+from quickdraw_tf import data
+from quickdraw_tf import ink as ink_lib
+from quickdraw_tf import models
+
+CONFIG_FILE = "config.json"  # written by train into its model_dir
+BEST_WEIGHTS = "best.weights.h5"
+FINAL_WEIGHTS = "final.weights.h5"
+SAVED_MODEL = "saved_model"
+CLASSES_ASSET = os.path.join("assets", "classes.txt")  # the class names, in probability order
+TOP_K = 3
+
+
+def read_config(model_dir):
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{model_dir} holds no {CONFIG_FILE}: is it a model_dir written by "
+                            "python -m quickdraw_tf.train?")
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def restore(model_dir, weights=None):
+  """Rebuilds a trained model from its model_dir.
+
+  Args:
+    model_dir: written by train.
+    weights: a weights file; default the best by eval accuracy, else the final.
+
+  Returns:
+    (keras.Model, config dict).
+  """
+  config = read_config(model_dir)
+  model = models.build(config["model"], len(config["classes"]), image_size=config.get("image_size") or None,
+                       **config.get("model_options", {}))
+  if weights is None:
+    weights = next((os.path.join(model_dir, w) for w in (BEST_WEIGHTS, FINAL_WEIGHTS)
+                    if os.path.exists(os.path.join(model_dir, w))), None)
+    if weights is None:
+      raise FileNotFoundError(f"{model_dir} holds neither {BEST_WEIGHTS} nor {FINAL_WEIGHTS}")
+  model.load_weights(weights)
+  return model, config
+
+
+def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
+  """Writes the serving SavedModel (atomically: a temporary directory renamed at the end).
+
+  Args:
+    model: keras.Model taking `data.model_inputs`.
+    spec: its `models.ModelSpec`.
+    class_names: list of str, in logit order.
+    output_dir: where the SavedModel goes (replaced if present).
+    image_size: the model's image side (default: the spec's).
+    top_k: classes returned per drawing.
+  """
+  classes = tf.constant(class_names)
+  k = min(top_k, len(class_names))
+
+  def outputs(features):
+    probabilities = tf.nn.softmax(tf.cast(model(features, training=False), tf.float32))
+    top = tf.math.top_k(probabilities, k)
+    return {"probabilities": probabilities, "top_k_classes": tf.gather(classes, top.indices),
+            "top_k_probabilities": top.values}
+
+  def serve_ink(ink, length):
+    encoded, encoded_length = ink_lib.encode_tf(ink, length)
+    return outputs(data.model_inputs(spec, encoded, encoded_length, ink, length, image_size=image_size))
+
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  archive.add_endpoint("serving_default", serve_ink, input_signature=[
+      tf.TensorSpec([None, None, 3], tf.float32, name="ink"), tf.TensorSpec([None], tf.int32, name="length")])
+  if spec.uses_image and not spec.uses_ink:
+
+    def serve_image(image):
+      return outputs(data.model_inputs(spec, image=image, image_size=image_size))
+
+    archive.add_endpoint("serving_image", serve_image,
+                         input_signature=[tf.TensorSpec([None, None, None, 1], tf.uint8, name="image")])
+  partial = output_dir.rstrip("/") + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)
+  archive.write_out(partial, verbose=False)
+  os.makedirs(os.path.join(partial, "assets"), exist_ok=True)
+  with open(os.path.join(partial, CLASSES_ASSET), "w", encoding="utf-8") as f:
+    f.write("".join(name + "\n" for name in class_names))
+  shutil.rmtree(output_dir, ignore_errors=True)
+  os.replace(partial, output_dir)
+
+
+def define_flags():
+  # Defined only when run as a program: train imports this module and has its own --model_dir.
+  flags.DEFINE_string("model_dir", None, "A model_dir written by train.")
+  flags.DEFINE_string("weights", None, "Weights file (default: best by eval accuracy, else final).")
+  flags.DEFINE_string("output", None, f"SavedModel directory (default <model_dir>/{SAVED_MODEL}).")
+
+
+def main(argv):
+  del argv
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  if not FLAGS.model_dir:
+    raise app.UsageError("--model_dir is required")
+  try:
+    model, config = restore(FLAGS.model_dir, FLAGS.weights)
+  except FileNotFoundError as e:
+    print(f"export: error: {e}", file=sys.stderr)
+    return 1
+  output = FLAGS.output or os.path.join(FLAGS.model_dir, SAVED_MODEL)
+  export(model, models.get(config["model"]), config["classes"], output, config.get("image_size") or None)
+  print(f"wrote {output}; inspect with: saved_model_cli show --dir {output} --all")
+  return 0
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

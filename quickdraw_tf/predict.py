@@ -1,0 +1,80 @@
+r"""python -m quickdraw_tf.predict: the top classes of drawings, from an exported SavedModel.
+
+  python -m quickdraw_tf.predict --saved_model=runs/rnn/saved_model --input=drawings.ndjson
+  python -m quickdraw_tf.predict --saved_model=runs/resnet18/saved_model --input=sketch.png
+
+ndjson: one drawing a line, QuickDraw's ``{"drawing": [[xs], [ys]], ...}``
+(simplified or raw, any scale). PNG (image models): a drawing, dark on light
+or light on dark, any size.
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from quickdraw_tf import ink as ink_lib
+
+
+def ndjson_requests(path):
+  """Yields (line number, points float32 [n, 3] or an error message)."""
+  with open(path, encoding="utf-8") as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+        yield number, ink_lib.strokes_to_points(record["drawing"] if isinstance(record, dict) else record)
+      except (ValueError, KeyError, TypeError) as e:
+        yield number, f"{type(e).__name__}: {e}"
+
+
+def png_request(path):
+  """A PNG -> uint8 ``[1, h, w, 1]`` with ink bright, as the models were trained."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  image = np.asarray(Image.open(path).convert("L"))
+  if image.mean() > 127:  # Dark strokes on a light page: invert.
+    image = 255 - image
+  return image[None, ..., None].astype(np.uint8)
+
+
+def define_flags():
+  flags.DEFINE_string("saved_model", None, "A SavedModel written by export (or train).")
+  flags.DEFINE_string("input", None, "An ndjson file of drawings, or a PNG of one drawing.")
+
+
+def main(argv):
+  del argv
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  if not FLAGS.saved_model or not FLAGS.input:
+    raise app.UsageError("--saved_model and --input are required")
+  loaded = tf.saved_model.load(FLAGS.saved_model)
+  if FLAGS.input.lower().endswith(".png"):
+    if "serving_image" not in loaded.signatures:
+      print("predict: error: this model reads strokes, not pixels; give an ndjson file of drawings",
+            file=sys.stderr)
+      return 1
+    requests = [(FLAGS.input, {"image": tf.constant(png_request(FLAGS.input))})]
+    signature = loaded.signatures["serving_image"]
+  else:
+    requests, signature = [], loaded.signatures["serving_default"]
+    for number, points in ndjson_requests(FLAGS.input):
+      if isinstance(points, str):
+        print(f"{FLAGS.input}:{number}: skipped: {points}", file=sys.stderr)
+        continue
+      requests.append((f"{FLAGS.input}:{number}", {"ink": tf.constant(points[None]),
+                                                   "length": tf.constant([len(points)], tf.int32)}))
+  for where, inputs in requests:
+    outputs = signature(**inputs)
+    ranked = ", ".join(f"{name.decode()} {p:.3f}" for name, p in zip(outputs["top_k_classes"].numpy()[0],
+                                                                        outputs["top_k_probabilities"].numpy()[0]))
+    print(f"{where}: {ranked}")
+  return 0
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,284 @@
+r"""python -m quickdraw_tf.train --model=NAME: train a sketch classifier on records.
+
+  python -m quickdraw_tf.train --model=fusion
+  python -m quickdraw_tf.train --flagfile=configs/rnn.cfg --records=tfrecords/quickdraw --epochs=5
+
+Each model's defaults (table 1 of the reference report, the tutorial's for
+``rnn``) live in ``configs/<model>.cfg`` and are read automatically; flags on
+the command line override them. Writes into ``--model_dir``:
+  config.json            model, classes, options: what evaluate/export rebuild
+  backup/                state for resuming an interrupted run with the same flags
+  checkpoints/           weights after every epoch
+  best.weights.h5        the weights with the best eval accuracy so far
+  final.weights.h5       the weights at the end
+  logs/                  TensorBoard: losses, accuracy, top-3, learning rate,
+                         examples/s, sample drawings, confusion matrices
+  saved_model/           the serving SavedModel (see export.py)
+Under MultiWorkerMirroredStrategy only the chief writes these.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from quickdraw_tf import augment as augment_lib
+from quickdraw_tf import data
+from quickdraw_tf import distribute
+from quickdraw_tf import export as export_lib
+from quickdraw_tf import models
+from quickdraw_tf import records
+from quickdraw_tf import summaries
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+flags.DEFINE_string("model", None, f"One of: {', '.join(models.MODELS)}.")
+flags.DEFINE_string("records", data.default_records_dir(), "Records directory written by make_records.")
+flags.DEFINE_string("model_dir", None, "Output directory (default runs/<model>).")
+flags.DEFINE_integer("epochs", 10, "Epochs.", lower_bound=1)
+flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch (0: one pass over the training split).", lower_bound=0)
+flags.DEFINE_integer("eval_steps", 0, "Eval batches per evaluation (0: the whole eval split).", lower_bound=0)
+flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+flags.DEFINE_float("weight_decay", 0.0, "Adam weight decay (decoupled, as Keras applies it).")
+flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: no clipping).")
+flags.DEFINE_float("lr_factor", 0.3, "ReduceLROnPlateau factor on eval loss.")
+flags.DEFINE_integer("lr_patience", 2, "ReduceLROnPlateau patience, in epochs.")
+flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES), "tf.distribute strategy.")
+flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU VM).")
+flags.DEFINE_enum("mixed_precision", "auto", list(distribute.PRECISIONS),
+                  "auto: float16 on GPU, bfloat16 on TPU, float32 on CPU.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_integer("image_size", 0, "Image input side (0: the model's default).", lower_bound=0)
+flags.DEFINE_enum("image_source", "auto", ["auto", "stored", "raster"], "Images from records or rasterised.")
+flags.DEFINE_bool("augment", False, "Augment training drawings (on ink, before rasterising).")
+flags.DEFINE_float("augment_rotation", augment_lib.Ranges.rotation, "Max rotation, degrees.")
+flags.DEFINE_float("augment_scale", augment_lib.Ranges.scale, "Max relative scale change, per axis.")
+flags.DEFINE_float("augment_shear", augment_lib.Ranges.shear, "Max shear.")
+flags.DEFINE_float("augment_translation", augment_lib.Ranges.translation, "Max shift, share of drawing size.")
+flags.DEFINE_float("augment_stroke_dropout", augment_lib.Ranges.stroke_dropout, "Chance to drop a stroke.")
+flags.DEFINE_integer("checkpoint_steps", 100, "Back up the training state every N steps (also every epoch).",
+                     lower_bound=1)
+flags.DEFINE_string("profile_batch", "", "Profile these batches in TensorBoard, e.g. '10,20'.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_multi_string("model_option", [], "Model builder option key=value, e.g. activation=relu.")
+flags.DEFINE_string("vgg19_weights", None, "Local Keras VGG19 notop weights file (ImageNet).")
+flags.DEFINE_bool("export", True, "Write the serving SavedModel at the end.")
+FLAGS = flags.FLAGS
+
+
+class TrainError(Exception):
+  """A problem the user can act on."""
+
+
+def _parse_options(items):
+  options = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep:
+      raise TrainError(f"--model_option={item!r} is not key=value")
+    try:
+      options[key] = json.loads(value)
+    except ValueError:
+      options[key] = value
+  return options
+
+
+def _check_classes(model_dir, class_names):
+  """A model_dir trained on other classes cannot continue on these records."""
+  path = os.path.join(model_dir, export_lib.CONFIG_FILE)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      previous = json.load(f)["classes"]
+    if previous != class_names:
+      raise TrainError(f"{model_dir} was trained on {len(previous)} classes, but the records have "
+                       f"{len(class_names)}{'' if len(previous) != len(class_names) else ' (different ones)'}: "
+                       "use another --model_dir or the same records")
+
+
+class Summaries(keras.callbacks.Callback):
+  """Learning rate, examples/s, sample drawings and a confusion matrix in TensorBoard."""
+
+  def __init__(self, log_dir, eval_batches, class_names, batch_size, spec):
+    super().__init__()
+    self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
+    self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+    self.eval_batches = eval_batches
+    self.class_names = class_names
+    self.batch_size = batch_size
+    self.spec = spec
+    self.started = None
+    self.steps = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.started, self.steps = time.time(), 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.steps += 1
+
+  def on_epoch_end(self, epoch, logs=None):
+    rate = self.steps * self.batch_size / max(time.time() - self.started, 1e-9)
+    learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+    with self.train_writer.as_default(step=epoch):
+      tf.summary.scalar("learning_rate", learning_rate)
+      tf.summary.scalar("examples_per_second", rate)
+    labels, predictions, images, titles = [], [], [], []
+    for features, label in self.eval_batches:
+      predicted = np.argmax(self.model.predict_on_batch(features), axis=1)
+      labels.append(label.numpy())
+      predictions.append(predicted)
+      if len(images) < 16:
+        pictures = features["image"].numpy() if "image" in features else _ink_pictures(features)
+        for picture, true, pred in zip(pictures, label.numpy(), predicted):
+          images.append(picture)
+          titles.append(f"{self.class_names[true][:7]}/{self.class_names[pred][:7]}")
+    labels, predictions = np.concatenate(labels), np.concatenate(predictions)
+    matrix = tf.math.confusion_matrix(labels, predictions, num_classes=len(self.class_names)).numpy()
+    with self.writer.as_default(step=epoch):
+      tf.summary.image("confusion_matrix", summaries.confusion_image(matrix, self.class_names)[None])
+      tf.summary.image("drawings (true/predicted)", summaries.drawing_grid(images[:16], titles[:16])[None])
+    self.writer.flush()
+    self.train_writer.flush()
+
+
+def _ink_pictures(features):
+  """Sequence models see no image: rasterise their ink for the picture."""
+  from quickdraw_tf import ink as ink_lib, raster  # pylint: disable=g-import-not-at-top
+  ink = features["ink"][..., :3] if features["ink"].shape[-1] == 3 else tf.concat(
+      [features["ink"][..., :2], features["ink"][..., 3:4]], -1)  # stroke-5 -> stroke-3
+  length = features["ink_length"]
+  batch = tf.shape(ink)[0]
+  points, lengths = ink_lib.decode_tf(ink, tf.tile([[0.0, 0.0, 1.0, 1.0]], [batch, 1]), tf.zeros([batch, 3]), length)
+  return raster.rasterize(points, lengths, 28).numpy()
+
+
+def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval_steps=0, batch_size=64,
+          learning_rate=1e-3, weight_decay=0.0, clip_norm=0.0, lr_factor=0.3, lr_patience=2, strategy="auto",
+          tpu=None, mixed_precision="auto", jit_compile=False, image_size=0, image_source="auto", augment=None,
+          checkpoint_steps=100, profile_batch="", seed=0, model_options=None, export=True, verbose=2):
+  """Trains one model; see the module docstring for what lands in ``model_dir``.
+
+  Returns:
+    the Keras ``History`` of this run.
+  """
+  try:
+    spec = models.get(model_name)
+  except ValueError as e:
+    raise TrainError(str(e)) from None
+  try:
+    data.image_source_for(records_dir, spec, image_source)
+    class_names = records.read_classes(records_dir)
+    stats = records.read_stats(records_dir)
+  except data.RecordsError as e:
+    raise TrainError(str(e)) from None
+  keras.utils.set_random_seed(seed)
+  strategy_obj = distribute.make_strategy(strategy, tpu)
+  chief = distribute.is_chief(strategy_obj)
+  # Non-chief workers write into a throwaway directory (tf.distribute's recipe).
+  out_dir = model_dir if chief else tempfile.mkdtemp(prefix="quickdraw_worker_")
+  os.makedirs(out_dir, exist_ok=True)
+  _check_classes(model_dir, class_names)
+  keras.mixed_precision.set_global_policy(distribute.precision_policy(mixed_precision, strategy_obj))
+  model_options = dict(model_options or {})
+  size = image_size or spec.image_size
+  config = {"model": model_name, "classes": class_names, "image_size": size if spec.uses_image else 0,
+            "model_options": model_options, "records": os.path.abspath(records_dir)}
+  with open(os.path.join(out_dir, export_lib.CONFIG_FILE), "w", encoding="utf-8") as f:
+    json.dump(config, f, indent=1)
+
+  with strategy_obj.scope():
+    model = models.build(model_name, len(class_names), image_size=size if spec.uses_image else None,
+                         **model_options)
+    optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None,
+                                      global_clipnorm=clip_norm or None)
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                           keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3_accuracy")],
+                  jit_compile=jit_compile)
+  if model_name == "vgg19":
+    from quickdraw_tf.models import vgg19  # pylint: disable=g-import-not-at-top
+    vgg19.set_trainable(model, "finetune" if model_options.get("weights_path") else "head")
+
+  common = dict(image_size=size if spec.uses_image else None, image_source=image_source)
+  train_data = data.distributed_dataset(strategy_obj, records_dir, "train", spec, batch_size, training=True,
+                                        seed=seed, augment=augment, **common)
+  has_eval = bool(records.shard_paths(records_dir, "eval"))
+  eval_data = data.make_dataset(records_dir, "eval", spec, batch_size, **common) if has_eval else None
+  if eval_data is not None and eval_steps:
+    eval_data = eval_data.take(eval_steps)
+  steps = steps_per_epoch or max(1, stats["totals"]["train"] // batch_size)
+
+  log_dir = os.path.join(out_dir, "logs")
+  callbacks = [
+      keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"), save_freq=checkpoint_steps,
+                                       delete_checkpoint=False),
+      keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
+                                      save_weights_only=True),
+      keras.callbacks.TensorBoard(log_dir, profile_batch=profile_batch or 0),
+  ]
+  if eval_data is not None:
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(os.path.join(out_dir, export_lib.BEST_WEIGHTS), monitor="val_accuracy",
+                                        mode="max", save_best_only=True, save_weights_only=True),
+        keras.callbacks.ReduceLROnPlateau("val_loss", factor=lr_factor, patience=lr_patience),
+        Summaries(log_dir, eval_data.take(4), class_names, batch_size, spec),
+    ]
+  os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
+  history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps, validation_data=eval_data,
+                      callbacks=callbacks, verbose=verbose)
+  model.save_weights(os.path.join(out_dir, export_lib.FINAL_WEIGHTS))
+  if export:
+    export_lib.export(model, spec, class_names, os.path.join(out_dir, export_lib.SAVED_MODEL),
+                      size if spec.uses_image else None)
+  return history
+
+
+def _read_config_file(model):
+  """Flags of configs/<model>.cfg that the command line did not set."""
+  path = os.path.join(CONFIG_DIR, f"{model}.cfg")
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    lines = [line.strip() for line in f if line.strip().startswith("--")]
+  for line in lines:
+    name, _, value = line[2:].partition("=")
+    if name in FLAGS and not FLAGS[name].present:
+      FLAGS[name].parse(value)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS.model:
+    raise app.UsageError(f"--model is required; one of: {', '.join(models.MODELS)}")
+  _read_config_file(FLAGS.model)
+  options = _parse_options(FLAGS.model_option)
+  if FLAGS.vgg19_weights:
+    options["weights_path"] = FLAGS.vgg19_weights
+  augment = augment_lib.Ranges(FLAGS.augment_rotation, FLAGS.augment_scale, FLAGS.augment_shear,
+                               FLAGS.augment_translation, FLAGS.augment_stroke_dropout) if FLAGS.augment else None
+  try:
+    train(FLAGS.model, FLAGS.records, FLAGS.model_dir or os.path.join("runs", FLAGS.model), epochs=FLAGS.epochs,
+          steps_per_epoch=FLAGS.steps_per_epoch, eval_steps=FLAGS.eval_steps, batch_size=FLAGS.batch_size,
+          learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm,
+          lr_factor=FLAGS.lr_factor, lr_patience=FLAGS.lr_patience, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
+          mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile, image_size=FLAGS.image_size,
+          image_source=FLAGS.image_source, augment=augment, checkpoint_steps=FLAGS.checkpoint_steps,
+          profile_batch=FLAGS.profile_batch, seed=FLAGS.seed, model_options=options, export=FLAGS.export)
+  except TrainError as e:
+    print(f"train: error: {e}", file=sys.stderr)
+    return 1
+  logging.info("done")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
