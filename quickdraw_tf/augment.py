@@ -22,24 +22,25 @@ class Ranges:
   stroke_dropout: float = 0.1  # chance to drop each stroke (never all of them)
 
 
-def augment(points, lengths, ranges, seed=None):
+def augment(points, lengths, ranges, seed):
   """Randomly transforms a padded batch of drawings.
 
   Args:
     points: float32 ``[batch, time, 3]`` absolute x, y, stroke-end bit.
     lengths: int32 ``[batch]``.
     ranges: `Ranges`.
-    seed: optional int for repeatable draws.
+    seed: int ``[2]`` for the stateless random ops (a fresh one per batch:
+      the pipeline draws them from ``tf.data.Dataset.random``).
 
   Returns:
     (points, lengths) of the same shapes, padding zeroed.
   """
   batch, steps = tf.shape(points)[0], tf.shape(points)[1]
-  rng = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.get_global_generator()
+  seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, 8)))
 
   def uniform(limit, shape=(None,)):
     shape = [batch] + list(shape[1:])
-    return rng.uniform(shape, -limit, limit)
+    return tf.random.stateless_uniform(shape, next(seeds), -limit, limit)
 
   angle = uniform(ranges.rotation * math.pi / 180)
   cos, sin = tf.cos(angle), tf.sin(angle)
@@ -56,18 +57,18 @@ def augment(points, lengths, ranges, seed=None):
   xy = tf.einsum("bij,btj->bti", a, xy) + shift[:, None, :]
   points = tf.concat([xy, points[..., 2:]], axis=2)
   if ranges.stroke_dropout > 0:
-    points, lengths = _drop_strokes(points, lengths, valid, ranges.stroke_dropout, rng)
+    points, lengths = _drop_strokes(points, lengths, valid, ranges.stroke_dropout, next(seeds), next(seeds))
   return points, lengths
 
 
-def _drop_strokes(points, lengths, valid, rate, rng):
+def _drop_strokes(points, lengths, valid, rate, seed, pick_seed):
   ends = points[..., 2] > 0.5
   # Stroke index of each point: strokes ended before it.
   stroke = tf.cumsum(tf.cast(ends, tf.int32), axis=1, exclusive=True)
   strokes = tf.reduce_max(tf.where(valid, stroke, 0), axis=1) + 1  # [B]
-  keep_stroke = rng.uniform(tf.shape(points)[:2]) >= rate  # One draw per possible stroke index.
+  keep_stroke = tf.random.stateless_uniform(tf.shape(points)[:2], seed) >= rate  # A draw per stroke index.
   first = tf.range(tf.shape(points)[1])[None, :] == tf.random.stateless_uniform(
-      tf.shape(strokes), rng.make_seeds(1)[:, 0], maxval=tf.int32.max, dtype=tf.int32)[:, None] % strokes[:, None]
+      tf.shape(strokes), pick_seed, maxval=tf.int32.max, dtype=tf.int32)[:, None] % strokes[:, None]
   keep_stroke = keep_stroke | first  # A random stroke always stays.
   keep = valid & tf.gather(keep_stroke, stroke, batch_dims=1)
   kept = tf.ragged.boolean_mask(points, keep)

@@ -163,17 +163,21 @@ def make_dataset(records_dir, split, spec, batch_size, training=False, image_siz
   else:
     dataset = dataset.padded_batch(batch_size, drop_remainder=training)
 
-  def to_model_inputs(features, label):
+  def to_model_inputs(features, label, augment_seed=None):
     ink, ink_length, points, lengths = features["ink"], features["ink_length"], None, None
     if source == "raster" or augment:
       points, lengths = ink_lib.decode_tf(ink, features["bbox"], features["origin"], ink_length)
     if augment:
       from quickdraw_tf import augment as augment_lib  # pylint: disable=g-import-not-at-top
-      points, lengths = augment_lib.augment(points, lengths, augment, seed)
+      points, lengths = augment_lib.augment(points, lengths, augment, augment_seed)
       ink, ink_length = ink_lib.encode_tf(points, lengths)
     return model_inputs(spec, ink, ink_length, points, lengths, features.get("image"), image_size), label
 
-  dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE)
+  if augment:  # A fresh seed pair per batch for the stateless random ops.
+    dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed).batch(2))
+    dataset = dataset.map(lambda batch, seeds: to_model_inputs(*batch, seeds), num_parallel_calls=AUTOTUNE)
+  else:
+    dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = deterministic
   return dataset.with_options(options).prefetch(AUTOTUNE)

@@ -31,7 +31,7 @@ def make_strategy(name="auto", tpu=None):
   """
   if name not in STRATEGIES:
     raise ValueError(f"unknown --strategy={name!r}; valid: {', '.join(STRATEGIES)}")
-  gpus = tf.config.list_logical_devices("GPU")
+  gpus = tf.config.list_physical_devices("GPU")  # Physical: listing logical ones would start the runtime.
   if name == "auto":
     if tpu:
       name = "tpu"
@@ -68,7 +68,7 @@ def precision_policy(setting, strategy):
     return setting
   if isinstance(strategy, tf.distribute.TPUStrategy):
     return "mixed_bfloat16"
-  return "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
+  return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
 
 
 def is_chief(strategy):

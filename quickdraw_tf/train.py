@@ -8,12 +8,13 @@ Each model's defaults (table 1 of the reference report, the tutorial's for
 the command line override them. Writes into ``--model_dir``:
   config.json            model, classes, options: what evaluate/export rebuild
   backup/                state for resuming an interrupted run with the same flags
+                         (every --checkpoint_steps steps and every epoch)
   checkpoints/           weights after every epoch
   best.weights.h5        the weights with the best eval accuracy so far
   final.weights.h5       the weights at the end
   logs/                  TensorBoard: losses, accuracy, top-3, learning rate,
                          examples/s, sample drawings, confusion matrices
-  saved_model/           the serving SavedModel (see export.py)
+  saved_model/           the serving SavedModel of the best weights (see export.py)
 Under MultiWorkerMirroredStrategy only the chief writes these.
 """
 
@@ -104,6 +105,14 @@ def _check_classes(model_dir, class_names):
                        "use another --model_dir or the same records")
 
 
+class StartingStep(keras.callbacks.Callback):
+  """Says where training starts: after BackupAndRestore, a resumed run starts past 0."""
+
+  def on_train_begin(self, logs=None):
+    step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+    print(f"train: starting at step {step}, epoch {(self.model._initial_epoch or 0) + 1}", flush=True)  # pylint: disable=protected-access
+
+
 class Summaries(keras.callbacks.Callback):
   """Learning rate, examples/s, sample drawings and a confusion matrix in TensorBoard."""
 
@@ -173,6 +182,9 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
     spec = models.get(model_name)
   except ValueError as e:
     raise TrainError(str(e)) from None
+  # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op runs.
+  strategy_obj = distribute.make_strategy(strategy, tpu)
+
   try:
     data.image_source_for(records_dir, spec, image_source)
     class_names = records.read_classes(records_dir)
@@ -180,7 +192,6 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
   except data.RecordsError as e:
     raise TrainError(str(e)) from None
   keras.utils.set_random_seed(seed)
-  strategy_obj = distribute.make_strategy(strategy, tpu)
   chief = distribute.is_chief(strategy_obj)
   # Non-chief workers write into a throwaway directory (tf.distribute's recipe).
   out_dir = model_dir if chief else tempfile.mkdtemp(prefix="quickdraw_worker_")
@@ -208,8 +219,10 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
     vgg19.set_trainable(model, "finetune" if model_options.get("weights_path") else "head")
 
   common = dict(image_size=size if spec.uses_image else None, image_source=image_source)
-  train_data = data.distributed_dataset(strategy_obj, records_dir, "train", spec, batch_size, training=True,
-                                        seed=seed, augment=augment, **common)
+  # Keras distributes a plain dataset of global batches itself (tf.data shards
+  # it by file across workers); its fit does not take a DistributedDataset.
+  train_data = data.make_dataset(records_dir, "train", spec, batch_size, training=True, seed=seed,
+                                 augment=augment, **common)
   has_eval = bool(records.shard_paths(records_dir, "eval"))
   eval_data = data.make_dataset(records_dir, "eval", spec, batch_size, **common) if has_eval else None
   if eval_data is not None and eval_steps:
@@ -218,8 +231,11 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
 
   log_dir = os.path.join(out_dir, "logs")
   callbacks = [
+      # Restores weights, optimizer state (so the step counter) and epoch; an
+      # interrupted epoch is run again from its first batch.
       keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"), save_freq=checkpoint_steps,
                                        delete_checkpoint=False),
+      StartingStep(),
       keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
                                       save_weights_only=True),
       keras.callbacks.TensorBoard(log_dir, profile_batch=profile_batch or 0),
@@ -232,12 +248,64 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
         Summaries(log_dir, eval_data.take(4), class_names, batch_size, spec),
     ]
   os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
-  history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps, validation_data=eval_data,
-                      callbacks=callbacks, verbose=verbose)
+  if isinstance(strategy_obj, tf.distribute.MultiWorkerMirroredStrategy):
+    history = _fit_multi_worker(model, strategy_obj, train_data, epochs, steps, batch_size, out_dir)
+  else:
+    history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps, validation_data=eval_data,
+                        callbacks=callbacks, verbose=verbose)
   model.save_weights(os.path.join(out_dir, export_lib.FINAL_WEIGHTS))
   if export:
+    best = os.path.join(out_dir, export_lib.BEST_WEIGHTS)
+    if os.path.exists(best):  # Serve the weights evaluate picks by default: the best by eval accuracy.
+      model.load_weights(best)
     export_lib.export(model, spec, class_names, os.path.join(out_dir, export_lib.SAVED_MODEL),
                       size if spec.uses_image else None)
+  return history
+
+
+def _fit_multi_worker(model, strategy, dataset, epochs, steps, global_batch_size, out_dir):
+  """A plain training loop for MultiWorkerMirroredStrategy.
+
+  Keras 3's fit cannot run under this strategy: it averages each step's
+  scalar logs across workers along an axis they lack
+  (tensorflow/tensorflow#72388). Here gradients are all-reduced by the
+  optimizer as usual and the loss is summed across replicas explicitly. Every
+  worker saves (the chief into ``model_dir``, others into a throwaway
+  directory); there is no evaluation or backup in this mode.
+
+  Returns:
+    a ``keras.callbacks.History``-like object with per-epoch ``loss``.
+  """
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+  optimizer = model.optimizer
+
+  @tf.function
+  def train_step(iterator):
+
+    def replica_step(features, labels):
+      with tf.GradientTape() as tape:
+        logits = model(features, training=True)
+        loss = tf.nn.compute_average_loss(loss_fn(labels, logits), global_batch_size=global_batch_size)
+      gradients = tape.gradient(loss, model.trainable_variables)
+      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+      return loss
+
+    return strategy.reduce("SUM", strategy.run(replica_step, args=next(iterator)), axis=None)
+
+  iterator = iter(strategy.experimental_distribute_dataset(dataset))
+  writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs", "train"))
+  history = keras.callbacks.History()
+  history.history = {"loss": []}
+  for epoch in range(epochs):
+    started = time.time()
+    losses = [float(train_step(iterator)) for _ in range(steps)]
+    history.history["loss"].append(float(np.mean(losses)))
+    with writer.as_default(step=epoch):
+      tf.summary.scalar("epoch_loss", history.history["loss"][-1])
+      tf.summary.scalar("examples_per_second", steps * global_batch_size / (time.time() - started))
+    model.save_weights(os.path.join(out_dir, "checkpoints", f"epoch{epoch + 1:03d}.weights.h5"))
+    print(f"epoch {epoch + 1}/{epochs}: loss {history.history['loss'][-1]:.4f}", flush=True)
+  writer.flush()
   return history
 
 

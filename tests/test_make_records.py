@@ -280,7 +280,7 @@ def test_interrupted_run_leaves_no_complete_looking_output(data_dir, tmp_path):
   with open(os.path.join(data_dir, "strokes", "simplified_vlandham", "horse.ndjson")) as f:
     lines = f.readlines()
   with open(inputs / "horse.ndjson", "w") as f:
-    for copy in range(40):  # Distinct geometry per copy: ~40k drawings, several seconds of work.
+    for copy in range(200):  # Distinct geometry per copy: ~200k drawings, well over 5 s of work.
       for line in lines:
         record = json.loads(line)
         record["drawing"] = [[[x + copy for x in s[0]], s[1]] for s in record["drawing"]]
@@ -294,7 +294,7 @@ def test_interrupted_run_leaves_no_complete_looking_output(data_dir, tmp_path):
     while not glob.glob(str(out / ".partial-*" / "*.tmp")) and time.time() < deadline and process.poll() is None:
       time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be interrupted"
-    time.sleep(0.5)
+    time.sleep(0.2)
     process.send_signal(sig)
     process.wait(timeout=60)
     assert process.returncode != 0

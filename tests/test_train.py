@@ -1,0 +1,281 @@
+"""train / evaluate / export / predict end to end, on real drawings, on this CPU."""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from quickdraw_tf import data
+from quickdraw_tf import evaluate
+from quickdraw_tf import export
+from quickdraw_tf import make_records
+from quickdraw_tf import models
+
+WORDS = ("cat", "bicycle", "fish", "snowflake")
+SMALL_IMAGE = {"sketchanet": 64, "alexnet": 64, "resnet18": 28, "fusion": 64, "vgg19": 32}
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.fixture(scope="module")
+def records_dir(data_dir, tmp_path_factory):
+  out = tmp_path_factory.mktemp("records")
+  inputs = [os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson") for w in WORDS]
+  make_records.convert(inputs, str(out), workers=1, progress=False, num_shards=2, eval_fraction=0.2,
+                       test_fraction=0.2)
+  return str(out)
+
+
+def _train_cli(*args, env=None, **kwargs):
+  return subprocess.run([sys.executable, "-m", "quickdraw_tf.train", *args], capture_output=True, text=True,
+                        timeout=600, env={**os.environ, **QUIET, **(env or {})}, **kwargs)
+
+
+def _tags(log_dir):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  tags = set()
+  for path in glob.glob(os.path.join(log_dir, "*", "events.out.tfevents.*")):
+    accumulator = event_accumulator.EventAccumulator(path, size_guidance={"tensors": 0, "images": 0})
+    accumulator.Reload()
+    tags |= {f"{os.path.basename(os.path.dirname(path))}/{t}" for t in accumulator.Tags()["tensors"]}
+  return tags
+
+
+@pytest.fixture(scope="module")
+def trained(records_dir, tmp_path_factory):
+  """A bilstm trained for 2 short epochs through the command line, with its configs file."""
+  model_dir = str(tmp_path_factory.mktemp("run") / "bilstm")
+  result = _train_cli("--model=bilstm", f"--records={records_dir}", f"--model_dir={model_dir}", "--epochs=2",
+                      "--steps_per_epoch=3", "--batch_size=16", "--augment")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return model_dir, result
+
+
+def test_train_writes_checkpoints_config_and_saved_model(trained, records_dir):
+  model_dir, _ = trained
+  for name in ("config.json", "best.weights.h5", "final.weights.h5", "checkpoints/epoch001.weights.h5",
+               "checkpoints/epoch002.weights.h5", "saved_model/saved_model.pb", "saved_model/assets/classes.txt"):
+    assert os.path.exists(os.path.join(model_dir, name)), name
+  config = export.read_config(model_dir)
+  assert config["model"] == "bilstm" and config["classes"] == sorted(WORDS)
+
+
+def test_configs_file_sets_report_defaults(trained):
+  model_dir, _ = trained
+  # configs/bilstm.cfg: weight decay 6e-4, lr 1e-3 (table 1 of the report).
+  model, _ = export.restore(model_dir)
+  del model
+  with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                         "bilstm.cfg")) as f:
+    assert "--weight_decay=0.0006" in f.read()
+
+
+def test_tensorboard_has_the_expected_tags(trained):
+  model_dir, _ = trained
+  tags = _tags(os.path.join(model_dir, "logs"))
+  for tag in ("train/epoch_loss", "train/epoch_accuracy", "train/epoch_top3_accuracy", "validation/epoch_loss",
+              "validation/epoch_accuracy", "validation/epoch_top3_accuracy", "train/learning_rate",
+              "train/examples_per_second", "validation/confusion_matrix", "validation/drawings (true/predicted)"):
+    assert tag in tags, (tag, sorted(tags))
+
+
+def test_user_errors_are_actionable(records_dir, tmp_path):
+  result = _train_cli("--model=lenet", f"--records={records_dir}", f"--model_dir={tmp_path / 'a'}")
+  assert result.returncode == 1 and "rnn, bilstm, sketchanet" in result.stderr
+  result = _train_cli("--model=rnn", f"--records={tmp_path / 'none'}", f"--model_dir={tmp_path / 'b'}")
+  assert result.returncode == 1 and "python -m quickdraw_tf.make_records" in result.stderr
+  os.makedirs(tmp_path / "c")
+  with open(tmp_path / "c" / "config.json", "w") as f:
+    json.dump({"model": "rnn", "classes": ["cat", "dog"]}, f)
+  result = _train_cli("--model=rnn", f"--records={records_dir}", f"--model_dir={tmp_path / 'c'}")
+  assert result.returncode == 1 and "trained on 2 classes" in result.stderr
+
+
+def test_killed_run_resumes_from_its_backup(records_dir, tmp_path):
+  model_dir = tmp_path / "run"
+  args = ["--model=bilstm", f"--records={records_dir}", f"--model_dir={model_dir}", "--epochs=3",
+          "--steps_per_epoch=6", "--batch_size=8", "--checkpoint_steps=2", "--export=false"]
+  process = subprocess.Popen([sys.executable, "-m", "quickdraw_tf.train", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, env={**os.environ, **QUIET})
+  metadata = model_dir / "backup" / "training_metadata.json"
+  deadline = time.time() + 300
+  state = None
+  while time.time() < deadline and process.poll() is None:
+    try:
+      state = json.loads(metadata.read_text())
+    except (OSError, ValueError):
+      state = None
+    if state and state["epoch"] >= 1 and state.get("batch", 0) >= 1:
+      break
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait(timeout=60)
+  first_output = process.stdout.read().decode()
+  assert "starting at step 0, epoch 1" in first_output
+  state = json.loads(metadata.read_text())  # The last backup before the kill.
+  backed_up_step = state["epoch"] * 6 + state["batch"] + 1
+  assert backed_up_step > 6
+  result = _train_cli(*args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"starting at step {backed_up_step}, epoch {state['epoch'] + 1}" in result.stdout
+
+
+def test_mirrored_over_two_cpus_matches_one_device(records_dir):
+  script = textwrap.dedent(f"""
+      import json, keras, numpy as np, tensorflow as tf
+      cpu = tf.config.list_physical_devices("CPU")[0]
+      tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+      from quickdraw_tf import data, models
+      spec = models.get("bilstm")
+      batch = next(iter(data.make_dataset({records_dir!r}, "train", spec, 16, bucket=False, deterministic=True)))
+      losses = {{}}
+      for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                             ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+        keras.utils.set_random_seed(7)
+        with strategy.scope():
+          model = models.build("bilstm", 4)
+          model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = model.fit(tf.data.Dataset.from_tensors(batch).repeat(), epochs=4, steps_per_epoch=1, verbose=0)
+        losses[name] = history.history["loss"]
+      print("LOSSES", json.dumps(losses))
+      """)
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **QUIET})
+  assert result.returncode == 0, result.stderr[-3000:]
+  losses = json.loads(result.stdout.split("LOSSES", 1)[1])
+  assert losses["one"][0] != losses["one"][-1]  # It trained.
+  np.testing.assert_allclose(losses["mirrored"], losses["one"], rtol=1e-4)
+
+
+def _free_ports(n):
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def test_multi_worker_two_processes_chief_writes(records_dir, tmp_path):
+  workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+  processes = []
+  for index in range(2):
+    tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+    processes.append(subprocess.Popen(
+        [sys.executable, "-m", "quickdraw_tf.train", "--model=bilstm", f"--records={records_dir}",
+         f"--model_dir={tmp_path / f'worker{index}'}", "--epochs=2", "--steps_per_epoch=3", "--batch_size=8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **QUIET, "TF_CONFIG": tf_config}))
+  outputs = [p.communicate(timeout=600) for p in processes]
+  for process, (_, err) in zip(processes, outputs):
+    assert process.returncode == 0, err.decode()[-3000:]
+  losses = [[line for line in out.decode().splitlines() if line.startswith("epoch ")] for out, _ in outputs]
+  assert len(losses[0]) == 2 and losses[0] == losses[1]  # Both trained, in step: the same all-reduced losses.
+  for name in ("saved_model/saved_model.pb", "final.weights.h5", "checkpoints/epoch002.weights.h5", "config.json"):
+    assert os.path.exists(tmp_path / "worker0" / name), name
+  assert not os.path.exists(tmp_path / "worker1")  # Only the chief writes.
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_saved_model_probabilities_equal_the_training_pipeline(records_dir, tmp_path, name):
+  """Raw ink through the SavedModel == the Keras model fed by data.make_dataset."""
+  spec = models.get(name)
+  size = SMALL_IMAGE.get(name)
+  model = models.build(name, len(WORDS), image_size=size)
+  export.export(model, spec, sorted(WORDS), str(tmp_path / "sm"), size)
+  pipeline = data.make_dataset(records_dir, "test", spec, 8, image_size=size, bucket=False, image_source="raster",
+                               deterministic=True)
+  served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+  compared = 0
+  for (features, labels), (raw, raw_labels) in zip(pipeline, evaluate._drawings(records_dir, "test", 8)):  # pylint: disable=protected-access
+    np.testing.assert_array_equal(labels.numpy(), raw_labels)
+    expected = tf.nn.softmax(model(features, training=False)).numpy()
+    got = served(**raw)["probabilities"].numpy()
+    assert np.abs(got - expected).max() < 1e-5, (name, np.abs(got - expected).max())
+    compared += len(labels)
+  assert compared >= 10
+
+
+def test_saved_model_serves_in_a_fresh_process_without_the_package(trained, data_dir):
+  model_dir, _ = trained
+  saved_model = os.path.join(model_dir, "saved_model")
+  script = textwrap.dedent(f"""
+      import json, sys, tensorflow as tf
+      serve = tf.saved_model.load({saved_model!r}).signatures["serving_default"]
+      drawing = json.loads(open({os.path.join(data_dir, "strokes", "simplified_lamnguyen", "cat.ndjson")!r})
+                           .readline())["drawing"]
+      points = []
+      for xs, ys in drawing:
+        points += [[x, y, 0.0] for x, y in zip(xs, ys)]
+        points[-1][2] = 1.0
+      out = serve(ink=tf.constant([points]) * 3.0, length=tf.constant([len(points)]))
+      assert "quickdraw_tf" not in sys.modules
+      print("TOP", [c.decode() for c in out["top_k_classes"].numpy()[0]], float(tf.reduce_sum(out["probabilities"])))
+      """)
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd="/", env={**os.environ, **QUIET})
+  assert result.returncode == 0, result.stderr[-3000:]
+  top = result.stdout.split("TOP", 1)[1]
+  assert all(word in WORDS for word in json.loads(top.split("]")[0].replace("'", '"') + "]"))
+  cli = subprocess.run(["saved_model_cli", "show", "--dir", saved_model, "--all"], capture_output=True, text=True,
+                       timeout=300)
+  assert cli.returncode == 0 and "serving_default" in cli.stdout and "top_k_classes" in cli.stdout
+
+
+def test_evaluate_checkpoint_and_saved_model_agree(trained, records_dir, tmp_path):
+  model_dir, _ = trained
+  reports = {}
+  for key, arg in (("checkpoint", f"--model_dir={model_dir}"),
+                   ("saved_model", f"--saved_model={os.path.join(model_dir, 'saved_model')}")):
+    out = tmp_path / key
+    result = subprocess.run([sys.executable, "-m", "quickdraw_tf.evaluate", arg, f"--records={records_dir}",
+                             f"--output_dir={out}"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, **QUIET})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MAP@3" in result.stdout
+    with open(out / "metrics.json") as f:
+      reports[key] = json.load(f)
+    assert os.path.getsize(out / "confusion_matrix.png") > 0
+    with open(out / "confusion_matrix.json") as f:
+      matrix = json.load(f)
+    assert sum(map(sum, matrix["matrix"])) == reports[key]["examples"]
+  assert reports["checkpoint"]["examples"] == reports["saved_model"]["examples"] > 0
+  for metric in ("top1_accuracy", "top3_accuracy", "map3"):
+    assert abs(reports["checkpoint"][metric] - reports["saved_model"][metric]) < 1e-6
+
+
+def test_map3_by_hand():
+  probabilities = np.array([[0.5, 0.3, 0.2, 0.0], [0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]])
+  result = evaluate.metrics([0, 2, 3], probabilities, ["a", "b", "c", "d"])
+  # Ranks of the true class: 1, 2, 4 (outside the top 3).
+  assert result["top1_accuracy"] == pytest.approx(1 / 3)
+  assert result["top3_accuracy"] == pytest.approx(2 / 3)
+  assert result["map3"] == pytest.approx((1 + 1 / 2 + 0) / 3)
+  assert result["per_class_accuracy"] == {"a": 1.0, "b": None, "c": 0.0, "d": 0.0}
+
+
+def test_predict_prints_top3_and_names_bad_lines(trained, data_dir, tmp_path):
+  model_dir, _ = trained
+  with open(os.path.join(data_dir, "strokes", "simplified_lamnguyen", "fish.ndjson")) as f:
+    lines = f.readlines()[:2]
+  (tmp_path / "in.ndjson").write_text("".join(lines) + '{"drawing": [[[1, 2], [3]]]}\n')
+  result = subprocess.run([sys.executable, "-m", "quickdraw_tf.predict",
+                           f"--saved_model={os.path.join(model_dir, 'saved_model')}",
+                           f"--input={tmp_path / 'in.ndjson'}"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **QUIET})
+  assert result.returncode == 0, result.stderr[-2000:]
+  rows = [line for line in result.stdout.splitlines() if line.startswith(str(tmp_path))]
+  assert len(rows) == 2 and all(len(row.split(", ")) == 3 for row in rows)
+  assert f"{tmp_path / 'in.ndjson'}:3: skipped" in result.stderr
+  result = subprocess.run([sys.executable, "-m", "quickdraw_tf.predict",
+                           f"--saved_model={os.path.join(model_dir, 'saved_model')}", "--input=x.png"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **QUIET})
+  assert result.returncode == 1 and "reads strokes" in result.stderr
