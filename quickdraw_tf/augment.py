@@ -55,7 +55,7 @@ def augment(points, lengths, ranges, seed):
           tf.reduce_min(tf.where(valid[..., None], xy, 3e38), axis=1))  # [B, 2]
   shift = uniform(ranges.translation, (None, 2)) * tf.reduce_max(size, axis=1, keepdims=True)
   xy = tf.einsum("bij,btj->bti", a, xy) + shift[:, None, :]
-  points = tf.concat([xy, points[..., 2:]], axis=2)
+  points = tf.where(valid[..., None], tf.concat([xy, points[..., 2:]], axis=2), 0.0)
   if ranges.stroke_dropout > 0:
     points, lengths = _drop_strokes(points, lengths, valid, ranges.stroke_dropout, next(seeds), next(seeds))
   return points, lengths

@@ -279,3 +279,24 @@ def test_predict_prints_top3_and_names_bad_lines(trained, data_dir, tmp_path):
                            f"--saved_model={os.path.join(model_dir, 'saved_model')}", "--input=x.png"],
                           capture_output=True, text=True, timeout=300, env={**os.environ, **QUIET})
   assert result.returncode == 1 and "reads strokes" in result.stderr
+
+
+def test_predict_reads_a_png_for_image_models(data_dir, tmp_path):
+  from quickdraw_tf import ink, raster  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  model = models.build("resnet18", len(WORDS), image_size=28)
+  export.export(model, models.get("resnet18"), sorted(WORDS), str(tmp_path / "sm"), 28)
+  with open(os.path.join(data_dir, "strokes", "simplified_lamnguyen", "fish.ndjson")) as f:
+    points = ink.strokes_to_points(json.loads(f.readline())["drawing"])
+  Image.fromarray(255 - raster.render(points, 64)).save(tmp_path / "fish.png")  # Dark ink on white paper.
+  result = subprocess.run([sys.executable, "-m", "quickdraw_tf.predict", f"--saved_model={tmp_path / 'sm'}",
+                           f"--input={tmp_path / 'fish.png'}"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **QUIET})
+  assert result.returncode == 0, result.stderr[-2000:]
+  (row,) = [line for line in result.stdout.splitlines() if line.startswith(str(tmp_path))]
+  names = [part.rsplit(" ", 1)[0] for part in row.split(": ", 1)[1].split(", ")]
+  assert len(names) == 3 and set(names) <= set(WORDS)
+  # The same picture through serving_image directly gives the same top class.
+  served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_image"]
+  image = raster.render(points, 64)[None, ..., None]
+  assert served(image=tf.constant(image))["top_k_classes"].numpy()[0][0].decode() == names[0]
