@@ -68,6 +68,11 @@ flags.DEFINE_float("augment_translation", augment_lib.Ranges.translation, "Max s
 flags.DEFINE_float("augment_stroke_dropout", augment_lib.Ranges.stroke_dropout, "Chance to drop a stroke.")
 flags.DEFINE_integer("checkpoint_steps", 100, "Back up the training state every N steps (also every epoch).",
                      lower_bound=1)
+flags.DEFINE_float("time_budget", 0, "Stop training after this many seconds (0: no limit); the epoch in progress "
+                   "is cut short, then evaluated and saved as usual.", lower_bound=0)
+flags.DEFINE_enum("budget_clock", "wall", ["wall", "cpu"],
+                  "What --time_budget counts: wall-clock seconds, or CPU seconds of this process (all threads; "
+                  "fair between runs that share a machine).")
 flags.DEFINE_string("profile_batch", "", "Profile these batches in TensorBoard, e.g. '10,20'.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_multi_string("model_option", [], "Model builder option key=value, e.g. activation=relu.")
@@ -111,6 +116,27 @@ class StartingStep(keras.callbacks.Callback):
   def on_train_begin(self, logs=None):
     step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
     print(f"train: starting at step {step}, epoch {(self.model._initial_epoch or 0) + 1}", flush=True)  # pylint: disable=protected-access
+
+
+class TimeBudget(keras.callbacks.Callback):
+  """Stops training once ``seconds`` of training have passed (benchmarks give every model the same budget).
+
+  ``clock`` "wall" counts wall-clock time, "cpu" the CPU time of this process
+  over all its threads, which other work on the machine does not inflate.
+  """
+
+  def __init__(self, seconds, clock="wall"):
+    super().__init__()
+    self.seconds = seconds
+    self.clock = time.process_time if clock == "cpu" else time.time
+    self.started = None
+
+  def on_train_begin(self, logs=None):
+    self.started = self.clock()
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.clock() - self.started >= self.seconds:
+      self.model.stop_training = True
 
 
 class Summaries(keras.callbacks.Callback):
@@ -172,7 +198,8 @@ def _ink_pictures(features):
 def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval_steps=0, batch_size=64,
           learning_rate=1e-3, weight_decay=0.0, clip_norm=0.0, lr_factor=0.3, lr_patience=2, strategy="auto",
           tpu=None, mixed_precision="auto", jit_compile=False, image_size=0, image_source="auto", augment=None,
-          checkpoint_steps=100, profile_batch="", seed=0, model_options=None, export=True, verbose=2):
+          checkpoint_steps=100, profile_batch="", seed=0, model_options=None, export=True, verbose=2,
+          time_budget=0, budget_clock="wall"):
   """Trains one model; see the module docstring for what lands in ``model_dir``.
 
   Returns:
@@ -247,6 +274,8 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=lr_factor, patience=lr_patience),
         Summaries(log_dir, eval_data.take(4), class_names, batch_size, spec),
     ]
+  if time_budget:
+    callbacks.append(TimeBudget(time_budget, budget_clock))
   os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
   if isinstance(strategy_obj, tf.distribute.MultiWorkerMirroredStrategy):
     history = _fit_multi_worker(model, strategy_obj, train_data, epochs, steps, batch_size, out_dir)
@@ -340,7 +369,8 @@ def main(argv):
           lr_factor=FLAGS.lr_factor, lr_patience=FLAGS.lr_patience, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
           mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile, image_size=FLAGS.image_size,
           image_source=FLAGS.image_source, augment=augment, checkpoint_steps=FLAGS.checkpoint_steps,
-          profile_batch=FLAGS.profile_batch, seed=FLAGS.seed, model_options=options, export=FLAGS.export)
+          profile_batch=FLAGS.profile_batch, seed=FLAGS.seed, model_options=options, export=FLAGS.export,
+          time_budget=FLAGS.time_budget, budget_clock=FLAGS.budget_clock)
   except TrainError as e:
     print(f"train: error: {e}", file=sys.stderr)
     return 1
