@@ -15,9 +15,11 @@ the command line override them. Writes into ``--model_dir``:
   logs/                  TensorBoard: losses, accuracy, top-3, learning rate,
                          examples/s, sample drawings, confusion matrices
   saved_model/           the serving SavedModel of the best weights (see export.py)
-Under MultiWorkerMirroredStrategy only the chief writes these.
+Under MultiWorkerMirroredStrategy only the chief writes these; other workers
+write theirs into a local temporary directory (see `_worker_dir`).
 """
 
+import hashlib
 import json
 import os
 import sys
@@ -39,6 +41,7 @@ from quickdraw_tf import models
 from quickdraw_tf import records
 from quickdraw_tf import summaries
 
+WORKERS_DIR = "quickdraw_tf_workers"  # under the temporary directory: non-chief workers' outputs
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 flags.DEFINE_string("model", None, f"One of: {', '.join(models.MODELS)}.")
@@ -167,7 +170,7 @@ class Summaries(keras.callbacks.Callback):
       tf.summary.scalar("examples_per_second", rate)
     labels, predictions, images, titles = [], [], [], []
     for features, label in self.eval_batches:
-      predicted = np.argmax(self.model.predict_on_batch(features), axis=1)
+      predicted = np.argmax(self.model(features, training=False), axis=1)
       labels.append(label.numpy())
       predictions.append(predicted)
       if len(images) < 16:
@@ -220,8 +223,8 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
     raise TrainError(str(e)) from None
   keras.utils.set_random_seed(seed)
   chief = distribute.is_chief(strategy_obj)
-  # Non-chief workers write into a throwaway directory (tf.distribute's recipe).
-  out_dir = model_dir if chief else tempfile.mkdtemp(prefix="quickdraw_worker_")
+  # Non-chief workers write into a directory of their own (tf.distribute's recipe).
+  out_dir = model_dir if chief else _worker_dir(model_dir, strategy_obj)
   os.makedirs(out_dir, exist_ok=True)
   _check_classes(model_dir, class_names)
   keras.mixed_precision.set_global_policy(distribute.precision_policy(mixed_precision, strategy_obj))
@@ -257,11 +260,14 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
   steps = steps_per_epoch or max(1, stats["totals"]["train"] // batch_size)
 
   log_dir = os.path.join(out_dir, "logs")
+  backup_dir = os.path.join(out_dir, "backup")
   callbacks = [
-      # Restores weights, optimizer state (so the step counter) and epoch; an
-      # interrupted epoch is run again from its first batch.
-      keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"), save_freq=checkpoint_steps,
-                                       delete_checkpoint=False),
+      # Back up weights, optimizer state (so the step counter) and epoch every
+      # checkpoint_steps steps and after every epoch (one callback cannot do
+      # both); both restore the same backup, and an interrupted epoch is run
+      # again from its first batch.
+      keras.callbacks.BackupAndRestore(backup_dir, save_freq=checkpoint_steps, delete_checkpoint=False),
+      keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False),
       StartingStep(),
       keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
                                       save_weights_only=True),
@@ -278,7 +284,8 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
     callbacks.append(TimeBudget(time_budget, budget_clock))
   os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
   if isinstance(strategy_obj, tf.distribute.MultiWorkerMirroredStrategy):
-    history = _fit_multi_worker(model, strategy_obj, train_data, epochs, steps, batch_size, out_dir)
+    history = _fit_multi_worker(model, strategy_obj, train_data, eval_data, epochs, steps, batch_size, callbacks,
+                                backup_dir)
   else:
     history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps, validation_data=eval_data,
                         callbacks=callbacks, verbose=verbose)
@@ -292,21 +299,80 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
   return history
 
 
-def _fit_multi_worker(model, strategy, dataset, epochs, steps, global_batch_size, out_dir):
-  """A plain training loop for MultiWorkerMirroredStrategy.
+def _worker_dir(model_dir, strategy):
+  """Where a non-chief worker writes: a local directory, the same after a restart.
+
+  tf.distribute's recipe: every worker saves (saving may need all of them),
+  non-chief workers into a throwaway place. Keeping that place fixed per
+  model_dir and task lets a restarted worker restore the backup it wrote in
+  step with the chief.
+  """
+  resolver = strategy.cluster_resolver
+  key = hashlib.sha1(f"{os.path.abspath(model_dir)}:{resolver.task_type}:{resolver.task_id}".encode()).hexdigest()
+  return os.path.join(tempfile.gettempdir(), WORKERS_DIR, key[:16])
+
+
+def _backup_state(backup_dir):
+  """(epoch, batch) of the backup in ``backup_dir``; (-1, -1) when there is none."""
+  try:
+    with open(os.path.join(backup_dir, "training_metadata.json"), encoding="utf-8") as f:
+      state = json.load(f)
+    return state["epoch"], state.get("batch", 0)
+  except (OSError, ValueError, KeyError):
+    return -1, -1
+
+
+def _check_workers_agree(strategy, backup_dir):
+  """Raises TrainError on every worker unless all are about to restore the same state.
+
+  A worker that would restore another backup than the chief's (a stale one
+  left by an earlier run) would train out of step; checked before restoring,
+  since restoring itself runs collective ops that must match across workers.
+  """
+  state = tf.constant(_backup_state(backup_dir), tf.float64)
+
+  @tf.function
+  def moments():
+    # Each replica's (state, state^2, 1), summed over all replicas of all workers.
+    return strategy.reduce("SUM", strategy.run(lambda: tf.concat([state, state * state, [1.0]], 0)), axis=None)
+
+  sums = moments().numpy()
+  count = sums[-1]
+  if np.any(sums[2:4] * count != sums[:2] * sums[:2]):  # Zero variance <=> the same state everywhere.
+    epoch, batch = _backup_state(backup_dir)
+    raise TrainError(f"the workers would restore different training states (this one: "
+                     f"{'no backup' if epoch < 0 else f'epoch {epoch}, batch {batch}'} in {backup_dir}): a stale "
+                     "backup is left from an earlier run: remove the chief's <model_dir>/backup and the workers' "
+                     f"under {os.path.join(tempfile.gettempdir(), WORKERS_DIR)}, or use a new --model_dir")
+
+
+def _fit_multi_worker(model, strategy, train_data, eval_data, epochs, steps, global_batch_size, callbacks,
+                      backup_dir):
+  """``model.fit`` for MultiWorkerMirroredStrategy, with the same callbacks.
 
   Keras 3's fit cannot run under this strategy: it averages each step's
   scalar logs across workers along an axis they lack
-  (tensorflow/tensorflow#72388). Here gradients are all-reduced by the
-  optimizer as usual and the loss is summed across replicas explicitly. Every
-  worker saves (the chief into ``model_dir``, others into a throwaway
-  directory); there is no evaluation or backup in this mode.
+  (tensorflow/tensorflow#72388). Here the optimizer all-reduces gradients as
+  usual, the loss and hit counts are summed across replicas explicitly, and
+  every worker evaluates the whole eval split locally after each epoch (its
+  weights are the same on all workers), so that callbacks that act on eval
+  metrics (best weights, ReduceLROnPlateau) act alike everywhere. The Keras
+  callbacks (backup and restore, checkpoints, TensorBoard, summaries) run
+  unchanged.
 
   Returns:
-    a ``keras.callbacks.History``-like object with per-epoch ``loss``.
+    the ``keras.callbacks.History`` of the run.
   """
   loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
   optimizer = model.optimizer
+
+  def batch_sums(labels, logits):
+    """Summed loss, top-1 and top-3 hits of a batch: float32 scalars."""
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.cast(labels, tf.int32)
+    losses = loss_fn(labels, logits)
+    hits = [tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32)) for k in (1, 3)]
+    return tf.reduce_sum(losses), hits[0], hits[1]
 
   @tf.function
   def train_step(iterator):
@@ -314,28 +380,51 @@ def _fit_multi_worker(model, strategy, dataset, epochs, steps, global_batch_size
     def replica_step(features, labels):
       with tf.GradientTape() as tape:
         logits = model(features, training=True)
-        loss = tf.nn.compute_average_loss(loss_fn(labels, logits), global_batch_size=global_batch_size)
-      gradients = tape.gradient(loss, model.trainable_variables)
+        loss_sum, top1, top3 = batch_sums(labels, logits)
+        loss = loss_sum / global_batch_size
+        if model.losses:
+          loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+      gradients = tape.gradient(optimizer.scale_loss(loss), model.trainable_variables)
       optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-      return loss
+      return loss_sum, top1, top3
 
-    return strategy.reduce("SUM", strategy.run(replica_step, args=next(iterator)), axis=None)
+    return [strategy.reduce("SUM", value, axis=None) for value in strategy.run(replica_step, args=next(iterator))]
 
-  iterator = iter(strategy.experimental_distribute_dataset(dataset))
-  writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs", "train"))
-  history = keras.callbacks.History()
-  history.history = {"loss": []}
-  for epoch in range(epochs):
-    started = time.time()
-    losses = [float(train_step(iterator)) for _ in range(steps)]
-    history.history["loss"].append(float(np.mean(losses)))
-    with writer.as_default(step=epoch):
-      tf.summary.scalar("epoch_loss", history.history["loss"][-1])
-      tf.summary.scalar("examples_per_second", steps * global_batch_size / (time.time() - started))
-    model.save_weights(os.path.join(out_dir, "checkpoints", f"epoch{epoch + 1:03d}.weights.h5"))
-    print(f"epoch {epoch + 1}/{epochs}: loss {history.history['loss'][-1]:.4f}", flush=True)
-  writer.flush()
-  return history
+  @tf.function
+  def eval_step(features, labels):
+    return (*batch_sums(labels, model(features, training=False)), tf.cast(tf.shape(labels)[0], tf.float32))
+
+  def mean_logs(sums, count, prefix=""):
+    return {f"{prefix}loss": sums[0] / count, f"{prefix}accuracy": sums[1] / count,
+            f"{prefix}top3_accuracy": sums[2] / count}
+
+  callback_list = keras.callbacks.CallbackList(callbacks, add_history=True, model=model, epochs=epochs,
+                                               steps=steps)
+  iterator = iter(strategy.experimental_distribute_dataset(train_data))
+  with strategy.scope():  # As in fit: callbacks may create variables (a restored optimizer's).
+    model.stop_training = False
+    _check_workers_agree(strategy, backup_dir)
+    callback_list.on_train_begin()
+    for epoch in range(model._initial_epoch or 0, epochs):  # pylint: disable=protected-access  # Set by BackupAndRestore.
+      callback_list.on_epoch_begin(epoch)
+      sums, step = np.zeros(3), 0
+      for step in range(steps):
+        callback_list.on_train_batch_begin(step)
+        batch_sums_value = np.array([float(v) for v in train_step(iterator)])
+        sums += batch_sums_value
+        callback_list.on_train_batch_end(step, mean_logs(batch_sums_value, global_batch_size))
+        if model.stop_training:
+          break
+      logs = mean_logs(sums, (step + 1) * global_batch_size)
+      if eval_data is not None:
+        eval_sums = np.sum([[float(v) for v in eval_step(*batch)] for batch in eval_data], axis=0)
+        logs.update(mean_logs(eval_sums[:3], eval_sums[3], prefix="val_"))
+      callback_list.on_epoch_end(epoch, logs)
+      print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)
+      if model.stop_training:
+        break
+    callback_list.on_train_end()
+  return model.history
 
 
 def _read_config_file(model):

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,6 +67,9 @@ def test_train_writes_checkpoints_config_and_saved_model(trained, records_dir):
     assert os.path.exists(os.path.join(model_dir, name)), name
   config = export.read_config(model_dir)
   assert config["model"] == "bilstm" and config["classes"] == sorted(WORDS)
+  # Backed up after every epoch, even with fewer steps than --checkpoint_steps.
+  with open(os.path.join(model_dir, "backup", "training_metadata.json")) as f:
+    assert json.load(f)["epoch"] == 2
 
 
 def test_configs_file_sets_report_defaults(trained):
@@ -165,23 +169,46 @@ def _free_ports(n):
   return ports
 
 
-def test_multi_worker_two_processes_chief_writes(records_dir, tmp_path):
+def _multi_worker_run(records_dir, model_dirs, epochs):
+  """Two worker processes on 127.0.0.1; returns each one's (returncode, stdout, stderr)."""
   workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
   processes = []
-  for index in range(2):
+  for index, model_dir in enumerate(model_dirs):
     tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
     processes.append(subprocess.Popen(
         [sys.executable, "-m", "quickdraw_tf.train", "--model=bilstm", f"--records={records_dir}",
-         f"--model_dir={tmp_path / f'worker{index}'}", "--epochs=2", "--steps_per_epoch=3", "--batch_size=8"],
+         f"--model_dir={model_dir}", f"--epochs={epochs}", "--steps_per_epoch=3", "--batch_size=8",
+         "--eval_steps=2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **QUIET, "TF_CONFIG": tf_config}))
-  outputs = [p.communicate(timeout=600) for p in processes]
-  for process, (_, err) in zip(processes, outputs):
-    assert process.returncode == 0, err.decode()[-3000:]
-  losses = [[line for line in out.decode().splitlines() if line.startswith("epoch ")] for out, _ in outputs]
-  assert len(losses[0]) == 2 and losses[0] == losses[1]  # Both trained, in step: the same all-reduced losses.
-  for name in ("saved_model/saved_model.pb", "final.weights.h5", "checkpoints/epoch002.weights.h5", "config.json"):
-    assert os.path.exists(tmp_path / "worker0" / name), name
-  assert not os.path.exists(tmp_path / "worker1")  # Only the chief writes.
+  return [(p.returncode, out.decode(), err.decode()) for p, (out, err) in
+          ((p, p.communicate(timeout=600)) for p in processes)]
+
+
+def test_multi_worker_two_processes_chief_writes_and_both_resume(records_dir, tmp_path):
+  model_dirs = [tmp_path / "worker0", tmp_path / "worker1"]
+  runs = {}
+  for epochs in (1, 2):  # The second run continues the first from its backup.
+    runs[epochs] = _multi_worker_run(records_dir, model_dirs, epochs)
+    for returncode, _, err in runs[epochs]:
+      assert returncode == 0, err[-3000:]
+  for epochs, start in ((1, "starting at step 0, epoch 1"), (2, "starting at step 3, epoch 2")):
+    epoch_lines = []
+    for _, out, _ in runs[epochs]:
+      assert start in out, out
+      epoch_lines.append([line for line in out.splitlines() if line.startswith("epoch ")])
+    # Both trained, in step: the same all-reduced losses, the same local evaluation.
+    assert len(epoch_lines[0]) == 1 and epoch_lines[0] == epoch_lines[1]
+    assert "val_accuracy" in epoch_lines[0][0]
+  for name in ("saved_model/saved_model.pb", "final.weights.h5", "best.weights.h5", "backup/latest.weights.h5",
+               "checkpoints/epoch001.weights.h5", "checkpoints/epoch002.weights.h5", "config.json"):
+    assert os.path.exists(model_dirs[0] / name), name
+  assert not os.path.exists(model_dirs[1])  # Only the chief writes.
+  tags = _tags(str(model_dirs[0] / "logs"))
+  assert {"train/epoch_loss", "validation/epoch_accuracy", "validation/confusion_matrix"} <= tags, sorted(tags)
+  # Without the chief's backup, the other worker's own would put it out of step: both refuse.
+  shutil.rmtree(model_dirs[0] / "backup")
+  for returncode, _, err in _multi_worker_run(records_dir, model_dirs, 3):
+    assert returncode == 1 and "would restore different training states" in err, err[-3000:]
 
 
 @pytest.mark.parametrize("name", list(models.MODELS))
