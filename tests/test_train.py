@@ -103,6 +103,17 @@ def test_user_errors_are_actionable(records_dir, tmp_path):
   assert result.returncode == 1 and "trained on 2 classes" in result.stderr
 
 
+def test_time_budget_stops_training_and_still_saves(records_dir, tmp_path):
+  model_dir = tmp_path / "budget"
+  result = _train_cli("--model=bilstm", f"--records={records_dir}", f"--model_dir={model_dir}", "--epochs=5",
+                      "--steps_per_epoch=4", "--batch_size=8", "--time_budget=0.001", "--budget_clock=cpu",
+                      "--export=false")
+  assert result.returncode == 0, result.stderr[-3000:]
+  # The first batch spends the budget: one (short) epoch, evaluated and saved.
+  assert sorted(os.listdir(model_dir / "checkpoints")) == ["epoch001.weights.h5"]
+  assert os.path.exists(model_dir / "best.weights.h5") and os.path.exists(model_dir / "final.weights.h5")
+
+
 def test_killed_run_resumes_from_its_backup(records_dir, tmp_path):
   model_dir = tmp_path / "run"
   args = ["--model=bilstm", f"--records={records_dir}", f"--model_dir={model_dir}", "--epochs=3",
