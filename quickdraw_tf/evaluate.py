@@ -147,7 +147,7 @@ def main(argv):
     else:
       records_dir = records_dir or data.default_records_dir()
       labels, probabilities = predict_saved_model(FLAGS.saved_model, records_dir, FLAGS.split, FLAGS.batch_size)
-  except (ValueError, FileNotFoundError, data.RecordsError) as e:
+  except (ValueError, OSError, data.RecordsError) as e:  # OSError: no SavedModel, weights or records there.
     print(f"evaluate: error: {e}", file=sys.stderr)
     return 1
   class_names = records.read_classes(records_dir)

@@ -51,22 +51,30 @@ def main(argv):
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   if not FLAGS.saved_model or not FLAGS.input:
     raise app.UsageError("--saved_model and --input are required")
-  loaded = tf.saved_model.load(FLAGS.saved_model)
-  if FLAGS.input.lower().endswith(".png"):
-    if "serving_image" not in loaded.signatures:
-      print("predict: error: this model reads strokes, not pixels; give an ndjson file of drawings",
-            file=sys.stderr)
-      return 1
-    requests = [(FLAGS.input, {"image": tf.constant(png_request(FLAGS.input))})]
-    signature = loaded.signatures["serving_image"]
-  else:
-    requests, signature = [], loaded.signatures["serving_default"]
-    for number, points in ndjson_requests(FLAGS.input):
-      if isinstance(points, str):
-        print(f"{FLAGS.input}:{number}: skipped: {points}", file=sys.stderr)
-        continue
-      requests.append((f"{FLAGS.input}:{number}", {"ink": tf.constant(points[None]),
-                                                   "length": tf.constant([len(points)], tf.int32)}))
+  try:
+    loaded = tf.saved_model.load(FLAGS.saved_model)
+  except OSError as e:
+    print(f"predict: error: {FLAGS.saved_model} is not a SavedModel written by export: {e}", file=sys.stderr)
+    return 1
+  try:
+    if FLAGS.input.lower().endswith(".png"):
+      if "serving_image" not in loaded.signatures:
+        print("predict: error: this model reads strokes, not pixels; give an ndjson file of drawings",
+              file=sys.stderr)
+        return 1
+      requests = [(FLAGS.input, {"image": tf.constant(png_request(FLAGS.input))})]
+      signature = loaded.signatures["serving_image"]
+    else:
+      requests, signature = [], loaded.signatures["serving_default"]
+      for number, points in ndjson_requests(FLAGS.input):
+        if isinstance(points, str):
+          print(f"{FLAGS.input}:{number}: skipped: {points}", file=sys.stderr)
+          continue
+        requests.append((f"{FLAGS.input}:{number}", {"ink": tf.constant(points[None]),
+                                                     "length": tf.constant([len(points)], tf.int32)}))
+  except (OSError, UnicodeDecodeError) as e:  # Missing, unreadable or not a PNG / not text.
+    print(f"predict: error: cannot read {FLAGS.input}: {e}", file=sys.stderr)
+    return 1
   for where, inputs in requests:
     outputs = signature(**inputs)
     ranked = ", ".join(f"{name.decode()} {p:.3f}" for name, p in zip(outputs["top_k_classes"].numpy()[0],

@@ -317,6 +317,11 @@ def test_predict_prints_top3_and_names_bad_lines(trained, data_dir, tmp_path):
                            f"--saved_model={os.path.join(model_dir, 'saved_model')}", "--input=x.png"],
                           capture_output=True, text=True, timeout=300, env={**os.environ, **QUIET})
   assert result.returncode == 1 and "reads strokes" in result.stderr
+  result = subprocess.run([sys.executable, "-m", "quickdraw_tf.predict",
+                           f"--saved_model={os.path.join(model_dir, 'saved_model')}",
+                           f"--input={tmp_path / 'missing.ndjson'}"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **QUIET})
+  assert result.returncode == 1 and f"cannot read {tmp_path / 'missing.ndjson'}" in result.stderr
 
 
 def test_predict_reads_a_png_for_image_models(data_dir, tmp_path):
