@@ -7,6 +7,7 @@ Plain Pillow, returning uint8 RGB arrays ``[h, w, 3]`` that TensorBoard
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
+from PIL import ImageFont
 
 _CELL = 96  # pixels per drawing in a grid
 _TITLE = 24
@@ -67,3 +68,81 @@ def confusion_image(matrix, class_names, max_classes=60):
 
 def save_png(image, path):
   Image.fromarray(np.asarray(image, np.uint8)).save(path)
+
+
+# Viridis at five stops: dark blue (low) to yellow (high), legible on screen and in print.
+_VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float64)
+_GRID_GAP = 2
+_GRID_LABEL = 12
+
+
+def font(size=13):
+  """Pillow's default font at ``size`` px (FreeType), or its small bitmap font where FreeType is missing."""
+  try:
+    return ImageFont.load_default(size=size)
+  except (TypeError, OSError, ImportError):  # Pillow < 10.1, or no FreeType.
+    return ImageFont.load_default()
+
+
+def colormap(values):
+  """float ``[...]`` in [0, 1] -> uint8 ``[..., 3]`` viridis colours."""
+  values = np.clip(np.asarray(values, np.float64), 0, 1)
+  stops = np.linspace(0, 1, len(_VIRIDIS))
+  return np.stack([np.interp(values, stops, _VIRIDIS[:, i]) for i in range(3)], -1).round().astype(np.uint8)
+
+
+def feature_grid(maps, title="", columns=0, min_cell=48, colour=True, labels=True):
+  """A grid of 2-D maps (feature maps, filter patterns), each stretched to its own range.
+
+  A map with no range of its own (all one value, or 1x1) is shown at its
+  level within the range of all the maps, so dead and 1x1 maps stay honest.
+
+  Args:
+    maps: float ``[n, h, w]``.
+    title: a text line above the grid ("" for none).
+    columns: maps per row (0: ``ceil(sqrt(n))``).
+    min_cell: each map is enlarged by a whole factor ``zoom = max(1,
+      ceil(min_cell / max(h, w)))`` (nearest neighbour).
+    colour: viridis (low dark blue, high yellow) rather than grey.
+    labels: True: each map's index in a 12 px line under its cell; a list:
+      these n strings there instead; False: no label line.
+
+  Returns:
+    uint8 ``[title_h + rows * (h * zoom + label_h + 2) + 2, width, 3]``,
+    with ``rows = ceil(n / columns)``, ``title_h`` 18 with a title else 0,
+    ``label_h`` 12 with labels else 0, and ``width = columns * (w * zoom +
+    2) + 2``, or the title's width plus 6 where that is wider.
+  """
+  maps = np.asarray(maps, np.float64)
+  n, h, w = maps.shape
+  columns = columns or int(np.ceil(np.sqrt(n)))
+  rows = -(-n // columns)
+  zoom = max(1, -(-min_cell // max(h, w)))
+  cell_h, cell_w = h * zoom, w * zoom
+  label_h = _GRID_LABEL if labels is not False else 0
+  if labels is True:
+    labels = [str(i) for i in range(n)]
+  title_h = 18 if title else 0
+  title_font, label_font = font(13), font(10)
+  low, high = maps.reshape(n, -1).min(axis=1), maps.reshape(n, -1).max(axis=1)
+  span = high - low
+  overall_low, overall_span = maps.min(), max(maps.max() - maps.min(), 1e-12)
+  # Own range where there is one, else the level within all maps.
+  scaled = np.where((span > 1e-12 * max(overall_span, 1))[:, None, None],
+                    (maps - low[:, None, None]) / np.maximum(span, 1e-30)[:, None, None],
+                    (maps - overall_low) / overall_span)
+  pixels = colormap(scaled) if colour else np.repeat((scaled[..., None] * 255).round().astype(np.uint8), 3, -1)
+  width = columns * (cell_w + _GRID_GAP) + _GRID_GAP
+  if title:
+    width = max(width, int(np.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=title_font))) + 6)
+  canvas = Image.new("RGB", (width, title_h + rows * (cell_h + label_h + _GRID_GAP) + _GRID_GAP), "white")
+  draw = ImageDraw.Draw(canvas)
+  if title:
+    draw.text((3, 1), title, fill="black", font=title_font)
+  for i in range(n):
+    x = _GRID_GAP + (i % columns) * (cell_w + _GRID_GAP)
+    y = title_h + _GRID_GAP + (i // columns) * (cell_h + label_h + _GRID_GAP)
+    canvas.paste(Image.fromarray(pixels[i]).resize((cell_w, cell_h), Image.NEAREST), (x, y))
+    if label_h:
+      draw.text((x + 1, y + cell_h), labels[i], fill="dimgray", font=label_font)
+  return np.asarray(canvas)
