@@ -39,18 +39,26 @@ def drawing_grid(images, titles, columns=8):
 def confusion_image(matrix, class_names, max_classes=60):
   """A row-normalised confusion matrix as a heat map with class labels.
 
+  Rows are true classes, labelled on the left; columns are predicted classes,
+  labelled above with the names turned upright; cells large enough show
+  their count.
+
   Args:
     matrix: int ``[k, k]``, rows = true class, columns = predicted.
     class_names: k strings.
     max_classes: beyond this many classes labels are left out.
 
   Returns:
-    uint8 RGB image.
+    uint8 RGB image ``[label + k * cell + 2, label + k * cell + 2, 3]``.
   """
   matrix = np.asarray(matrix, np.float64)
   k = len(matrix)
-  cell = max(4, min(24, 720 // max(k, 1)))
-  label = 110 if k <= max_classes else 0
+  cell = max(4, min(32, 720 // max(k, 1)))
+  label_font, count_font = font(min(13, max(8, cell - 4))), font(min(11, max(8, cell // 3)))
+  names = [name[:18] for name in class_names]
+  measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+  label = (int(max(measure.textlength(n, font=label_font) for n in names)) + 8) if k <= max_classes and k else 0
+  label = max(label, 70) if label else 0
   rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
   heat = (255 * (1 - rows)).astype(np.uint8)  # White = 0, dark = all of the row.
   grid = Image.fromarray(np.stack([heat, heat, np.full_like(heat, 255)], -1)).resize((k * cell, k * cell),
@@ -59,10 +67,17 @@ def confusion_image(matrix, class_names, max_classes=60):
   canvas.paste(grid, (label, label))
   draw = ImageDraw.Draw(canvas)
   if label:
-    for i, name in enumerate(class_names):
-      draw.text((2, label + i * cell + max(0, cell // 2 - 6)), name[:17], fill="black")
-      draw.text((label + i * cell + 2, 2 + (i % 8) * 12), name[:3], fill="black")
-  draw.text((2, 2), "true \\ pred", fill="gray")
+    for i, name in enumerate(names):
+      draw.text((2, label + i * cell + cell // 2), name, fill="black", font=label_font, anchor="lm")
+      column = Image.new("RGB", (label, cell), "white")  # Written sideways, then turned upright.
+      ImageDraw.Draw(column).text((4, cell // 2), name, fill="black", font=label_font, anchor="lm")
+      canvas.paste(column.rotate(90, expand=True), (label + i * cell, 0))
+    if cell >= 20:
+      for (i, j), count in np.ndenumerate(matrix):
+        if count:
+          draw.text((label + j * cell + cell // 2, label + i * cell + cell // 2), str(int(count)),
+                    fill="white" if rows[i, j] > 0.5 else "black", font=count_font, anchor="mm")
+  draw.text((2, 2), "true \\ pred", fill="gray", font=font(10))
   return np.asarray(canvas)
 
 
