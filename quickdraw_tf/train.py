@@ -80,6 +80,8 @@ flags.DEFINE_string("profile_batch", "", "Profile these batches in TensorBoard, 
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_multi_string("model_option", [], "Model builder option key=value, e.g. activation=relu.")
 flags.DEFINE_string("vgg19_weights", None, "Local Keras VGG19 notop weights file (ImageNet).")
+flags.DEFINE_integer("vgg19_head_epochs", 2, "With --vgg19_weights: epochs that train only the head on the frozen "
+                     "backbone, before its last block is unfrozen too.", lower_bound=0)
 flags.DEFINE_bool("export", True, "Write the serving SavedModel at the end.")
 FLAGS = flags.FLAGS
 
@@ -202,7 +204,7 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
           learning_rate=1e-3, weight_decay=0.0, clip_norm=0.0, lr_factor=0.3, lr_patience=2, strategy="auto",
           tpu=None, mixed_precision="auto", jit_compile=False, image_size=0, image_source="auto", augment=None,
           checkpoint_steps=100, profile_batch="", seed=0, model_options=None, export=True, verbose=2,
-          time_budget=0, budget_clock="wall"):
+          time_budget=0, budget_clock="wall", head_epochs=2):
   """Trains one model; see the module docstring for what lands in ``model_dir``.
 
   Returns:
@@ -238,15 +240,26 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
   with strategy_obj.scope():
     model = models.build(model_name, len(class_names), image_size=size if spec.uses_image else None,
                          **model_options)
-    optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None,
-                                      global_clipnorm=clip_norm or None)
-    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                           keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3_accuracy")],
-                  jit_compile=jit_compile)
+
+  def compile_model():  # Again after a change of what is trainable: a fresh optimizer for those weights.
+    with strategy_obj.scope():
+      optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None,
+                                        global_clipnorm=clip_norm or None)
+      model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                             keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3_accuracy")],
+                    jit_compile=jit_compile)
+
+  # Stages of (what trains, until which epoch). vgg19 with ImageNet weights:
+  # its head on the frozen backbone first, then also the last block (the
+  # visualisation report's transfer learning); without them, all of it.
+  stages = [(None, epochs)]
   if model_name == "vgg19":
     from quickdraw_tf.models import vgg19  # pylint: disable=g-import-not-at-top
-    vgg19.set_trainable(model, "finetune" if model_options.get("weights_path") else "head")
+    if model_options.get("weights_path"):
+      stages = [("head", min(head_epochs, epochs)), ("finetune", epochs)]
+    else:
+      stages = [("all", epochs)]
 
   common = dict(image_size=size if spec.uses_image else None, image_source=image_source)
   # Keras distributes a plain dataset of global batches itself (tf.data shards
@@ -283,12 +296,21 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
   if time_budget:
     callbacks.append(TimeBudget(time_budget, budget_clock))
   os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
-  if isinstance(strategy_obj, tf.distribute.MultiWorkerMirroredStrategy):
-    history = _fit_multi_worker(model, strategy_obj, train_data, eval_data, epochs, steps, batch_size, callbacks,
-                                backup_dir)
-  else:
-    history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps, validation_data=eval_data,
-                        callbacks=callbacks, verbose=verbose)
+  first_epoch = 0
+  for stage, last_epoch in stages:
+    if stage:
+      vgg19.set_trainable(model, stage)
+    compile_model()
+    # A resumed run skips the stages its backup is past (BackupAndRestore sets the epoch).
+    if isinstance(strategy_obj, tf.distribute.MultiWorkerMirroredStrategy):
+      history = _fit_multi_worker(model, strategy_obj, train_data, eval_data, first_epoch, last_epoch, steps,
+                                  batch_size, callbacks, backup_dir)
+    else:
+      history = model.fit(train_data, initial_epoch=first_epoch, epochs=last_epoch, steps_per_epoch=steps,
+                          validation_data=eval_data, callbacks=callbacks, verbose=verbose)
+    if model.stop_training:  # --time_budget spent.
+      break
+    first_epoch = last_epoch
   model.save_weights(os.path.join(out_dir, export_lib.FINAL_WEIGHTS))
   if export:
     best = os.path.join(out_dir, export_lib.BEST_WEIGHTS)
@@ -346,8 +368,8 @@ def _check_workers_agree(strategy, backup_dir):
                      f"under {os.path.join(tempfile.gettempdir(), WORKERS_DIR)}, or use a new --model_dir")
 
 
-def _fit_multi_worker(model, strategy, train_data, eval_data, epochs, steps, global_batch_size, callbacks,
-                      backup_dir):
+def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epochs, steps, global_batch_size,
+                      callbacks, backup_dir):
   """``model.fit`` for MultiWorkerMirroredStrategy, with the same callbacks.
 
   Keras 3's fit cannot run under this strategy: it averages each step's
@@ -403,9 +425,10 @@ def _fit_multi_worker(model, strategy, train_data, eval_data, epochs, steps, glo
   iterator = iter(strategy.experimental_distribute_dataset(train_data))
   with strategy.scope():  # As in fit: callbacks may create variables (a restored optimizer's).
     model.stop_training = False
+    model._initial_epoch = initial_epoch  # pylint: disable=protected-access  # As fit sets it.
     _check_workers_agree(strategy, backup_dir)
     callback_list.on_train_begin()
-    for epoch in range(model._initial_epoch or 0, epochs):  # pylint: disable=protected-access  # Set by BackupAndRestore.
+    for epoch in range(model._initial_epoch, epochs):  # pylint: disable=protected-access  # BackupAndRestore may move it.
       callback_list.on_epoch_begin(epoch)
       sums, step = np.zeros(3), 0
       for step in range(steps):
@@ -459,7 +482,7 @@ def main(argv):
           mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile, image_size=FLAGS.image_size,
           image_source=FLAGS.image_source, augment=augment, checkpoint_steps=FLAGS.checkpoint_steps,
           profile_batch=FLAGS.profile_batch, seed=FLAGS.seed, model_options=options, export=FLAGS.export,
-          time_budget=FLAGS.time_budget, budget_clock=FLAGS.budget_clock)
+          time_budget=FLAGS.time_budget, budget_clock=FLAGS.budget_clock, head_epochs=FLAGS.vgg19_head_epochs)
   except TrainError as e:
     print(f"train: error: {e}", file=sys.stderr)
     return 1

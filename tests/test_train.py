@@ -114,6 +114,35 @@ def test_time_budget_stops_training_and_still_saves(records_dir, tmp_path):
   assert os.path.exists(model_dir / "best.weights.h5") and os.path.exists(model_dir / "final.weights.h5")
 
 
+def test_vgg19_trains_its_head_first_then_its_last_block(records_dir, tmp_path):
+  import keras  # pylint: disable=g-import-not-at-top
+  from quickdraw_tf.models import vgg19  # pylint: disable=g-import-not-at-top
+  weights = str(tmp_path / "vgg19_notop.weights.h5")
+  keras.applications.VGG19(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
+  model_dir = tmp_path / "vgg19"
+  result = _train_cli("--model=vgg19", f"--records={records_dir}", f"--model_dir={model_dir}", "--epochs=2",
+                      "--steps_per_epoch=2", "--batch_size=8", "--image_size=32", f"--vgg19_weights={weights}",
+                      "--vgg19_head_epochs=1", "--export=false")
+  assert result.returncode == 0, result.stderr[-3000:]
+  model = models.build("vgg19", len(WORDS), image_size=32)
+
+  def kernel(checkpoint, layer):
+    if checkpoint:
+      model.load_weights(str(model_dir / "checkpoints" / checkpoint))
+    else:
+      model.get_layer(vgg19.BACKBONE).load_weights(weights)
+    owner = model if layer == "fc_head" else model.get_layer(vgg19.BACKBONE)
+    return owner.get_layer(layer).kernel.numpy().copy()
+
+  start, head, finetuned = (
+      {layer: kernel(checkpoint, layer) for layer in ("block1_conv1", "block5_conv4", "fc_head")}
+      for checkpoint in (None, "epoch001.weights.h5", "epoch002.weights.h5"))
+  np.testing.assert_array_equal(head["block5_conv4"], start["block5_conv4"])  # Epoch 1: backbone frozen.
+  assert not np.array_equal(finetuned["block5_conv4"], head["block5_conv4"])  # Epoch 2: block 5 trains.
+  np.testing.assert_array_equal(finetuned["block1_conv1"], start["block1_conv1"])  # The rest never does.
+  assert not np.array_equal(finetuned["fc_head"], head["fc_head"])
+
+
 def test_killed_run_resumes_from_its_backup(records_dir, tmp_path):
   model_dir = tmp_path / "run"
   args = ["--model=bilstm", f"--records={records_dir}", f"--model_dir={model_dir}", "--epochs=3",

@@ -6,6 +6,8 @@ local file (``weights_path``: Keras' ``vgg19_weights_tf_dim_ordering_tf_
 kernels_notop.h5``); without one the backbone starts from random weights.
 """
 
+import os
+
 from absl import logging
 import keras
 from keras import layers
@@ -18,7 +20,11 @@ BACKBONE = "vgg19"
 
 
 def build(num_classes, image_size=IMAGE_SIZE, weights_path=None, **unused):
-  """keras.Model: {image [b, s, s, 1]} -> logits float32 [b, classes]."""
+  """keras.Model: {image [b, s, s, 1]} -> logits float32 [b, classes].
+
+  Raises:
+    FileNotFoundError: ``weights_path`` given but not a file.
+  """
   image = common.image_input(image_size)
   # ImageNet filters expect dark strokes on a light photo-like background,
   # 0-255 BGR with the ImageNet means removed.
@@ -27,6 +33,9 @@ def build(num_classes, image_size=IMAGE_SIZE, weights_path=None, **unused):
   backbone = keras.applications.VGG19(include_top=False, weights=None, input_shape=(image_size, image_size, 3))
   backbone.name = BACKBONE
   if weights_path:
+    if not os.path.isfile(weights_path):
+      raise FileNotFoundError(f"no VGG19 weights file at {weights_path!r} (--vgg19_weights): give Keras' "
+                              "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, or no flag for random weights")
     backbone.load_weights(weights_path)
   else:
     logging.warning("vgg19: no --vgg19_weights file given (there is no network here to fetch ImageNet weights); "
@@ -39,11 +48,18 @@ def build(num_classes, image_size=IMAGE_SIZE, weights_path=None, **unused):
 
 
 def set_trainable(model, stage):
-  """Freezes the backbone ("head") or unfreezes only its last block ("finetune")."""
-  if stage not in ("head", "finetune"):
-    raise ValueError(f"stage must be 'head' or 'finetune', got {stage!r}")
+  """Which layers train.
+
+  Args:
+    model: built by `build`.
+    stage: "head" (backbone frozen), "finetune" (the backbone's last block
+      and the head) or "all" (everything: from scratch, without ImageNet
+      weights a frozen random backbone would only be random features).
+  """
+  if stage not in ("head", "finetune", "all"):
+    raise ValueError(f"stage must be 'head', 'finetune' or 'all', got {stage!r}")
   backbone = model.get_layer(BACKBONE)
-  backbone.trainable = stage == "finetune"
+  backbone.trainable = stage != "head"  # Reaches every layer inside.
   if stage == "finetune":
     for layer in backbone.layers:
       layer.trainable = layer.name.startswith("block5")
