@@ -24,6 +24,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 RASTER_SIZE = 28
 # Upper bounds of the length buckets (points); longer drawings share the last.
 BUCKET_BOUNDARIES = (16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 224, 320)
+# Shuffle seed of the deterministic mode when none is given.
+DETERMINISTIC_SEED = 0
 
 
 class RecordsError(ValueError):
@@ -120,8 +122,9 @@ def make_dataset(records_dir, split, spec, batch_size, training=False, image_siz
     image_size: image side for image models (default: the spec's).
     image_source: "auto" (stored images when present), "stored" or "raster".
     shuffle_buffer: examples in the shuffle buffer.
-    deterministic: same batches in the same order on every run (tests).
-    seed: shuffle seed.
+    deterministic: same batches in the same order on every run (tests);
+      shuffles with ``seed`` or, when None, `DETERMINISTIC_SEED`.
+    seed: shuffle (and augmentation) seed.
     input_context: a ``tf.distribute.InputContext``: shards files (or
       examples, when there are fewer files than input pipelines).
     bucket: pad sequences per length bucket rather than to the batch max.
@@ -132,6 +135,8 @@ def make_dataset(records_dir, split, spec, batch_size, training=False, image_siz
   Returns:
     ``tf.data.Dataset`` of ``(dict, int64 [batch])``.
   """
+  if deterministic and seed is None:
+    seed = DETERMINISTIC_SEED
   source = image_source_for(records_dir, spec, "raster" if augment and spec.uses_image else image_source)
   paths = records.shard_paths(records_dir, split)
   if not paths:

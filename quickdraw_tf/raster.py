@@ -95,20 +95,47 @@ def _frame(xy, valid):
   return xy + (CANVAS - upper) / 2
 
 
-def rasterize(points, lengths, size=28, supersample=8, x_supersample=16):
+def _running_max(x):
+  """Inclusive running maximum along the last axis, by log-step doubling.
+
+  Args:
+    x: float ``[..., n]`` of static rank.
+
+  Returns:
+    float ``[..., n]``: element i is ``max(x[..., :i + 1])``.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  steps = tf.shape(x)[-1]
+
+  def body(x, shift):
+    shifted = tf.pad(x[..., :steps - shift], [[0, 0]] * (len(x.shape) - 1) + [[shift, 0]],
+                     constant_values=-float("inf"))
+    return tf.maximum(x, shifted), shift * 2
+
+  x, _ = tf.while_loop(lambda x, shift: shift < steps, body, [x, tf.constant(1)])
+  return x
+
+
+def rasterize(points, lengths, size=28, supersample=8):
   """Renders padded batches of drawings in TensorFlow ops.
 
   Same geometry as `render` and Google's ``numpy_bitmap``: drawings outside
   the simplified frame are fitted to it (`ink.to_frame`), centred on the
   256-unit canvas, drawn with a 16-unit line with round caps and joins, and
   the padded viewport mapped onto ``size`` pixels. A pixel's value is the
-  share of its sub-pixel samples (``supersample`` rows of ``x_supersample``)
-  within half a line width of a segment.
+  mean, over ``supersample`` sample rows, of the exact share of the pixel's
+  width that lies within half a line width of a segment.
 
-  Each segment's line is a capsule, which cuts a row of samples in one
-  interval; intervals become coverage through a difference array, so the
-  work grows with segments x rows, not segments x samples, and sampling each
-  row finely costs next to nothing.
+  Each segment's line is a capsule, which cuts a sample row in one interval.
+  The union of a row's intervals is made of disjoint pieces (intervals sorted
+  by start, each cut where the earlier ones reach); the covered length left
+  of every pixel edge then comes from a binary search, and a pixel's coverage
+  is the difference at its two edges. The work grows with segments x rows.
+
+  Against Google's ``numpy_bitmap`` rows of the same 550 drawings (22
+  categories) at 28 px, the mean absolute difference is 0.72 on 0-255 with 8
+  sample rows, 0.57 with 15 (as many as cairo's scan converter samples), 1.07
+  with 4 (``python -m bench.pipeline``).
 
   Args:
     points: float32 ``[batch, max_points, 3]``: absolute x, y in any scale and
@@ -116,35 +143,30 @@ def rasterize(points, lengths, size=28, supersample=8, x_supersample=16):
     lengths: int32 ``[batch]``: valid points per row; the rest is ignored.
     size: output side in pixels.
     supersample: sample rows per pixel.
-    x_supersample: samples per pixel along a row.
 
   Returns:
-    float32 ``[batch, size, size, 1]`` in [0, 1], 1 = ink.
+    float32 ``[batch, size, size, 1]`` in [0, 1], 1 = ink, in steps of 1/255
+    (as 8-bit images are).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   points = tf.convert_to_tensor(points, tf.float32)
   lengths = tf.cast(lengths, tf.int32)
   batch, steps = tf.shape(points)[0], tf.shape(points)[1]
   valid = tf.sequence_mask(lengths, steps)
-  xy = _frame(points[..., :2], valid)
+  origin = -(PADDING + LINE_WIDTH / 2)
+  # Pixel units from here on: the viewport is [0, size] on both axes.
+  xy = (_frame(points[..., :2], valid) - origin) * (size / VIEWPORT)
+  radius = LINE_WIDTH / 2 * size / VIEWPORT
 
   # One segment per valid point: to the next point of the same stroke, or a
   # zero-length one (a round dot) at a stroke's last point.
   connected = (points[..., 2] < 0.5) & tf.sequence_mask(lengths - 1, steps)
-  a = xy
   b = tf.where(connected[..., None], tf.concat([xy[:, 1:], xy[:, -1:]], axis=1), xy)
-
-  rows_n, cols_n = size * supersample, size * x_supersample
-  origin = -(PADDING + LINE_WIDTH / 2)
-  row_step, col_step = VIEWPORT / rows_n, VIEWPORT / cols_n
-  rows = origin + (tf.range(rows_n, dtype=tf.float32) + 0.5) * row_step  # [R] canvas y of sample rows
-  first = origin + 0.5 * col_step  # Canvas x of sample column 0.
-  radius = LINE_WIDTH / 2
+  rows_n = size * supersample
+  c = ((tf.range(rows_n, dtype=tf.float32) + 0.5) / supersample)[None, :, None]  # [1, R, 1] sample rows' y
+  ax, ay = xy[:, None, :, 0], xy[:, None, :, 1]  # [B, 1, T]
+  dx, dy = b[:, None, :, 0] - ax, b[:, None, :, 1] - ay
   inf = tf.constant(float("inf"))
-
-  ax, ay = a[..., 0, None], a[..., 1, None]  # [B, T, 1]
-  dx, dy = b[..., 0, None] - ax, b[..., 1, None] - ay
-  c = rows[None, None, :]  # [1, 1, R]
 
   def disc(px, py):
     h2 = radius**2 - (c - py)**2
@@ -172,18 +194,29 @@ def rasterize(points, lengths, size=28, supersample=8, x_supersample=16):
   band_hi = tf.where(length2 > 0, tf.minimum(near_hi, along_hi), -inf)
   lo = tf.minimum(tf.minimum(lo_a, lo_b), tf.where(band_lo <= band_hi, band_lo, inf))
   hi = tf.maximum(tf.maximum(hi_a, hi_b), tf.where(band_lo <= band_hi, band_hi, -inf))
+  lo = tf.where(valid[:, None, :], lo, inf)  # [B, R, T]; empty: (inf, -inf).
+  hi = tf.where(valid[:, None, :], hi, -inf)
 
-  # Samples j with lo <= first + j * col_step <= hi, as +1/-1 events per row.
-  start = tf.math.ceil((tf.maximum(lo, first - col_step) - first) / col_step)
-  stop = tf.math.floor((tf.minimum(hi, first + cols_n * col_step) - first) / col_step) + 1
-  start = tf.cast(tf.clip_by_value(start, 0, cols_n), tf.int32)
-  stop = tf.cast(tf.clip_by_value(stop, 0, cols_n), tf.int32)
-  weight = tf.cast(valid[..., None] & (stop > start), tf.float32)  # [B, T, R]
-  row_base = (tf.range(batch)[:, None, None] * rows_n + tf.range(rows_n)[None, None, :]) * (cols_n + 1)
-  ids = tf.concat([tf.reshape(row_base + start, [-1]), tf.reshape(row_base + stop, [-1])], 0)
-  events = tf.concat([tf.reshape(weight, [-1]), -tf.reshape(weight, [-1])], 0)
-  counts = tf.math.unsorted_segment_sum(events, ids, batch * rows_n * (cols_n + 1))
-  counts = tf.reshape(counts, [batch, rows_n, cols_n + 1])
-  covered = tf.cast(tf.cumsum(counts, axis=2)[..., :cols_n] > 0.5, tf.float32)
-  covered = tf.reshape(covered, [batch, size, supersample, size, x_supersample])
-  return tf.reduce_mean(covered, axis=[2, 4])[..., None]
+  # The union of each row's intervals as disjoint pieces, sorted by start.
+  neg_lo, order = tf.math.top_k(-lo, k=steps)  # Sorted by start; ties keep their order.
+  lo, hi = -neg_lo, tf.gather(hi, order, batch_dims=2)
+  reach = tf.pad(_running_max(hi)[..., :-1], [[0, 0], [0, 0], [1, 0]], constant_values=-float("inf"))
+  start = tf.maximum(lo, reach)
+  piece = tf.maximum(hi - start, 0.0)  # NaN-free: start is finite or +inf, hi finite or -inf.
+  before = tf.cumsum(piece, axis=2, exclusive=True)
+  # Covered length left of each pixel edge: up to the last piece starting there.
+  flat = [batch * rows_n, -1]
+  edges = tf.broadcast_to(tf.range(size + 1, dtype=tf.float32), [batch * rows_n, size + 1])
+  last = tf.searchsorted(tf.reshape(start, flat), edges, side="right") - 1  # [B * R, size + 1]
+  found = last >= 0
+  last = tf.maximum(last, 0)
+
+  def at_last(x):
+    return tf.gather(tf.reshape(x, flat), last, batch_dims=1)
+
+  covered = at_last(before) + tf.clip_by_value(edges - at_last(start), 0.0, at_last(piece))
+  covered = tf.where(found, covered, 0.0)
+  coverage = tf.reshape(covered[:, 1:] - covered[:, :-1], [batch, size, supersample, size])
+  image = tf.clip_by_value(tf.reduce_mean(coverage, axis=2), 0.0, 1.0)
+  # A multiplication: graphs rewrite division by a constant into one, and eager and graph must agree.
+  return (tf.round(image * 255.0) * (1.0 / 255.0))[..., None]

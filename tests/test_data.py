@@ -1,5 +1,6 @@
 """data.py: pipelines from records to model inputs, TF ink ops, distribution."""
 
+import collections
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from quickdraw_tf import data
 from quickdraw_tf import ink
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf import records
 
 WORDS = ("cat", "bicycle", "fish", "zebra")
 
@@ -41,16 +43,22 @@ def _first(dataset):
   return next(iter(dataset))
 
 
-@pytest.mark.parametrize("name, expect", [
-    ("rnn", {"ink": 3, "ink_length": None}),
-    ("bilstm", {"ink": 5, "ink_length": None}),
-    ("resnet18", {"image": 28}),
-    ("vgg19", {"image": 64}),
-    ("fusion", {"image": 225, "ink": 5, "ink_length": None}),
+@pytest.mark.parametrize("name, expect, image_source", [
+    ("rnn", {"ink": 3, "ink_length": None}, "auto"),
+    ("bilstm", {"ink": 5, "ink_length": None}, "auto"),
+    ("sketchanet", {"image": 225}, "raster"),
+    ("alexnet", {"image": 225}, "stored"),
+    ("resnet18", {"image": 28}, "stored"),
+    ("resnet18", {"image": 28}, "raster"),
+    ("vgg19", {"image": 64}, "raster"),
+    ("fusion", {"image": 225, "ink": 5, "ink_length": None}, "stored"),
+    ("fusion", {"image": 225, "ink": 5, "ink_length": None}, "raster"),
 ])
-def test_batches_have_the_model_inputs(records_dir, name, expect):
+def test_batches_have_the_model_inputs(records_dir, name, expect, image_source):
+  """Every model's pipeline at its default input size, from stored images and from rasterised ink."""
   spec = models.get(name)
-  features, labels = _first(data.make_dataset(records_dir, "train", spec, 8, deterministic=True))
+  features, labels = _first(data.make_dataset(records_dir, "train", spec, 8, deterministic=True,
+                                              image_source=image_source))
   assert set(features) == set(expect)
   assert labels.dtype == tf.int64 and labels.shape == (8,)
   if "ink" in expect:
@@ -111,10 +119,11 @@ def test_bucketing_pads_less_than_padded_batch(records_dir):
   assert real <= padded_steps(True) < padded_steps(False)
 
 
-def test_deterministic_mode_repeats_batches(records_dir):
+@pytest.mark.parametrize("seed", [3, None])
+def test_deterministic_mode_repeats_batches(records_dir, seed):
   spec = models.get("rnn")
   runs = [[(f["ink"].numpy(), l.numpy()) for f, l in data.make_dataset(
-      records_dir, "train", spec, 8, training=True, deterministic=True, seed=3, repeat=False)] for _ in range(2)]
+      records_dir, "train", spec, 8, training=True, deterministic=True, seed=seed, repeat=False)] for _ in range(2)]
   assert len(runs[0]) == len(runs[1]) > 0
   for (ink_a, labels_a), (ink_b, labels_b) in zip(*runs):
     np.testing.assert_array_equal(ink_a, ink_b)
@@ -132,6 +141,39 @@ def test_image_only_records_feed_image_models_and_refuse_sequence_models(bitmap_
 def test_missing_records_say_how_to_make_them(tmp_path):
   with pytest.raises(data.RecordsError, match="python -m quickdraw_tf.make_records"):
     data.make_dataset(str(tmp_path / "nothing"), "train", models.get("rnn"), 4)
+
+
+def _examples(records_dir, split, input_context=None):
+  """Each example of a split as ``(label, ink bytes)``, read through an rnn pipeline."""
+  dataset = data.make_dataset(records_dir, split, models.get("rnn"), 16, deterministic=True, bucket=False,
+                              input_context=input_context)
+  return collections.Counter((int(label), f["ink"][i, :n].numpy().tobytes())
+                             for f, labels in dataset for i, (n, label) in enumerate(zip(f["ink_length"], labels)))
+
+
+def _context(pipelines, pipeline_id):
+  return tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=pipeline_id,
+                                    num_replicas_in_sync=pipelines)
+
+
+def test_input_pipelines_are_sharded_by_file(records_dir):
+  """What distribute_datasets_from_function gives each worker: whole files, disjoint, covering the split."""
+  paths = records.shard_paths(records_dir, "train")
+  assert len(paths) == 8
+  every = _examples(records_dir, "train")
+  shards = [_examples(records_dir, "train", _context(2, i)) for i in range(2)]
+  assert not set(shards[0]) & set(shards[1])
+  assert shards[0] + shards[1] == every
+  for i, shard in enumerate(shards):  # Pipeline i reads files i, i + 2, ...: all of their records.
+    assert sum(shard.values()) == sum(1 for _ in tf.data.TFRecordDataset(paths[i::2]))
+
+
+def test_fewer_files_than_pipelines_shard_by_example(records_dir):
+  assert len(records.shard_paths(records_dir, "eval")) < 4
+  every = _examples(records_dir, "eval")
+  shards = [_examples(records_dir, "eval", _context(4, i)) for i in range(4)]
+  assert sum(shards, collections.Counter()) == every
+  assert all(shards) and not any(set(a) & set(b) for j, a in enumerate(shards) for b in shards[j + 1:])
 
 
 def test_distributed_dataset_under_mirrored_strategy(records_dir):

@@ -1,6 +1,7 @@
 """The model zoo: builds, padding invariance, mixed precision, and learning on real drawings."""
 
 import json
+import logging
 import os
 
 import keras
@@ -12,6 +13,7 @@ from quickdraw_tf import data
 from quickdraw_tf import ink
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf.models import __main__ as models_main
 from quickdraw_tf.models import vgg19
 
 # Small image sizes keep the CPU suite fast; the defaults are exercised by the registry listing.
@@ -54,36 +56,107 @@ def _real_ink(data_dir, count=3):
     return [ink.encode(ink.strokes_to_points(json.loads(line)["drawing"]))[0] for line in f][:count]
 
 
-@pytest.mark.parametrize("name", ["rnn", "bilstm"])
-def test_padding_does_not_change_logits(data_dir, name):
-  keras.utils.set_random_seed(2)
-  model = models.build(name, 7)
-  spec = models.get(name)
-  drawings = _real_ink(data_dir)
-  steps = max(len(d) for d in drawings) + 23
+def _padded(drawings, extra=0):
+  """list of ink ``[n, 3]`` -> 0-padded float32 ``[b, max n + extra, 3]`` and int32 lengths ``[b]``."""
+  steps = max(len(d) for d in drawings) + extra
   padded = np.zeros((len(drawings), steps, 3), np.float32)
   for i, d in enumerate(drawings):
     padded[i, :len(d)] = d
-  lengths = np.array([len(d) for d in drawings], np.int32)
+  return padded, np.array([len(d) for d in drawings], np.int32)
+
+
+@pytest.mark.parametrize("name, options", [("rnn", {}), ("rnn", {"batch_norm": True}), ("bilstm", {})])
+def test_padding_does_not_change_logits(data_dir, name, options):
+  """Real drawings and a one-point one (no ink at all), batched and padded vs alone and unpadded."""
+  keras.utils.set_random_seed(2)
+  model = models.build(name, 7, **options)
+  spec = models.get(name)
+  drawings = _real_ink(data_dir) + [np.zeros((0, 3), np.float32)]
+  padded, lengths = _padded(drawings, extra=23)
+  padded[:, lengths.max():] = 7.0  # Junk beyond every length: must be ignored too.
   batch_logits = model(data.model_inputs(spec, padded, lengths), training=False).numpy()
   for i, d in enumerate(drawings):
     alone = model(data.model_inputs(spec, d[None], lengths[i:i + 1]), training=False).numpy()
     np.testing.assert_allclose(batch_logits[i], alone[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 @pytest.mark.parametrize("name", list(models.MODELS))
-def test_mixed_precision_keeps_float32_logits_under_a_strategy(name):
-  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+def test_mixed_precision_keeps_float32_logits_under_a_strategy(name, policy):
+  """Built in a strategy scope under a mixed policy: low-precision layers, float32 logits, a training step."""
+  keras.mixed_precision.set_global_policy(policy)
   try:
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
       model = models.build(name, 4, image_size=TEST_IMAGE_SIZE.get(name))
+      model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     assert model.get_layer("logits").compute_dtype == "float32"
-    inputs = {k: tf.zeros([2] + [d or 9 for d in v.shape[1:]], v.dtype) for k, v in model.input.items()}
-    if "ink_length" in inputs:
+    low = [l.name for l in _leaf_layers(model) if l.weights and l.compute_dtype == policy[len("mixed_"):]]
+    assert len(low) >= 2, low  # The convolutions / LSTMs compute in 16 bits.
+    inputs = {k: tf.random.uniform([2] + [d or 9 for d in v.shape[1:]], dtype=v.dtype)
+              for k, v in model.input.items() if k != "ink_length"}
+    if "ink" in model.input:
       inputs["ink_length"] = tf.constant([9, 4])
     assert model(inputs, training=False).dtype == tf.float32
+    loss = model.train_on_batch(inputs, tf.constant([0, 3]))
+    assert np.isfinite(loss)
   finally:
     keras.mixed_precision.set_global_policy("float32")
+
+
+def _leaf_layers(model):
+  """Every layer of a model, nested models and Bidirectional wrappers opened."""
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      yield from _leaf_layers(layer)
+    elif isinstance(layer, keras.layers.Bidirectional):
+      yield from (layer.forward_layer, layer.backward_layer)
+    else:
+      yield layer
+
+
+@pytest.mark.parametrize("name, count", [("rnn", 6), ("bilstm", 2), ("fusion", 2)])
+def test_lstms_would_take_the_cudnn_kernel_on_gpu(data_dir, monkeypatch, name, count):
+  """Keras 3's own conditions for its cuDNN LSTM path, checked on CPU.
+
+  keras/src/layers/rnn/lstm.py tries the cuDNN kernel when ``use_cudnn`` is
+  "auto" or True and there is no recurrent dropout; the TensorFlow backend's
+  ``lstm`` then needs ``cudnn_ok`` (tanh, sigmoid, bias, no unrolling, and a
+  GPU) and a mask that is strictly right-padded with no fully masked row,
+  which it asserts inside the graph (a failure there is an error, not a
+  fallback). With the GPU check faked, every LSTM must reach the kernel with
+  such a mask, for a padded batch holding a one-point drawing (no ink).
+  """
+  tf_rnn = pytest.importorskip("keras.src.backend.tensorflow.rnn")
+  for attr in ("_do_lstm_arguments_support_cudnn", "_is_sequence_right_padded", "_has_fully_masked_sequence",
+               "_is_gpu_available", "_cudnn_lstm"):
+    if not hasattr(tf_rnn, attr):
+      pytest.skip(f"this Keras has no keras.src.backend.tensorflow.rnn.{attr}")
+  model = models.build(name, 4, image_size=TEST_IMAGE_SIZE.get(name))
+  lstms = [l for l in _leaf_layers(model) if isinstance(l, keras.layers.LSTM)]
+  assert len(lstms) == count
+  for lstm in lstms:
+    cell = lstm.cell
+    assert lstm.use_cudnn in ("auto", True) and not cell.recurrent_dropout, lstm.name
+    assert tf_rnn._do_lstm_arguments_support_cudnn(cell.activation, cell.recurrent_activation, lstm.unroll,
+                                                    cell.use_bias), lstm.name
+
+  masks = []
+
+  def cudnn_lstm(*args, **kwargs):
+    mask = kwargs["mask"] if "mask" in kwargs else args[6]
+    masks.append(mask is not None and bool(tf_rnn._is_sequence_right_padded(mask)) and
+                 not bool(tf_rnn._has_fully_masked_sequence(mask)))
+    raise NotImplementedError  # Back to the generic kernel, as without a GPU.
+
+  monkeypatch.setattr(tf_rnn, "_is_gpu_available", lambda: True)
+  monkeypatch.setattr(tf_rnn, "_cudnn_lstm", cudnn_lstm)
+  ink, lengths = _padded(_real_ink(data_dir) + [np.zeros((0, 3), np.float32)], extra=5)
+  spec = models.get(name)
+  image_size = TEST_IMAGE_SIZE.get(name)
+  inputs = data.model_inputs(spec, ink, lengths, image=np.zeros((len(lengths), image_size or 1, image_size or 1, 1)),
+                             image_size=image_size)
+  model(inputs, training=False)
+  assert masks == [True] * count
 
 
 def test_rnn_ablation_variants_build():
@@ -91,6 +164,38 @@ def test_rnn_ablation_variants_build():
   assert relu_pool.get_layer("conv1").activation.__name__ == "relu"
   assert relu_pool.get_layer("pool3") is not None
   assert models.build("rnn", 3).get_layer("conv2").activation.__name__ == "linear"
+
+
+def test_registry_lists_every_model_at_its_default_size(capsys):
+  """``python -m quickdraw_tf.models``: builds every model at its default input size."""
+  models_main.main(17)
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 1 + len(models.MODELS)
+  for line, (name, spec) in zip(lines[1:], models.MODELS.items()):
+    assert line.split()[0] == name
+    if spec.uses_image:
+      assert f"image (None, {spec.image_size}, {spec.image_size}, 1) float32" in line
+    if spec.uses_ink:
+      assert f"ink (None, None, {spec.ink_channels}) float32" in line and "ink_length (None,) int32" in line
+  assert {name: spec.image_size for name, spec in models.MODELS.items() if spec.uses_image} == {
+      "sketchanet": 225, "alexnet": 225, "resnet18": 28, "fusion": 225, "vgg19": 64}
+
+
+def test_resnet18_stem_follows_the_input_size():
+  assert models.build("resnet18", 3).get_layer("conv1").kernel_size == (3, 3)
+  large = models.build("resnet18", 3, image_size=224)
+  assert large.get_layer("conv1").kernel_size == (7, 7) and large.get_layer("conv1_pool") is not None
+
+
+def test_vgg19_without_weights_says_so_and_starts_at_random(caplog):
+  with caplog.at_level(logging.WARNING):
+    models.build("vgg19", 3, image_size=32)
+  assert "--vgg19_weights" in caplog.text and "random initialisation" in caplog.text
+
+
+def test_vgg19_missing_weights_file_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="VGG19 weights file"):
+    models.build("vgg19", 3, image_size=32, weights_path=str(tmp_path / "nope.h5"))
 
 
 def test_vgg19_stages_freeze_and_unfreeze():

@@ -10,11 +10,18 @@ from keras import layers
 from quickdraw_tf.models import common
 
 UNITS = 256
+STROKE5_PADDING = (0.0, 0.0, 0.0, 0.0, 1.0)
 
 
 def encoder(stroke5, ink_length, name="bilstm"):
-  """stroke-5 ``[b, t, 5]`` and lengths -> features float ``[b, 512]``."""
-  mask = common.time_mask(stroke5, ink_length)
+  """stroke-5 ``[b, t, 5]`` and int ``[b]`` lengths -> features float ``[b, 512]``.
+
+  The final states of both directions, concatenated. Padding rows are
+  stroke-5's end-of-drawing ``(0, 0, 0, 0, 1)``; the right-padded mask and
+  the LSTM's default arguments let it run on the cuDNN kernel on GPU.
+  """
+  stroke5, lengths = common.recurrent_padding(stroke5, ink_length, STROKE5_PADDING)
+  mask = common.time_mask(stroke5, lengths)
   return layers.Bidirectional(layers.LSTM(UNITS), name=name)(stroke5, mask=mask)
 
 

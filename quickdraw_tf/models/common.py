@@ -34,6 +34,52 @@ def time_mask(sequence, lengths):
   return TimeMask()(sequence, lengths)
 
 
+class RecurrentPadding(layers.Layer):
+  """Readies a padded batch for masked LSTMs that can run on the cuDNN kernel.
+
+  Keras 3 (TensorFlow backend) runs an LSTM on cuDNN with a mask only when the
+  mask is strictly right-padded and no row is fully masked; a fully masked row
+  fails a ``tf.Assert`` inside the graph rather than falling back. Masks from
+  `time_mask` are right-padded by construction; this layer rules out empty
+  rows (a one-point drawing has no tutorial ink): it sets every padded step
+  to ``pad_value``, appends one such step (so that ``time >= 1``) and raises
+  the lengths to at least 1, so an empty drawing reads one padding step.
+  Padding-invariant: a row's result never depends on the batch's padding.
+
+  Call args:
+    sequence: float ``[batch, time, channels]``, padded.
+    lengths: int ``[batch]`` valid steps per row (0 allowed).
+
+  Returns:
+    float ``[batch, time + 1, channels]`` and int32 ``[batch]`` lengths >= 1.
+  """
+
+  def __init__(self, pad_value, **kwargs):
+    super().__init__(**kwargs)
+    self.pad_value = tuple(float(v) for v in pad_value)
+
+  def call(self, sequence, lengths):
+    lengths = ops.cast(lengths, "int32")
+    valid = ops.arange(ops.shape(sequence)[1])[None, :, None] < lengths[:, None, None]
+    pad = ops.cast(ops.convert_to_tensor(self.pad_value), sequence.dtype)
+    sequence = ops.where(valid, sequence, pad)
+    extra = ops.broadcast_to(pad, (ops.shape(sequence)[0], 1, len(self.pad_value)))
+    return ops.concatenate([sequence, extra], axis=1), ops.maximum(lengths, 1)
+
+  def compute_output_spec(self, sequence, lengths):
+    steps = None if sequence.shape[1] is None else sequence.shape[1] + 1
+    return (keras.KerasTensor((sequence.shape[0], steps, sequence.shape[2]), dtype=sequence.dtype),
+            keras.KerasTensor(lengths.shape, dtype="int32"))
+
+  def get_config(self):
+    return {**super().get_config(), "pad_value": self.pad_value}
+
+
+def recurrent_padding(sequence, lengths, pad_value):
+  """`RecurrentPadding`: ``(sequence [b, t + 1, c], lengths >= 1 [b])``."""
+  return RecurrentPadding(pad_value)(sequence, lengths)
+
+
 def zero_padding(sequence, mask):
   """Sets padded steps to 0 so that 'same' convolutions cannot leak them into valid ones."""
   return sequence * ops.cast(mask, sequence.dtype)[..., None]
