@@ -11,6 +11,7 @@ A records directory holds (see tfrecords/README.md):
 """
 
 import dataclasses
+import functools
 import glob
 import json
 import os
@@ -51,8 +52,79 @@ IMAGE_FIELD = "image"  # optional PNG, uint8 [size, size, 1], 0 = background, 25
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 
 
+# --- Writing: tf.train.Example's protobuf wire format, encoded directly ---------
+
+_ONE_BYTE = tuple(bytes([i]) for i in range(128))
+
+
+def _varint(value):
+  """Protobuf base-128 varint of an int64 (a negative one as 10 bytes of two's complement)."""
+  if 0 <= value < 128:
+    return _ONE_BYTE[value]
+  value = int(value) & 0xFFFFFFFFFFFFFFFF
+  out = bytearray()
+  while value > 0x7F:
+    out.append((value & 0x7F) | 0x80)
+    value >>= 7
+  out.append(value)
+  return bytes(out)
+
+
+def _field(tag, payload):
+  """One length-delimited protobuf field: tag byte, length varint, payload."""
+  return tag + _varint(len(payload)) + payload
+
+
+# Tags: Example.features, Features.feature (map entries), map entry key and
+# value, Feature's oneof (bytes_list, float_list, int64_list), and the value
+# list inside BytesList / FloatList / Int64List (all field 1).
+_FEATURES = _ENTRY = _KEY = _LIST_VALUE = b"\x0a"
+_VALUE = b"\x12"
+_KIND = {"string": b"\x0a", "float32": b"\x12", "int64": b"\x1a"}
+
+
+def _entry(key, dtype, payload):
+  """A Features map entry from the packed (or, for strings, the one) value's bytes."""
+  value_list = _field(_LIST_VALUE, payload) if payload or dtype == "string" else b""
+  return _field(_ENTRY, key + _field(_VALUE, _field(_KIND[dtype], value_list)))
+
+
+def _payload(dtype, value):
+  if dtype == "string":
+    return value if isinstance(value, bytes) else value.encode("utf-8")
+  if dtype == "float32":
+    return np.asarray(value, "<f4").tobytes()
+  return b"".join(_varint(v) for v in np.ravel(value).tolist())
+
+
+@functools.lru_cache(maxsize=65536)
+def _entry_prefix(key, dtype, length):
+  """The bytes of a map entry before its payload: they depend only on the payload's length."""
+  entry = _entry(key, dtype, bytes(length))
+  return entry[:len(entry) - length]
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_entry(key, dtype, value):
+  """`_entry` of a hashable value: class, word, country and shape repeat across drawings."""
+  return _entry(key, dtype, _payload(dtype, value))
+
+
+# Values unique to each drawing: not worth memoising.
+_UNIQUE = ("key_id", IMAGE_FIELD)
+# Map entries in key order, as deterministic serialization sorts them: (name, dtype, key bytes).
+_ENTRIES = tuple((name, dtype, _field(_KEY, name.encode()))
+                 for name, dtype in sorted([(f.name, f.dtype) for f in FIELDS] + [(IMAGE_FIELD, "string")]))
+
+
 def serialize(values, image_png=None):
   """Encodes one drawing as a serialized ``tf.train.Example``.
+
+  Writes protobuf's wire format directly: the very bytes that
+  ``tf.train.Example.SerializeToString(deterministic=True)`` gives for the same
+  features (map entries sorted by name, number lists packed), at a fraction of
+  the cost of building the message field by field. Entries of repeating values
+  (class, word, country, shape) are memoised.
 
   Args:
     values: dict with every name of `FIELDS`: numpy arrays or sequences for
@@ -63,24 +135,17 @@ def serialize(values, image_png=None):
   Returns:
     bytes.
   """
-  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
-  example = example_pb2.Example()
-  feature = example.features.feature
-  for field in FIELDS:
-    value = values[field.name]
-    entry = feature[field.name]
-    if field.dtype == "string":
-      entry.bytes_list.value.append(value.encode("utf-8"))
+  entries = []
+  for name, dtype, key in _ENTRIES:
+    value = image_png if name == IMAGE_FIELD else values[name]
+    if value is None:
       continue
-    target = entry.float_list.value if field.dtype == "float32" else entry.int64_list.value
-    if field.shape:
-      target.extend(value.ravel().tolist() if isinstance(value, np.ndarray) else value)
+    if isinstance(value, np.ndarray) or name in _UNIQUE:
+      payload = _payload(dtype, value)
+      entries.append(_entry_prefix(key, dtype, len(payload)) + payload)
     else:
-      target.append(value)
-  if image_png is not None:
-    feature[IMAGE_FIELD].bytes_list.value.append(image_png)
-  # deterministic: map entries sorted, so shards are byte-identical across runs.
-  return example.SerializeToString(deterministic=True)
+      entries.append(_cached_entry(key, dtype, tuple(value) if isinstance(value, (list, tuple)) else value))
+  return _field(_FEATURES, b"".join(entries))
 
 
 def parse_spec(with_image=False):

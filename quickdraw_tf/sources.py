@@ -12,6 +12,7 @@ Formats, chosen by file name and content:
 
 import glob
 import gzip
+import itertools
 import json
 import os
 import re
@@ -29,6 +30,8 @@ _WORD_PREFIXES = ("full_simplified_", "full_raw_", "full_numpy_bitmap_", "full-s
 NPZ_SPLITS = {"train": "train", "valid": "eval", "test": "test"}
 NPZ_SPLITS_REQUIRED = ("train", "valid", "test")
 _WORD_RE = re.compile(rb'"word"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_FIRST_WORD_RE = re.compile(rb'^[^\n]*?"word"\s*:\s*"((?:[^"\\\n]|\\.)*)"', re.M)
+_SCAN_BLOCK = 1 << 24  # Bytes of whole lines searched at once by `scan_words`.
 
 
 class SourceError(ValueError):
@@ -98,29 +101,42 @@ def _open_text_lines(path):
   return opener(path, "rb")
 
 
+def _word_matches(path, pattern):
+  """Raw matches of ``pattern`` in a file, searched a block of whole lines at a time."""
+  matches = set()
+  try:
+    with _open_text_lines(path) as f:
+      for lines in iter(lambda: f.readlines(_SCAN_BLOCK), []):
+        matches.update(pattern.findall(b"".join(lines)))
+  except (OSError, EOFError, zlib.error):
+    try:  # A damaged file: again line by line, to keep the words before the damage.
+      with _open_text_lines(path) as f:
+        for line in f:
+          matches.update(pattern.findall(line))
+    except (OSError, EOFError, zlib.error):
+      pass
+  return matches
+
+
 def scan_words(path):
-  """Category names in one file, without parsing whole records (fast pre-pass).
+  """Category names in one file (each record's first ``"word"``), without parsing whole records.
 
   Returns:
     set of str. Unreadable parts are ignored here; the conversion counts them.
   """
   if kind_of(path) != "ndjson":
     return {word_of(path)}
+  matches = _word_matches(path, _WORD_RE)
+  if len(matches) > 1:
+    # Several words: some may come from other keys further along a line; take each line's first.
+    matches = _word_matches(path, _FIRST_WORD_RE)
   words = set()
-  try:
-    with _open_text_lines(path) as f:
-      for line in f:
-        m = _WORD_RE.search(line)
-        if m:
-          try:
-            words.add(json.loads(b'"' + m.group(1) + b'"'))
-          except ValueError:
-            pass
-  except (OSError, EOFError, zlib.error):
-    pass
-  if not words:
-    words.add(word_of(path))
-  return words
+  for match in matches:
+    try:
+      words.add(json.loads(b'"' + match + b'"'))
+    except ValueError:
+      pass
+  return words or {word_of(path)}
 
 
 def chunks(path, chunk_size):
@@ -138,18 +154,24 @@ def chunks(path, chunk_size):
   """
   kind = kind_of(path)
   if kind == "ndjson":
-    lines, first, number = [], 1, 0
+    lines, first = [], 1  # Lines read but not yielded yet, and the number of the first of them.
     try:
       with _open_text_lines(path) as f:
-        for number, line in enumerate(f, 1):
-          lines.append(line)
-          if len(lines) == chunk_size:
-            yield ("ndjson", path, first, lines)
-            lines, first = [], number + 1
+        if not path.lower().endswith(".gz"):  # Plain: a whole chunk of lines at a time.
+          for block in iter(lambda: list(itertools.islice(f, chunk_size)), []):
+            yield ("ndjson", path, first, block)
+            first += len(block)
+        else:  # Gzip: a line at a time, so that the lines before damage in the stream are kept.
+          for line in f:
+            lines.append(line)
+            if len(lines) == chunk_size:
+              yield ("ndjson", path, first, lines)
+              lines, first = [], first + chunk_size
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
       if lines:
         yield ("ndjson", path, first, lines)
-      raise SourceError("truncated_file", path, number + 1, f"unreadable after line {number}: {e}") from None
+      last = first + len(lines) - 1
+      raise SourceError("truncated_file", path, last + 1, f"unreadable after line {last}: {e}") from None
     if lines:
       yield ("ndjson", path, first, lines)
   elif kind == "npz":

@@ -1,6 +1,7 @@
 """download.py against a local HTTP server on 127.0.0.1 serving the shared real files."""
 
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from quickdraw_tf import download
+from quickdraw_tf import ink
 
 # Bucket paths -> shared folders.
 ROUTES = {
@@ -23,8 +25,9 @@ ROUTES = {
 class Bucket:
   """A tiny bucket server with switches to misbehave."""
 
-  def __init__(self, data_dir):
+  def __init__(self, data_dir, routes=None):
     self.data_dir = data_dir
+    self.routes = dict(ROUTES, **(routes or {}))
     self.requests = []  # (path, Range header or None)
     self.drop_after = None  # Cut the body after this many bytes, once.
     self.ignore_range = False
@@ -71,7 +74,7 @@ class Bucket:
     threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
   def local_path(self, path):
-    for prefix, (folder, suffix) in ROUTES.items():
+    for prefix, (folder, suffix) in self.routes.items():
       if path.startswith(prefix) and path.endswith(suffix):
         local = os.path.join(self.data_dir, folder, path[len(prefix):])
         return local if os.path.isfile(local) else None
@@ -79,8 +82,18 @@ class Bucket:
 
 
 @pytest.fixture
-def bucket(data_dir):
-  server = Bucket(data_dir)
+def bucket(data_dir, tmp_path_factory):
+  # No real sketch-rnn file is available: the bucket's sketchrnn/cat.npz is built from real drawings.
+  sketchrnn = tmp_path_factory.mktemp("sketchrnn")
+  with open(os.path.join(data_dir, "strokes", "simplified_lamnguyen", "cat.ndjson")) as f:
+    drawings = [ink.points_to_stroke3(ink.strokes_to_points(json.loads(line)["drawing"])).astype(np.int16)
+                for line in f]
+  splits = {"train": drawings[:15], "valid": drawings[15:20], "test": drawings[20:]}
+  arrays = {k: np.empty(len(v), dtype=object) for k, v in splits.items()}
+  for key, array in arrays.items():
+    array[:] = splits[key]
+  np.savez(sketchrnn / "cat.npz", **arrays)
+  server = Bucket(data_dir, {"sketchrnn/": (str(sketchrnn), ".npz")})
   yield server
   server.server.shutdown()
   server.server.server_close()
@@ -165,3 +178,32 @@ def test_make_records_download_flag(bucket, tmp_path):
   assert result.returncode == 0, result.stderr
   assert "wrote 50 drawings of 2 classes" in result.stdout
   assert (tmp_path / "out" / "classes.txt").read_text() == "The Eiffel Tower\ncat\n"
+
+
+def test_urls_follow_the_bucket_layout():
+  base = "https://storage.googleapis.com/quickdraw_dataset"
+  assert [download.url_for("alarm clock", kind) for kind in download.KINDS] == [
+      f"{base}/full/simplified/alarm%20clock.ndjson", f"{base}/full/raw/alarm%20clock.ndjson",
+      f"{base}/full/numpy_bitmap/alarm%20clock.npy", f"{base}/sketchrnn/alarm%20clock.npz"]
+
+
+@pytest.mark.parametrize("kind, totals", [
+    ("raw", None),
+    ("numpy_bitmap", None),
+    ("sketchrnn", {"train": 15, "eval": 5, "test": 5}),
+])
+def test_make_records_download_kinds(bucket, tmp_path, kind, totals):
+  """--download_kind picks the bucket folder; each kind converts as its own format."""
+  result = subprocess.run(
+      [sys.executable, "-m", "quickdraw_tf.make_records", "--download=cat", f"--download_kind={kind}",
+       f"--download_url={bucket.url}", f"--cache_dir={tmp_path / 'cache'}", f"--output_dir={tmp_path / 'out'}",
+       "--workers=2", "--progress=false"], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert [p for p, _ in bucket.requests] == [f"{download.KINDS[kind][0]}/cat{download.KINDS[kind][1]}"]
+  with open(tmp_path / "out" / "stats.json") as f:
+    stats = json.load(f)
+  assert stats["classes"] == ["cat"] and stats["has_ink"] == (kind != "numpy_bitmap")
+  if totals:
+    assert stats["totals"] == totals
+  else:
+    assert sum(stats["totals"].values()) > 20

@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -119,8 +120,14 @@ def test_split_determinism_across_workers_and_file_order(real_inputs, tmp_path):
   assert sum(c["totals"].values()) == 25
 
 
-def test_duplicates_written_once(real_inputs, tmp_path):
-  """raw_exupery and simplified_lamnguyen share key_ids; a copied file repeats geometry."""
+@pytest.mark.parametrize("flush_at", [make_records._HashSet.FLUSH_AT, 8])
+def test_duplicates_written_once(real_inputs, tmp_path, monkeypatch, flush_at):
+  """raw_exupery and simplified_lamnguyen share key_ids; a copied file repeats geometry.
+
+  With a tiny flush size the de-duplication index moves hashes into its sorted
+  runs every few drawings, and must find them there as well.
+  """
+  monkeypatch.setattr(make_records._HashSet, "FLUSH_AT", flush_at)
   simplified = real_inputs / "simplified_lamnguyen" / "cat.ndjson"
   no_keys = tmp_path / "nokeys"
   os.makedirs(no_keys)
@@ -229,6 +236,75 @@ def test_strict_stops_at_first_bad_record_with_file_and_line(bad_inputs, tmp_pat
   assert not glob.glob(str(tmp_path / "out" / ".partial-*"))
 
 
+STRICT_CASES = [(reason, line, number) for number, (reason, line) in enumerate(BAD_LINES, 2)]
+
+
+@pytest.mark.parametrize("reason, line, number", STRICT_CASES, ids=[f"{r}-{n}" for r, _, n in STRICT_CASES])
+def test_strict_names_file_and_line_for_every_bad_record(reason, line, number, tmp_path):
+  """With --strict each kind of bad line alone is an error that names its file, line and reason."""
+  path = tmp_path / "cat.ndjson"
+  _write_lines(path, [GOOD] * (number - 1) + [line, GOOD])
+  with pytest.raises(make_records.MakeRecordsError, match=f"{re.escape(str(path))}:{number}: .*\\[{reason}\\]"):
+    _convert([str(path)], tmp_path / "out", categories=["cat"], strict=True)
+  assert not glob.glob(str(tmp_path / "out" / "quickdraw-*")) and not records.is_complete(tmp_path / "out")
+
+
+def test_strict_stops_at_bad_files(bad_inputs, tmp_path):
+  root, empty_dir, truncated = bad_inputs
+  for inputs, pattern in (([str(root / "cat.npz")], r"cat\.npz: missing sketch-rnn keys .*\[bad_npz\]"),
+                          ([str(empty_dir), str(truncated)], r"empty_dir: no usable file .*\[no_usable_file\]"),
+                          ([str(truncated)], r"cat\.ndjson\.gz:\d+: unreadable .*\[truncated_file\]")):
+    with pytest.raises(make_records.MakeRecordsError, match=pattern):
+      _convert(inputs, tmp_path / "out", strict=True)
+    assert not records.is_complete(tmp_path / "out")
+
+
+def test_gzip_and_plain_give_the_same_records(real_inputs, tmp_path):
+  plain = real_inputs / "raw_exupery" / "bicycle.ndjson"
+  os.makedirs(tmp_path / "gz")
+  (tmp_path / "gz" / "bicycle.ndjson.gz").write_bytes(gzip.compress(plain.read_bytes()))
+  a = _convert([str(plain)], tmp_path / "a")
+  b = _convert([str(tmp_path / "gz")], tmp_path / "b", workers=2)
+  assert a["totals"] == b["totals"] and sum(a["totals"].values()) > 20
+  for name in sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "a" / "quickdraw-*"))):
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_serialize_writes_the_bytes_of_tf_train_example(real_inputs):
+  """records.serialize encodes protobuf itself: byte for byte tf.train.Example's deterministic output."""
+
+  def reference(values, image):
+    feature = {}
+    for field in records.FIELDS:
+      value = np.ravel(values[field.name]).tolist()
+      if field.dtype == "string":
+        feature[field.name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() for v in value]))
+      elif field.dtype == "float32":
+        feature[field.name] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
+      else:
+        feature[field.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=value))
+    if image is not None:
+      feature[records.IMAGE_FIELD] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+
+  cases = []
+  with open(real_inputs / "raw_exupery" / "cat.ndjson") as f:
+    for i, line in enumerate(f):
+      record = json.loads(line)
+      encoded, bbox, origin = ink.encode(ink.strokes_to_points(record["drawing"]))
+      cases.append((dict(ink=encoded, shape=encoded.shape, class_index=i * 997, word="chat noir é", key_id=record["key_id"],
+                         countrycode=record["countrycode"], recognized=(-1, 0, 1)[i % 3], bbox=bbox, origin=origin),
+                    os.urandom(300 * i) if i % 2 else None))
+  empty = np.zeros((0, 3), np.float32)
+  cases.append((dict(ink=empty, shape=empty.shape, class_index=0, word="", key_id="", countrycode="", recognized=-1,
+                     bbox=np.zeros(4), origin=np.zeros(3)), b""))
+  for values, image in cases:
+    serialized = records.serialize(values, image)
+    assert serialized == reference(values, image)
+    parsed = records.parse(serialized, with_image=False)
+    np.testing.assert_array_equal(parsed["ink"].numpy(), values["ink"])
+
+
 def test_truncated_gzip_keeps_what_was_readable(bad_inputs, tmp_path):
   _, _, truncated = bad_inputs
   stats = _convert([str(truncated)], tmp_path / "out")
@@ -236,6 +312,9 @@ def test_truncated_gzip_keeps_what_was_readable(bad_inputs, tmp_path):
   assert 100 < sum(stats["totals"].values()) < 2000  # The drawings before the cut.
   with pytest.raises(make_records.MakeRecordsError, match=r"cat\.ndjson\.gz:\d+: .*truncated_file"):
     _convert([str(truncated)], tmp_path / "strict", strict=True)
+  # Named after no category: the words before the damage still give the class.
+  shutil.copy(truncated, tmp_path / "drawings.ndjson.gz")
+  assert _convert([str(tmp_path / "drawings.ndjson.gz")], tmp_path / "renamed")["totals"] == stats["totals"]
 
 
 def test_nothing_usable_is_an_error(bad_inputs, tmp_path):
@@ -302,6 +381,18 @@ def test_interrupted_run_leaves_no_complete_looking_output(data_dir, tmp_path):
     assert not os.path.exists(out / records.STATS_FILE)
     if sig == signal.SIGINT:  # A clean interrupt also removes its temporary files.
       assert not glob.glob(str(out / ".partial-*"))
+
+
+def test_worker_failure_stops_the_run_cleanly(real_inputs, tmp_path, monkeypatch):
+  """A bug in a converter process ends the run with its traceback; nothing is left behind."""
+
+  def broken(chunk):
+    raise ZeroDivisionError(f"broken on {chunk[1]}")
+
+  monkeypatch.setattr(make_records, "_convert_chunk", broken)  # Inherited by the forked workers.
+  with pytest.raises(RuntimeError, match="(?s)converter process failed.*ZeroDivisionError: broken on"):
+    _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out", workers=2)
+  assert os.listdir(tmp_path / "out") == []
 
 
 def test_render_matches_google_numpy_bitmap(data_dir):
