@@ -134,6 +134,7 @@ class TimeBudget(keras.callbacks.Callback):
     super().__init__()
     self.seconds = seconds
     self.clock = time.process_time if clock == "cpu" else time.time
+    self.clock_name = "CPU" if clock == "cpu" else "wall"
     self.started = None
 
   def on_train_begin(self, logs=None):
@@ -142,6 +143,8 @@ class TimeBudget(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     if self.clock() - self.started >= self.seconds:
       self.model.stop_training = True
+      step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+      print(f"train: time budget of {self.seconds:g} {self.clock_name} seconds spent at step {step}", flush=True)
 
 
 class Summaries(keras.callbacks.Callback):

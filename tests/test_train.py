@@ -110,6 +110,7 @@ def test_time_budget_stops_training_and_still_saves(records_dir, tmp_path):
                       "--export=false")
   assert result.returncode == 0, result.stderr[-3000:]
   # The first batch spends the budget: one (short) epoch, evaluated and saved.
+  assert "time budget of 0.001 CPU seconds spent at step 1\n" in result.stdout
   assert sorted(os.listdir(model_dir / "checkpoints")) == ["epoch001.weights.h5"]
   assert os.path.exists(model_dir / "best.weights.h5") and os.path.exists(model_dir / "final.weights.h5")
 
