@@ -615,9 +615,7 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
     if pool:
       pool.close(wait=False)
     raise
-  if pool:
-    pool.close()
-  return stats
+  return stats  # _write closed the workers, before it counted their CPU time.
 
 
 def _write(files, output_dir, class_names, options, pool, workers, skips, max_per_class, chunk_size, progress,

@@ -138,7 +138,8 @@ class TimeBudget(keras.callbacks.Callback):
     self.started = None
 
   def on_train_begin(self, logs=None):
-    self.started = self.clock()
+    if self.started is None:  # One budget for all of train's stages (fits).
+      self.started = self.clock()
 
   def on_train_batch_end(self, batch, logs=None):
     if self.clock() - self.started >= self.seconds:
