@@ -25,30 +25,42 @@ from quickdraw_tf import records
 from quickdraw_tf import summaries
 
 
-def metrics(labels, probabilities, class_names):
-  """Top-1, top-3, MAP@3, per-class accuracy and the confusion matrix.
+def metrics(labels, probabilities, class_names, k=3):
+  """Top-1, top-k, MAP@k, per-class accuracy and the confusion matrix.
+
+  k is capped at the number of classes: with 2 classes top-3 is top-2, and
+  MAP@3 averages over the 2 ranks there are.
 
   Args:
-    labels: int ``[n]``; probabilities: float ``[n, classes]``.
+    labels: int ``[n]``, indices into ``class_names``; n >= 1.
+    probabilities: float ``[n, classes]``, columns in ``class_names`` order.
     class_names: list of str.
+    k: ranks counted by top-k and MAP@k.
 
   Returns:
-    dict (JSON-ready).
+    dict (JSON-ready): top-k figures under the names ``top3_accuracy`` and
+    ``map3`` whatever k is, with ``top_k`` saying which k they are for.
   """
-  labels = np.asarray(labels)
-  ranked = np.argsort(-np.asarray(probabilities), axis=1)[:, :3]
+  labels = np.asarray(labels, np.int64)
+  probabilities = np.asarray(probabilities)
+  if probabilities.ndim != 2 or probabilities.shape != (len(labels), len(class_names)) or not len(labels):
+    raise ValueError(f"need probabilities of shape [n >= 1, {len(class_names)}] for {len(labels)} labels, "
+                     f"got {probabilities.shape}")
+  k = min(k, len(class_names))
+  # A stable sort: ties rank in class order, the same way on every run.
+  ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
   hits = ranked == labels[:, None]
-  predicted = ranked[:, 0]
   confusion = np.zeros((len(class_names), len(class_names)), np.int64)
-  np.add.at(confusion, (labels, predicted), 1)
+  np.add.at(confusion, (labels, ranked[:, 0]), 1)
   per_class = {name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
                for i, name in enumerate(class_names)}
   return {
       "examples": int(len(labels)),
+      "top_k": k,
       "top1_accuracy": float(hits[:, 0].mean()),
       "top3_accuracy": float(hits.any(axis=1).mean()),
-      # Mean average precision at 3: 1/rank of the true class when it is in the top 3.
-      "map3": float((hits / np.arange(1, 4)).sum(axis=1).mean()),
+      # Mean average precision at k: 1/rank of the true class when it is in the top k.
+      "map3": float((hits / np.arange(1, k + 1)).sum(axis=1).mean()),
       "per_class_accuracy": per_class,
       "confusion_matrix": confusion.tolist(),
   }
@@ -76,29 +88,44 @@ def _drawings(records_dir, split, batch_size):
 
 
 def predict_saved_model(saved_model_dir, records_dir, split, batch_size=64):
-  """Probabilities of a SavedModel on a split, in the records' class order.
+  """Probabilities of a SavedModel on a split, over all of the model's classes.
+
+  The records may hold a subset of the model's classes (their labels are
+  mapped to the model's), never a class the model lacks.
 
   Returns:
-    (labels int [n], probabilities float [n, classes of the records]).
+    (labels int [n] in the model's class order, probabilities float
+    [n, classes of the model], the model's class names).
   """
   loaded = tf.saved_model.load(saved_model_dir)
   with open(os.path.join(saved_model_dir, export_lib.CLASSES_ASSET), encoding="utf-8") as f:
-    names = [line.rstrip("\n") for line in f if line.strip()]
+    names = [line.rstrip("\n") for line in f]
   class_names = records.read_classes(records_dir)
   missing = sorted(set(class_names) - set(names))
   if missing:
     raise ValueError(f"the SavedModel does not know {len(missing)} class(es) of the records: {missing[:5]}")
-  served = [names.index(name) for name in class_names]  # Columns in the records' class order.
+  to_model = np.array([names.index(name) for name in class_names], np.int64)
   labels, probabilities = [], []
   for inputs, batch_labels in _drawings(records_dir, split, batch_size):
     signature = loaded.signatures["serving_image" if "image" in inputs else "serving_default"]
-    probabilities.append(signature(**inputs)["probabilities"].numpy()[:, served])
-    labels.append(batch_labels)
-  return np.concatenate(labels), np.concatenate(probabilities)
+    probabilities.append(signature(**inputs)["probabilities"].numpy())
+    labels.append(to_model[batch_labels])
+  _check_not_empty(labels, records_dir, split)
+  return np.concatenate(labels), np.concatenate(probabilities), names
+
+
+def _check_not_empty(labels, records_dir, split):
+  if not labels:
+    raise ValueError(f"the {split} split of {records_dir} holds no drawings: evaluate another --split, or make "
+                     "records with more drawings a class (python -m quickdraw_tf.make_records)")
 
 
 def predict_checkpoint(model_dir, records_dir, split, batch_size=64, weights=None):
-  """Probabilities of a trained model_dir's weights on a split."""
+  """Probabilities of a trained model_dir's weights on a split.
+
+  Returns:
+    (labels int [n], probabilities float [n, classes of the records]).
+  """
   model, config = export_lib.restore(model_dir, weights)
   class_names = records.read_classes(records_dir)
   if class_names != config["classes"]:
@@ -108,8 +135,9 @@ def predict_checkpoint(model_dir, records_dir, split, batch_size=64, weights=Non
   dataset = data.make_dataset(records_dir, split, spec, batch_size, image_size=config.get("image_size") or None)
   labels, probabilities = [], []
   for features, batch_labels in dataset:
-    probabilities.append(tf.nn.softmax(model(features, training=False)).numpy())
+    probabilities.append(tf.nn.softmax(tf.cast(model(features, training=False), tf.float32)).numpy())
     labels.append(batch_labels.numpy())
+  _check_not_empty(labels, records_dir, split)
   return np.concatenate(labels), np.concatenate(probabilities)
 
 
@@ -144,18 +172,20 @@ def main(argv):
       records_dir = records_dir or export_lib.read_config(FLAGS.model_dir)["records"]
       labels, probabilities = predict_checkpoint(FLAGS.model_dir, records_dir, FLAGS.split, FLAGS.batch_size,
                                                  FLAGS.weights)
+      class_names = records.read_classes(records_dir)
     else:
       records_dir = records_dir or data.default_records_dir()
-      labels, probabilities = predict_saved_model(FLAGS.saved_model, records_dir, FLAGS.split, FLAGS.batch_size)
+      labels, probabilities, class_names = predict_saved_model(FLAGS.saved_model, records_dir, FLAGS.split,
+                                                               FLAGS.batch_size)
   except (ValueError, OSError, data.RecordsError) as e:  # OSError: no SavedModel, weights or records there.
     print(f"evaluate: error: {e}", file=sys.stderr)
     return 1
-  class_names = records.read_classes(records_dir)
   result = metrics(labels, probabilities, class_names)
   output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir or FLAGS.saved_model, f"eval_{FLAGS.split}")
   write_report(result, class_names, output_dir)
+  k = result["top_k"]
   print(f"{FLAGS.split}: {result['examples']} drawings, top-1 {result['top1_accuracy']:.4f}, "
-        f"top-3 {result['top3_accuracy']:.4f}, MAP@3 {result['map3']:.4f}; reports in {output_dir}")
+        f"top-{k} {result['top3_accuracy']:.4f}, MAP@{k} {result['map3']:.4f}; reports in {output_dir}")
   worst = sorted((v, k) for k, v in result["per_class_accuracy"].items() if v is not None)[:5]
   print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.2f}" for v, k in worst))
   return 0
