@@ -5,12 +5,20 @@ r"""python -m quickdraw_tf.export: a SavedModel that serves raw ink.
 Signature ``serving_default``: ``ink`` float32 ``[batch, max_points, 3]``
 (absolute x, y in any scale, 1 on the last point of each stroke) and
 ``length`` int32 ``[batch]`` -> ``probabilities`` float32 ``[batch, classes]``,
-``top_k_classes`` string ``[batch, k]``, ``top_k_probabilities``. All
-preprocessing (normalise, delta-encode, stroke-5, rasterise) runs in the graph
-through `data.model_inputs`, the function the training pipeline uses. Image
-models also get ``serving_image``: ``image`` uint8 ``[batch, h, w, 1]``
-(255 = ink, like numpy_bitmap) -> the same outputs. The class names, in the
-order of ``probabilities``, are in ``assets/classes.txt``.
+``top_k_classes`` string ``[batch, k]``, ``top_k_probabilities``, ``valid``
+bool ``[batch]``. All preprocessing (normalise, delta-encode, stroke-5,
+rasterise) runs in the graph through `data.model_inputs`, the function the
+training pipeline uses. Image models also get ``serving_image``: ``image``
+uint8 ``[batch, h, w, 1]`` (255 = ink, like numpy_bitmap) -> the same outputs.
+The class names, in the order of ``probabilities``, are in
+``assets/classes.txt``.
+
+The contract, enforced in the graph (`serving_ink`): ``length`` is clamped to
+``[0, max_points]``; ``ink`` and ``length`` of different batch sizes are an
+error; a row that cannot be classified (fewer than 2 points, or a coordinate
+or extent that is not finite in float32) has ``valid`` False, all-zero
+probabilities and empty class names, never NaN; an empty batch gives empty
+outputs.
 """
 
 import json
@@ -33,6 +41,9 @@ FINAL_WEIGHTS = "final.weights.h5"
 SAVED_MODEL = "saved_model"
 CLASSES_ASSET = os.path.join("assets", "classes.txt")  # the class names, in probability order
 TOP_K = 3
+# Served in place of rows that cannot be classified, and appended to every
+# batch so that no model ever runs on an empty one: a diagonal line.
+PLACEHOLDER_POINTS = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
 def read_config(model_dir):
@@ -66,8 +77,45 @@ def restore(model_dir, weights=None):
   return model, config
 
 
+def serving_ink(ink, length):
+  """Enforces the serving contract on a client's ink (see the module docstring).
+
+  Args:
+    ink: float32 ``[batch, time, 3]`` absolute points; length: int32 ``[batch]``.
+
+  Returns:
+    ink: float32 ``[batch + 1, max(time, 2), 3]``, rows that cannot be
+      classified replaced by `PLACEHOLDER_POINTS`, zero past their length, and
+      one placeholder row appended (drop the last row of every output).
+    length: int32 ``[batch + 1]``, clamped to ``[0, time]``.
+    valid: bool ``[batch]``.
+
+  Raises:
+    tf.errors.InvalidArgumentError: ink and length differ in batch size.
+  """
+  ink = tf.convert_to_tensor(ink, tf.float32)
+  length = tf.convert_to_tensor(length, tf.int32)
+  same_batch = tf.debugging.assert_equal(tf.shape(ink)[0], tf.shape(length)[0],
+                                         message="ink and length must have the same batch size")
+  with tf.control_dependencies([same_batch]):
+    ink = tf.identity(ink)
+  ink = tf.pad(ink, [[0, 0], [0, tf.maximum(2 - tf.shape(ink)[1], 0)], [0, 0]])
+  time = tf.shape(ink)[1]
+  length = tf.clip_by_value(length, 0, time)
+  inside = tf.sequence_mask(length, time)[..., None]
+  ink = tf.where(inside, ink, 0.0)
+  xy = ink[..., :2]
+  # The extent overflows for coordinates such as +-3e38, finite though they are.
+  extent = tf.reduce_max(tf.where(inside, xy, -3.0e38), 1) - tf.reduce_min(tf.where(inside, xy, 3.0e38), 1)
+  valid = (length >= 2) & tf.reduce_all(tf.math.is_finite(ink), [1, 2]) & tf.reduce_all(tf.math.is_finite(extent), 1)
+  placeholder = tf.pad(tf.constant([PLACEHOLDER_POINTS]), [[0, 0], [0, time - 2], [0, 0]])
+  ink = tf.concat([tf.where(valid[:, None, None], ink, placeholder), placeholder], 0)
+  length = tf.concat([tf.where(valid, length, 2), [2]], 0)
+  return ink, length, valid
+
+
 def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
-  """Writes the serving SavedModel (atomically: a temporary directory renamed at the end).
+  """Writes the serving SavedModel: into ``<output_dir>.partial``, renamed into place at the end.
 
   Args:
     model: keras.Model taking `data.model_inputs`.
@@ -80,15 +128,19 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
   classes = tf.constant(class_names)
   k = min(top_k, len(class_names))
 
-  def outputs(features):
-    probabilities = tf.nn.softmax(tf.cast(model(features, training=False), tf.float32))
+  def outputs(features, valid):
+    """The model's answers for all rows but the appended placeholder; zeros where not ``valid``."""
+    probabilities = tf.nn.softmax(tf.cast(model(features, training=False), tf.float32))[:-1]
+    probabilities = tf.where(valid[:, None], probabilities, 0.0)
     top = tf.math.top_k(probabilities, k)
-    return {"probabilities": probabilities, "top_k_classes": tf.gather(classes, top.indices),
+    return {"probabilities": probabilities, "valid": valid,
+            "top_k_classes": tf.where(valid[:, None], tf.gather(classes, top.indices), ""),
             "top_k_probabilities": top.values}
 
   def serve_ink(ink, length):
+    ink, length, valid = serving_ink(ink, length)
     encoded, encoded_length = ink_lib.encode_tf(ink, length)
-    return outputs(data.model_inputs(spec, encoded, encoded_length, ink, length, image_size=image_size))
+    return outputs(data.model_inputs(spec, encoded, encoded_length, ink, length, image_size=image_size), valid)
 
   archive = keras.export.ExportArchive()
   archive.track(model)
@@ -97,7 +149,10 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
   if spec.uses_image and not spec.uses_ink:
 
     def serve_image(image):
-      return outputs(data.model_inputs(spec, image=image, image_size=image_size))
+      # A blank image appended, as in serve_ink: an empty batch gives empty outputs.
+      image = tf.concat([image, tf.zeros(tf.concat([[1], tf.shape(image)[1:]], 0), tf.uint8)], 0)
+      return outputs(data.model_inputs(spec, image=image, image_size=image_size),
+                     tf.ones(tf.shape(image)[:1] - 1, tf.bool))
 
     archive.add_endpoint("serving_image", serve_image,
                          input_signature=[tf.TensorSpec([None, None, None, 1], tf.uint8, name="image")])
@@ -107,8 +162,13 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
   os.makedirs(os.path.join(partial, "assets"), exist_ok=True)
   with open(os.path.join(partial, CLASSES_ASSET), "w", encoding="utf-8") as f:
     f.write("".join(name + "\n" for name in class_names))
-  shutil.rmtree(output_dir, ignore_errors=True)
+  # The previous SavedModel is moved aside, not deleted, until the new one is in place.
+  previous = output_dir.rstrip("/") + ".previous"
+  shutil.rmtree(previous, ignore_errors=True)
+  if os.path.exists(output_dir):
+    os.replace(output_dir, previous)
   os.replace(partial, output_dir)
+  shutil.rmtree(previous, ignore_errors=True)
 
 
 def define_flags():

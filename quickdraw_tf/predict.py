@@ -5,7 +5,10 @@ r"""python -m quickdraw_tf.predict: the top classes of drawings, from an exporte
 
 ndjson: one drawing a line, QuickDraw's ``{"drawing": [[xs], [ys]], ...}``
 (simplified or raw, any scale). PNG (image models): a drawing, dark on light
-or light on dark, any size.
+or light on dark, any size. A line that cannot be classified (not a drawing,
+coordinates that are not finite float32 numbers, fewer than 2 points) is
+skipped and reported with its line number; a file with no drawing to
+classify is an error (exit status 1).
 """
 
 import json
@@ -28,7 +31,7 @@ def ndjson_requests(path):
       try:
         record = json.loads(line)
         yield number, ink_lib.strokes_to_points(record["drawing"] if isinstance(record, dict) else record)
-      except (ValueError, KeyError, TypeError) as e:
+      except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:
         yield number, f"{type(e).__name__}: {e}"
 
 
@@ -75,11 +78,20 @@ def main(argv):
   except (OSError, UnicodeDecodeError) as e:  # Missing, unreadable or not a PNG / not text.
     print(f"predict: error: cannot read {FLAGS.input}: {e}", file=sys.stderr)
     return 1
+  answered = 0
   for where, inputs in requests:
     outputs = signature(**inputs)
+    if "valid" in outputs and not outputs["valid"].numpy()[0]:  # The SavedModel's own check.
+      print(f"{where}: skipped: cannot be classified (fewer than 2 points, or coordinates too large for float32)",
+            file=sys.stderr)
+      continue
     ranked = ", ".join(f"{name.decode()} {p:.3f}" for name, p in zip(outputs["top_k_classes"].numpy()[0],
                                                                         outputs["top_k_probabilities"].numpy()[0]))
     print(f"{where}: {ranked}")
+    answered += 1
+  if not answered:
+    print(f"predict: error: {FLAGS.input} holds no drawing that can be classified", file=sys.stderr)
+    return 1
   return 0
 
 
