@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import augment as augment_lib
+from quickdraw_tf import backup
 from quickdraw_tf import data
 from quickdraw_tf import distribute
 from quickdraw_tf import export as export_lib
@@ -103,16 +104,36 @@ def _parse_options(items):
   return options
 
 
-def _check_classes(model_dir, class_names):
-  """A model_dir trained on other classes cannot continue on these records."""
+# What a run directory's weights depend on: a run may continue only with the same.
+COMPATIBILITY_KEYS = ("model", "classes", "image_size", "model_options")
+
+
+def _check_compatible(model_dir, config):
+  """Raises TrainError unless ``model_dir`` is new or holds a run of the same model, classes and options.
+
+  Called before anything is written there, so that a mistaken --model_dir
+  leaves the run it names as it was.
+  """
   path = os.path.join(model_dir, export_lib.CONFIG_FILE)
-  if os.path.exists(path):
+  if not os.path.exists(path):
+    return
+  try:
     with open(path, encoding="utf-8") as f:
-      previous = json.load(f)["classes"]
-    if previous != class_names:
-      raise TrainError(f"{model_dir} was trained on {len(previous)} classes, but the records have "
-                       f"{len(class_names)}{'' if len(previous) != len(class_names) else ' (different ones)'}: "
-                       "use another --model_dir or the same records")
+      previous = json.load(f)
+    differences = [key for key in COMPATIBILITY_KEYS if previous.get(key) != config[key]]
+  except (OSError, ValueError, AttributeError) as e:
+    raise TrainError(f"{path} cannot be read ({e}): use another --model_dir") from None
+  if differences:
+    details = "; ".join(_difference(key, previous.get(key), config[key]) for key in differences)
+    raise TrainError(f"{model_dir} holds another run ({details}): use another --model_dir, or the same "
+                     "model, records and options to continue that run")
+
+
+def _difference(key, before, now):
+  if key == "classes" and isinstance(before, list):
+    return (f"it was trained on {len(before)} classes, the records have {len(now)}"
+            f"{' (different ones)' if len(before) == len(now) else ''}")
+  return f"{key} {before!r} there, {now!r} now"
 
 
 class StartingStep(keras.callbacks.Callback):
@@ -204,7 +225,16 @@ def _ink_pictures(features):
   return raster.rasterize(points, lengths, 28).numpy()
 
 
-def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval_steps=0, batch_size=64,
+def train(*args, **kwargs):
+  """Trains one model (see `_train` for the arguments), leaving Keras' global dtype policy as it found it."""
+  policy = keras.mixed_precision.global_policy()
+  try:
+    return _train(*args, **kwargs)
+  finally:
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval_steps=0, batch_size=64,
           learning_rate=1e-3, weight_decay=0.0, clip_norm=0.0, lr_factor=0.3, lr_patience=2, strategy="auto",
           tpu=None, mixed_precision="auto", jit_compile=False, image_size=0, image_source="auto", augment=None,
           checkpoint_steps=100, profile_batch="", seed=0, model_options=None, export=True, verbose=2,
@@ -231,15 +261,15 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
   chief = distribute.is_chief(strategy_obj)
   # Non-chief workers write into a directory of their own (tf.distribute's recipe).
   out_dir = model_dir if chief else _worker_dir(model_dir, strategy_obj)
-  os.makedirs(out_dir, exist_ok=True)
-  _check_classes(model_dir, class_names)
-  keras.mixed_precision.set_global_policy(distribute.precision_policy(mixed_precision, strategy_obj))
   model_options = dict(model_options or {})
   size = image_size or spec.image_size
   config = {"model": model_name, "classes": class_names, "image_size": size if spec.uses_image else 0,
             "model_options": model_options, "records": os.path.abspath(records_dir)}
+  _check_compatible(model_dir, config)
+  os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, export_lib.CONFIG_FILE), "w", encoding="utf-8") as f:
     json.dump(config, f, indent=1)
+  keras.mixed_precision.set_global_policy(distribute.precision_policy(mixed_precision, strategy_obj))
 
   with strategy_obj.scope():
     model = models.build(model_name, len(class_names), image_size=size if spec.uses_image else None,
@@ -283,8 +313,8 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
       # checkpoint_steps steps and after every epoch (one callback cannot do
       # both); both restore the same backup, and an interrupted epoch is run
       # again from its first batch.
-      keras.callbacks.BackupAndRestore(backup_dir, save_freq=checkpoint_steps, delete_checkpoint=False),
-      keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False),
+      backup.BackupAndRestore(backup_dir, save_freq=checkpoint_steps),
+      backup.BackupAndRestore(backup_dir, save_freq="epoch"),
       StartingStep(),
       keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
                                       save_weights_only=True),
@@ -338,16 +368,6 @@ def _worker_dir(model_dir, strategy):
   return os.path.join(tempfile.gettempdir(), WORKERS_DIR, key[:16])
 
 
-def _backup_state(backup_dir):
-  """(epoch, batch) of the backup in ``backup_dir``; (-1, -1) when there is none."""
-  try:
-    with open(os.path.join(backup_dir, "training_metadata.json"), encoding="utf-8") as f:
-      state = json.load(f)
-    return state["epoch"], state.get("batch", 0)
-  except (OSError, ValueError, KeyError):
-    return -1, -1
-
-
 def _check_workers_agree(strategy, backup_dir):
   """Raises TrainError on every worker unless all are about to restore the same state.
 
@@ -355,7 +375,7 @@ def _check_workers_agree(strategy, backup_dir):
   left by an earlier run) would train out of step; checked before restoring,
   since restoring itself runs collective ops that must match across workers.
   """
-  state = tf.constant(_backup_state(backup_dir), tf.float64)
+  state = tf.constant(backup.read_state(backup_dir), tf.float64)
 
   @tf.function
   def moments():
@@ -365,7 +385,7 @@ def _check_workers_agree(strategy, backup_dir):
   sums = moments().numpy()
   count = sums[-1]
   if np.any(sums[2:4] * count != sums[:2] * sums[:2]):  # Zero variance <=> the same state everywhere.
-    epoch, batch = _backup_state(backup_dir)
+    epoch, batch = backup.read_state(backup_dir)
     raise TrainError(f"the workers would restore different training states (this one: "
                      f"{'no backup' if epoch < 0 else f'epoch {epoch}, batch {batch}'} in {backup_dir}): a stale "
                      "backup is left from an earlier run: remove the chief's <model_dir>/backup and the workers' "
@@ -487,7 +507,7 @@ def main(argv):
           image_source=FLAGS.image_source, augment=augment, checkpoint_steps=FLAGS.checkpoint_steps,
           profile_batch=FLAGS.profile_batch, seed=FLAGS.seed, model_options=options, export=FLAGS.export,
           time_budget=FLAGS.time_budget, budget_clock=FLAGS.budget_clock, head_epochs=FLAGS.vgg19_head_epochs)
-  except TrainError as e:
+  except (TrainError, backup.BackupError) as e:
     print(f"train: error: {e}", file=sys.stderr)
     return 1
   logging.info("done")
