@@ -4,12 +4,10 @@ import glob
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -142,35 +140,6 @@ def test_vgg19_trains_its_head_first_then_its_last_block(records_dir, tmp_path):
   assert not np.array_equal(finetuned["block5_conv4"], head["block5_conv4"])  # Epoch 2: block 5 trains.
   np.testing.assert_array_equal(finetuned["block1_conv1"], start["block1_conv1"])  # The rest never does.
   assert not np.array_equal(finetuned["fc_head"], head["fc_head"])
-
-
-def test_killed_run_resumes_from_its_backup(records_dir, tmp_path):
-  model_dir = tmp_path / "run"
-  args = ["--model=bilstm", f"--records={records_dir}", f"--model_dir={model_dir}", "--epochs=3",
-          "--steps_per_epoch=6", "--batch_size=8", "--checkpoint_steps=2", "--export=false"]
-  process = subprocess.Popen([sys.executable, "-m", "quickdraw_tf.train", *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, env={**os.environ, **QUIET})
-  metadata = model_dir / "backup" / "training_metadata.json"
-  deadline = time.time() + 300
-  state = None
-  while time.time() < deadline and process.poll() is None:
-    try:
-      state = json.loads(metadata.read_text())
-    except (OSError, ValueError):
-      state = None
-    if state and state["epoch"] >= 1 and state.get("batch", 0) >= 1:
-      break
-    time.sleep(0.05)
-  process.send_signal(signal.SIGKILL)
-  process.wait(timeout=60)
-  first_output = process.stdout.read().decode()
-  assert "starting at step 0, epoch 1" in first_output
-  state = json.loads(metadata.read_text())  # The last backup before the kill.
-  backed_up_step = state["epoch"] * 6 + state["batch"] + 1
-  assert backed_up_step > 6
-  result = _train_cli(*args)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert f"starting at step {backed_up_step}, epoch {state['epoch'] + 1}" in result.stdout
 
 
 def test_mirrored_over_two_cpus_matches_one_device(records_dir):
