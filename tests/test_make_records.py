@@ -340,8 +340,14 @@ def test_categories_file_orders_classes(real_inputs, tmp_path):
   stats = _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out",
                    categories=make_records._read_categories(str(tmp_path / "classes.txt")))
   assert stats["classes"] == ["bicycle", "cat"]
-  assert stats["skipped"].get("other_category_files") == 1  # airplane.ndjson, not read.
-  assert sum(stats["totals"].values()) == 50
+  # airplane.ndjson, not read: a file left out, not a bad record.
+  assert [os.path.basename(p) for p in stats["files_left_out"]] == ["airplane.ndjson"]
+  assert stats["skipped"] == {} and sum(stats["totals"].values()) == 50
+  result = _cli(f"--input={real_inputs / 'simplified_lamnguyen'}", f"--output_dir={tmp_path / 'cli'}",
+                "--categories=bicycle,cat", "--workers=1")
+  assert result.returncode == 0, result.stderr
+  assert "left out 1 input file(s) of categories not in --categories" in result.stdout
+  assert "bad records" not in result.stderr and "other_category" not in result.stdout + result.stderr
 
 
 def test_max_per_class_and_max_points(real_inputs, tmp_path):
