@@ -633,3 +633,51 @@ def test_a_kill_at_any_point_of_the_commit_leaves_a_complete_set(tmp_path, monke
       break
     stop_after += 1
   assert stop_after > 10  # Every removal and move was a stopping point.
+
+
+@pytest.mark.parametrize("case", ["file", "missing_parent", "unwritable"])
+def test_unusable_output_dir_is_an_error_before_any_input_is_read(case, tmp_path, monkeypatch):
+  out = tmp_path / "out"
+  if case == "file":
+    out.write_text("not a directory")
+    pattern = "is not a directory"
+  elif case == "missing_parent":
+    out = tmp_path / "missing" / "out"
+    pattern = "parent directory .* does not exist: create it"
+  else:
+    os.makedirs(tmp_path / "locked")
+    os.chmod(tmp_path / "locked", 0o500)
+    out = tmp_path / "locked" / "out"
+    pattern = "cannot write into .*: [Pp]ermission denied"
+    if os.geteuid() == 0:  # root writes anyway: what the system answers anyone else.
+      real_mkdir = os.mkdir
+
+      def mkdir(path, *args):
+        if str(path).startswith(str(tmp_path / "locked")):
+          raise PermissionError(13, "Permission denied")
+        return real_mkdir(path, *args)
+
+      monkeypatch.setattr(os, "access", lambda path, mode: not str(path).startswith(str(tmp_path / "locked")))
+      monkeypatch.setattr(os, "mkdir", mkdir)
+
+  def read(*args):
+    raise AssertionError(f"input read: {args}")
+
+  for name in ("find_files", "scan_words", "chunks"):
+    monkeypatch.setattr(make_records.sources, name, read)
+  with pytest.raises(make_records.MakeRecordsError, match=pattern):
+    _convert([str(tmp_path / "cat.ndjson")], out)
+  monkeypatch.undo()
+  assert not os.path.isdir(out)
+
+
+def test_output_dir_error_is_one_line_and_comes_before_a_download(tmp_path):
+  (tmp_path / "out").write_text("not a directory")
+  # Nothing listens on port 9: a download would fail, after a while, with another message.
+  result = _cli("--download=cat", "--download_url=http://127.0.0.1:9", f"--cache_dir={tmp_path / 'cache'}",
+                f"--output_dir={tmp_path / 'out'}")
+  assert result.returncode == 1 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines() == [
+      f"make_records: error: --output_dir={tmp_path / 'out'} is not a directory: remove it or choose another "
+      "--output_dir"]
+  assert not os.path.exists(tmp_path / "cache")
