@@ -28,8 +28,7 @@ BUCKET_BOUNDARIES = (16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 224, 320)
 DETERMINISTIC_SEED = 0
 
 
-class RecordsError(ValueError):
-  """Records that cannot feed the requested model; the message says what to run."""
+RecordsError = records.RecordsError  # Records that cannot feed the requested model; the message says what to run.
 
 
 def model_inputs(spec, ink=None, ink_length=None, points=None, lengths=None, image=None, image_size=None):

@@ -46,13 +46,21 @@ def strokes_to_points(strokes):
     float32 ``[n, 3]``: x, y, and 1.0 on the last point of each stroke.
 
   Raises:
-    InkError: empty drawing or stroke, lists of different lengths, values that
-      are not finite numbers.
+    InkError: empty drawing or stroke, lists of different lengths (reasons
+      ``empty_drawing``, ``mismatched_lengths``, ``bad_stroke``); a value that
+      is not a number, booleans and numeric strings included (``bad_stroke``);
+      a number that is not finite once in float32, such as NaN, 1e39 or a
+      400-digit integer (``non_finite``).
   """
   (points,) = strokes_to_points_batch([strokes])
   if isinstance(points, InkError):
     raise points
   return points
+
+
+# Exact types of the coordinates the fast path converts: JSON numbers. A bool
+# is an int to numpy and a numeric string converts too, so both are checked by type.
+_PLAIN_NUMBERS = frozenset((int, float))
 
 
 def strokes_to_points_batch(drawings):
@@ -89,31 +97,44 @@ def strokes_to_points_batch(drawings):
     results.append(None)
   if not spans:
     return results
+  points = np.zeros((len(xs), 3), np.float32)
   try:
-    points = np.zeros((len(xs), 3), np.float32)
-    points[:, 0] = xs
-    points[:, 1] = ys
-  except (TypeError, ValueError):
-    # Some drawing holds a non-number: convert one by one to find which.
+    if not _PLAIN_NUMBERS.issuperset(map(type, xs)) or not _PLAIN_NUMBERS.issuperset(map(type, ys)):
+      raise TypeError("not plain numbers")
+    with np.errstate(over="ignore"):  # float32 overflow gives inf, rejected below as non_finite.
+      points[:, 0] = xs
+      points[:, 1] = ys
+  except (TypeError, ValueError, OverflowError):
+    # Some drawing holds a non-number or a huge integer: convert one by one to find which.
     for index, start, stop in spans:
       try:
-        results[index] = np.stack([np.asarray(xs[start:stop], np.float32), np.asarray(ys[start:stop], np.float32),
-                                   np.zeros(stop - start, np.float32)], 1)
-        results[index][[e - start for e in ends if start <= e < stop], 2] = 1
-      except (TypeError, ValueError) as e:
-        results[index] = InkError("bad_stroke", f"coordinates are not numbers: {e}")
-    return [_finite(r) for r in results]
+        points[start:stop, 0] = _coordinates(xs[start:stop])
+        points[start:stop, 1] = _coordinates(ys[start:stop])
+      except InkError as e:
+        results[index] = e
   points[ends, 2] = 1.0
   finite = np.logical_and.reduceat(np.isfinite(points[:, :2]).all(axis=1), [start for _, start, _ in spans])
   for (index, start, stop), ok in zip(spans, finite):
-    results[index] = points[start:stop] if ok else InkError("non_finite", "drawing has NaN or infinite coordinates")
+    if results[index] is None:
+      results[index] = points[start:stop] if ok else InkError("non_finite", "drawing has NaN or infinite coordinates")
   return results
 
 
-def _finite(points):
-  if isinstance(points, np.ndarray) and not np.isfinite(points[:, :2]).all():
-    return InkError("non_finite", "drawing has NaN or infinite coordinates")
-  return points
+def _coordinates(values):
+  """One drawing's x or y values -> float32 ``[n]`` (the slow path of `strokes_to_points_batch`).
+
+  Raises:
+    InkError: ``bad_stroke`` for a value that is not a real number (bool,
+      string, list, None); ``non_finite`` for an integer beyond float range.
+  """
+  for value in values:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+      raise InkError("bad_stroke", f"coordinate {value!r} is not a number")
+  try:
+    with np.errstate(over="ignore"):
+      return np.asarray(np.asarray(values, np.float64), np.float32)
+  except OverflowError:
+    raise InkError("non_finite", "a coordinate is too large for a float") from None
 
 
 def _raise_stroke_error(strokes):
@@ -127,6 +148,59 @@ def _raise_stroke_error(strokes):
     if not lengths[0]:
       raise InkError("empty_drawing", f"stroke {i} has no points")
   raise InkError("bad_stroke", "malformed strokes")
+
+
+MIN_POINTS = 2  # The tutorial encoding drops the first point: fewer leave no ink.
+
+
+def check_usable(points):
+  """Raises unless ``points`` make a drawing that every model can take.
+
+  The one test of a usable drawing, shared by make_records (which skips the
+  others) and predict: at least `MIN_POINTS` points, all finite, and a
+  bounding box whose extent is finite in float32, so that `encode` (and the
+  serving graph's `encode_tf`) give finite ink. Coordinates of +-3e38 are
+  finite, but their extent overflows to inf and the normalised ink to NaN.
+
+  Args:
+    points: float ``[n, 3]`` as `strokes_to_points` returns them.
+
+  Raises:
+    InkError: reason ``too_few_points`` or ``non_finite``.
+  """
+  (error,) = check_usable_batch([points])
+  if error is not None:
+    raise error
+
+
+def check_usable_batch(points_list):
+  """`check_usable` for many drawings, with one set of numpy calls for all.
+
+  Args:
+    points_list: list of float ``[n_i, 3]`` arrays.
+
+  Returns:
+    list with, per drawing, None (usable) or the `InkError` it raises.
+  """
+  errors = [None] * len(points_list)
+  kept = []
+  for i, points in enumerate(points_list):
+    if len(points) < MIN_POINTS:
+      errors[i] = InkError("too_few_points", f"drawing has {len(points)} point(s); at least {MIN_POINTS} are needed")
+    else:
+      kept.append(i)
+  if not kept:
+    return errors
+  xy = np.concatenate([points_list[i] for i in kept]).astype(np.float32, copy=False)[:, :2]
+  starts = np.cumsum([0] + [len(points_list[i]) for i in kept[:-1]])
+  with np.errstate(over="ignore", invalid="ignore"):
+    extent = np.maximum.reduceat(xy, starts) - np.minimum.reduceat(xy, starts)
+    finite = np.logical_and.reduceat(np.isfinite(xy).all(axis=1), starts) & np.isfinite(extent).all(axis=1)
+  for i, ok in zip(kept, finite.tolist()):
+    if not ok:
+      errors[i] = InkError("non_finite", "drawing has NaN or infinite coordinates, or a bounding box too large "
+                           "for float32")
+  return errors
 
 
 def points_to_strokes(points):

@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import queue
+import re
 import resource
 import shutil
 import sys
@@ -65,6 +66,7 @@ class Options:
   eval_fraction: float = 0.1
   test_fraction: float = 0.1
   num_shards: tuple = (("train", 8), ("eval", 1), ("test", 1))
+  categories_given: bool = False  # --categories named the classes (else the input's words did).
 
 
 def split_of(key_hash, options):
@@ -97,8 +99,6 @@ def _init_worker(options):
 
 
 def _check_length(points, options):
-  if len(points) < 2:
-    raise ink_lib.InkError("too_few_points", f"drawing has {len(points)} point(s); at least 2 are needed")
   if options.max_points and len(points) > options.max_points:
     raise ink_lib.InkError("too_many_points", f"drawing has {len(points)} points (--max_points={options.max_points})")
   return points
@@ -127,9 +127,7 @@ def _ndjson_record(line, file_word, options):
     raise ink_lib.InkError("malformed_json", f"malformed JSON: {e}") from None
   if not isinstance(record, dict) or "drawing" not in record:
     raise ink_lib.InkError("missing_drawing", "record has no 'drawing'")
-  word = record.get("word", file_word)
-  if word not in options.class_index:
-    raise ink_lib.InkError("unknown_category", f"category {word!r} is not among --categories")
+  word = _word_of(record, file_word, options)
   recognized = record.get("recognized")
   meta = {
       "key_id": str(record.get("key_id") or ""),
@@ -137,6 +135,22 @@ def _ndjson_record(line, file_word, options):
       "recognized": _UNKNOWN_RECOGNIZED if recognized is None else int(bool(recognized)),
   }
   return record["drawing"], word, meta
+
+
+def _word_of(record, file_word, options):
+  """A record's class name: its ``word``, or without one the file's name when that is a class."""
+  if "word" not in record:
+    if file_word in options.class_index:
+      return file_word
+    raise ink_lib.InkError("no_word", f"record has no 'word' (and the file name gives no class: {file_word!r})")
+  word = record["word"]
+  if isinstance(word, str) and word in options.class_index:
+    return word
+  problem = records.class_name_problem(word)
+  if problem:
+    raise ink_lib.InkError("bad_word", problem)
+  where = "--categories" if options.categories_given else "the classes found in the input"
+  raise ink_lib.InkError("unknown_category", f"category {word!r} is not among {where}")
 
 
 def _ndjson_drawings(path, first, lines, options, skips):
@@ -150,13 +164,19 @@ def _ndjson_drawings(path, first, lines, options, skips):
       parsed.append((number,) + _ndjson_record(line, file_word, options))
     except ink_lib.InkError as e:
       skips.append((e.reason, path, number, str(e)))
+  points_list = ink_lib.strokes_to_points_batch([p[1] for p in parsed])
+  # Checked before simplification too: a raw drawing's extent could overflow when fitted to the frame.
+  converted = [i for i, points in enumerate(points_list) if not isinstance(points, ink_lib.InkError)]
+  for i, error in zip(converted, ink_lib.check_usable_batch([points_list[i] for i in converted])):
+    points_list[i] = error or points_list[i]
   drawings = []
-  for (number, strokes, word, meta), points in zip(parsed, ink_lib.strokes_to_points_batch([p[1] for p in parsed])):
+  for (number, strokes, word, meta), points in zip(parsed, points_list):
     try:
       if isinstance(points, ink_lib.InkError):
         raise points
       if max(map(len, strokes)) > 2:  # [xs, ys, ts]: raw data.
         points = ink_lib.simplify_raw(points)
+        ink_lib.check_usable(points)  # Simplification can leave a single point.
       drawings.append((_check_length(points, options), word, meta, None))
     except ink_lib.InkError as e:
       skips.append((e.reason, path, number, str(e)))
@@ -164,14 +184,21 @@ def _ndjson_drawings(path, first, lines, options, skips):
 
 
 def _npz_drawing(stroke3, options):
-  stroke3 = np.asarray(stroke3, np.float32)
+  try:
+    with np.errstate(over="ignore"):  # float32 overflow gives inf, rejected below.
+      stroke3 = np.asarray(stroke3, np.float32)
+  except (TypeError, ValueError, OverflowError) as e:
+    raise ink_lib.InkError("bad_stroke", f"stroke-3 array is not numbers: {e}") from None
   if stroke3.ndim != 2 or stroke3.shape[1] != 3:
     raise ink_lib.InkError("bad_stroke", f"stroke-3 array of shape {list(stroke3.shape)}, expected [n, 3]")
   if not len(stroke3):
     raise ink_lib.InkError("empty_drawing", "drawing has no points")
   if not np.isfinite(stroke3).all():
     raise ink_lib.InkError("non_finite", "drawing has NaN or infinite coordinates")
-  return _check_length(ink_lib.fit_to_frame(ink_lib.stroke3_to_points(stroke3)), options)
+  with np.errstate(over="ignore"):  # The absolute positions may overflow: check_usable says so.
+    points = ink_lib.stroke3_to_points(stroke3)
+  ink_lib.check_usable(points)
+  return _check_length(ink_lib.fit_to_frame(points), options)
 
 
 # Columns of the table `convert_chunk` returns, one row per example.
@@ -430,6 +457,8 @@ def _first_word(path):
   """The word of a file's first record, or None when it cannot be read cheaply."""
   if sources.kind_of(path) != "ndjson":
     return sources.word_of(path)
+  if not os.path.isfile(path):  # A named pipe: it can be read once only, by the conversion.
+    return None
   try:
     with sources._open_text_lines(path) as f:  # pylint: disable=protected-access
       words = sources._WORD_RE.search(f.readline() or b"")  # pylint: disable=protected-access
@@ -536,9 +565,13 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
             num_shards=8, workers=None, image_size=0, max_points=0, strict=False, chunk_size=256, progress=True):
   """Converts QuickDraw files into a records directory.
 
+  The new records are written aside, in ``output_dir/.partial-<pid>``, and
+  replace the earlier ones only once complete (see `_commit`); of the files in
+  ``output_dir`` only those an earlier run wrote are replaced.
+
   Args:
     inputs: files, directories or globs.
-    output_dir: the records directory to (re)write.
+    output_dir: the records directory to (re)write; its parent must exist.
     categories: None (all found), or a list of class names (this order).
     max_per_class: keep at most this many drawings per class (0: all); the
       first ones in path order are kept.
@@ -557,7 +590,8 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
     The stats dict also written to stats.json.
 
   Raises:
-    MakeRecordsError: nothing usable, bad options, or (strict) bad input.
+    MakeRecordsError: nothing usable, bad options, an output directory that
+      cannot be written (before any input is read), or (strict) bad input.
   """
   # Loaded first: workers forked below inherit example_pb2 rather than each
   # paying TensorFlow's import (no TensorFlow op has run yet, so forking is
@@ -571,7 +605,40 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
                            "and leave room for training data")
   if num_shards < 1:
     raise MakeRecordsError(f"--num_shards must be at least 1, got {num_shards}")
-  skips = _Skips(strict)
+  partial = _prepare_output(output_dir)
+  try:
+    skips = _Skips(strict)
+    files, class_names, has_ink, image_size, left_out = _plan(inputs, categories, image_size, skips)
+    options = Options(class_index={w: i for i, w in enumerate(class_names)}, image_size=image_size,
+                      max_points=max_points, eval_fraction=eval_fraction, test_fraction=test_fraction,
+                      num_shards=_shard_counts(num_shards, eval_fraction, test_fraction),
+                      categories_given=categories is not None)
+    gc.freeze()  # Imported objects: out of the collector's way, and not copied into forked workers.
+    pool = _Workers(workers, options) if workers > 1 else None
+    if not pool:
+      _init_worker(options)
+    try:
+      stats = _write(files, partial, class_names, options, pool, workers, skips, max_per_class, chunk_size,
+                     progress, has_ink, started, left_out)
+    except BaseException:
+      if pool:
+        pool.close(wait=False)
+      raise
+  except BaseException:
+    shutil.rmtree(partial, ignore_errors=True)
+    raise
+  # From here on the new set is complete: a failure leaves it for the next run to move into place.
+  _commit(output_dir, _mark_ready(output_dir, partial))
+  return stats  # _write closed the workers, before it counted their CPU time.
+
+
+def _plan(inputs, categories, image_size, skips):
+  """The input files and the classes; input errors go to ``skips``.
+
+  Returns:
+    (files, class_names, has_ink, image_size, left_out): left_out are the
+    files of other categories than --categories, not read.
+  """
   files, problems = sources.find_files(inputs)
   for problem in problems:
     skips.add(problem.reason, problem.path, problem.line, problem.message)
@@ -587,50 +654,41 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
                            f"{BITMAP_SIDE}, got {image_size} (the input pipeline resizes them)")
   if not has_ink:
     image_size = BITMAP_SIDE
-
+  left_out = []
   if categories is None:
-    class_names = sorted(set().union(*map(sources.scan_words, files)))
+    # Names that cannot be a class are left out here; their records are counted as bad_word.
+    class_names = sorted(w for w in set().union(*map(sources.scan_words, files)) if not records.class_name_problem(w))
   else:
     class_names = list(categories)
-    # Google's files hold one category each: skip those of other categories unread.
-    selected = []
+    for name in class_names:
+      if records.class_name_problem(name):
+        raise MakeRecordsError(f"--categories: {records.class_name_problem(name)}")
+    # Google's files hold one category each: those of other categories are left out unread.
     for path in files:
       first = _first_word(path)
       if first is not None and first not in class_names and sources.word_of(path) == first:
-        skips.counts["other_category_files"] += 1
-      else:
-        selected.append(path)
-    files = selected
-  options = Options(class_index={w: i for i, w in enumerate(class_names)}, image_size=image_size,
-                    max_points=max_points, eval_fraction=eval_fraction, test_fraction=test_fraction,
-                    num_shards=_shard_counts(num_shards, eval_fraction, test_fraction))
-  gc.freeze()  # Imported objects: out of the collector's way, and not copied into forked workers.
-  pool = _Workers(workers, options) if workers > 1 else None
-  if not pool:
-    _init_worker(options)
-  try:
-    stats = _write(files, output_dir, class_names, options, pool, workers, skips, max_per_class, chunk_size,
-                   progress, has_ink, started)
-  except BaseException:
-    if pool:
-      pool.close(wait=False)
-    raise
-  return stats  # _write closed the workers, before it counted their CPU time.
+        left_out.append(path)
+  selected, left_out_set = [], set(left_out)
+  for path in files:
+    if path in left_out_set:
+      continue
+    if sources.kind_of(path) != "ndjson" and sources.word_of(path) not in class_names:
+      # npz and npy files are named after their class: one that cannot be a class name.
+      skips.add("bad_word", path, 0, records.class_name_problem(sources.word_of(path)) or "not a class name")
+    else:
+      selected.append(path)
+  return selected, class_names, has_ink, image_size, left_out
 
 
-def _write(files, output_dir, class_names, options, pool, workers, skips, max_per_class, chunk_size, progress,
-           has_ink, started):
-  """Converts the files, writes the kept drawings and the metadata; returns the stats.
+def _write(files, partial, class_names, options, pool, workers, skips, max_per_class, chunk_size, progress,
+           has_ink, started, left_out):
+  """Converts the files, writes the kept drawings and the metadata into ``partial``; returns the stats.
 
   ``started`` is (wall, CPU) `convert` began at; ``pool`` the workers or None.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
-  os.makedirs(output_dir, exist_ok=True)
-  partial = os.path.join(output_dir, f".partial-{os.getpid()}")
-  shutil.rmtree(partial, ignore_errors=True)
-  os.makedirs(partial)
   num_shards = dict(options.num_shards)
   # writers[split code][shard], split codes as in `COLUMNS`: indices into records.SPLITS.
   writers = [[tf.io.TFRecordWriter(os.path.join(partial, f"{split}-{i:05d}.tmp")) for i in range(num_shards[split])]
@@ -678,52 +736,151 @@ def _write(files, output_dir, class_names, options, pool, workers, skips, max_pe
       seen_keys.flush()
       seen_geometry.flush()
       bar.update(len(table) + len(chunk_skips))
-  except BaseException:
+  finally:
     bar.close()
     for writer in itertools.chain.from_iterable(writers):
       writer.close()
-    shutil.rmtree(partial, ignore_errors=True)
-    raise
-  bar.close()
-  for writer in itertools.chain.from_iterable(writers):
-    writer.close()
   if pool:
     pool.close()  # Done with them: their CPU time now counts in this process's children.
 
   written = sum(map(sum, shard_lengths))
   if not written:
-    shutil.rmtree(partial, ignore_errors=True)
     raise MakeRecordsError(f"no drawing was written from {len(files)} file(s); skips: {dict(skips.counts)}")
   missing = [w for i, w in enumerate(class_names) if not per_class[i]]
   if missing:
     message = f"{len(missing)} categories have no drawing: {missing[:10]}"
     if skips.strict:
-      shutil.rmtree(partial, ignore_errors=True)
       raise MakeRecordsError(message + " (--strict)")
     logging.warning("%s", message)
 
-  # Move into place: old shards out, new (non-empty, renumbered) in, metadata last.
-  for name in os.listdir(output_dir):
-    if name.startswith(f"{records.DATASET_NAME}-") or name in (
-        records.COMPLETE_MARKER, "features.json", records.CLASSES_FILE, records.STATS_FILE):
-      os.remove(os.path.join(output_dir, name))
+  # Final names, within the partial directory: the non-empty shards, renumbered.
   final_lengths = {}
   for code, split in enumerate(records.SPLITS):
     kept = [i for i, n in enumerate(shard_lengths[code]) if n]
     final_lengths[split] = [shard_lengths[code][i] for i in kept]
-    for new_index, i in enumerate(kept):
-      os.replace(os.path.join(partial, f"{split}-{i:05d}.tmp"),
-                 records.shard_path(output_dir, split, new_index, len(kept)))
-  shutil.rmtree(partial, ignore_errors=True)
-  with open(os.path.join(output_dir, records.CLASSES_FILE), "w", encoding="utf-8") as f:
-    f.write("".join(w + "\n" for w in class_names))
+    for i in range(len(shard_lengths[code])):
+      temporary = os.path.join(partial, f"{split}-{i:05d}.tmp")
+      if i in kept:
+        os.replace(temporary, records.shard_path(partial, split, kept.index(i), len(kept)))
+      else:
+        os.remove(temporary)
+  records.write_classes(partial, class_names)
   elapsed = (time.time() - started[0], _cpu_seconds() - started[1])
   per_split = {split: dict(zip(class_names, counts[code])) for code, split in enumerate(records.SPLITS)}
   stats = _stats(class_names, per_split, lengths, skips, has_ink, options, files, workers, elapsed, written)
-  with open(os.path.join(output_dir, records.STATS_FILE), "w", encoding="utf-8") as f:
+  stats["shard_lengths"] = final_lengths
+  stats["files_left_out"] = left_out
+  with open(os.path.join(partial, records.STATS_FILE), "w", encoding="utf-8") as f:
     json.dump(stats, f, indent=1)
-  records.write_tfds_metadata(output_dir, class_names, options.image_size, final_lengths)
+  records.write_tfds_metadata(partial, class_names, options.image_size, final_lengths)
   return stats
+
+
+# --- The output directory: written aside, then moved into place --------------
+#
+# A run writes its whole records set (shards and metadata) into
+# ``output_dir/.partial-<pid>``, then renames that to ``.ready-<pid>`` with a
+# journal of the earlier run's files it replaces, and commits: it removes the
+# old completion marker (from then on no reader takes the directory for
+# complete, so none mixes old and new shards), the replaced files, then moves
+# the new ones in, marker last. A run killed during the commit leaves its
+# complete set in ``.ready-<pid>``; the next run finishes that commit before
+# anything else. Directories of dead runs are removed.
+
+_STAGE_RE = re.compile(r"\.(partial|ready)-(\d+)")
+_JOURNAL = ".replaces.json"
+
+
+def _prepare_output(output_dir):
+  """Checks ``output_dir`` can be written, cleans up after dead runs, and makes this run's partial directory.
+
+  Runs before any input is read, so a wrong --output_dir costs nothing.
+
+  Returns:
+    The partial directory's path.
+  """
+  output_dir = _check_output_dir(output_dir)
+  partial = os.path.join(output_dir, f".partial-{os.getpid()}")
+  try:
+    if not os.path.isdir(output_dir):
+      os.mkdir(output_dir)
+    _recover(output_dir)
+    shutil.rmtree(partial, ignore_errors=True)
+    os.mkdir(partial)
+  except OSError as e:
+    raise MakeRecordsError(f"cannot write into --output_dir={output_dir}: {e.strerror or e} "
+                           "(check its permissions, or choose another --output_dir)") from None
+  return partial
+
+
+def _check_output_dir(output_dir):
+  """Raises unless ``output_dir`` is a directory or can be made one in an existing parent; returns it normalised."""
+  output_dir = os.path.normpath(output_dir)
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise MakeRecordsError(f"--output_dir={output_dir} is not a directory: remove it or choose another --output_dir")
+  parent = os.path.dirname(os.path.abspath(output_dir))
+  if not os.path.isdir(parent):
+    raise MakeRecordsError(f"the parent directory of --output_dir={output_dir} does not exist: create it "
+                           f"(mkdir -p {parent}) or choose another --output_dir")
+  if not os.access(output_dir if os.path.isdir(output_dir) else parent, os.W_OK | os.X_OK):
+    raise MakeRecordsError(f"cannot write into --output_dir={output_dir}: permission denied "
+                           "(check its permissions, or choose another --output_dir)")
+  return output_dir
+
+
+def _alive(pid):
+  """Whether process ``pid`` runs (this process's own earlier directories count as dead)."""
+  if pid == os.getpid():
+    return False
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Another user's process.
+    return True
+  return True
+
+
+def _recover(output_dir):
+  """Finishes the commit a dead run left half done; removes the other directories of dead runs."""
+  for name in sorted(os.listdir(output_dir)):
+    stage = _STAGE_RE.fullmatch(name)
+    if not stage or _alive(int(stage.group(2))):
+      continue
+    path = os.path.join(output_dir, name)
+    # A ready set replaces the records only if the dead run had begun to (the old set is incomplete):
+    # otherwise the complete records there (the old ones, or a later run's) are kept.
+    if stage.group(1) == "ready" and not records.is_complete(output_dir):
+      logging.warning("completing the replacement of the records in %s that process %s began", output_dir,
+                      stage.group(2))
+      _commit(output_dir, path)
+    else:
+      shutil.rmtree(path, ignore_errors=True)
+
+
+def _mark_ready(output_dir, partial):
+  """Journals which earlier files the new set replaces, and renames ``partial`` to its ready name."""
+  new = set(os.listdir(partial))
+  with open(os.path.join(partial, _JOURNAL), "w", encoding="utf-8") as f:
+    json.dump(sorted(set(records.owned_files(output_dir)) - new), f)
+  ready = os.path.join(output_dir, f".ready-{os.getpid()}")
+  os.replace(partial, ready)
+  return ready
+
+
+def _commit(output_dir, ready):
+  """Moves the complete set in ``ready`` into ``output_dir``; safe to redo after a kill at any point."""
+  with open(os.path.join(ready, _JOURNAL), encoding="utf-8") as f:
+    replaced = json.load(f)
+  marker = os.path.join(output_dir, records.COMPLETE_MARKER)
+  if os.path.exists(marker):
+    os.remove(marker)
+  for name in replaced:
+    if os.path.exists(os.path.join(output_dir, name)):
+      os.remove(os.path.join(output_dir, name))
+  for name in sorted(set(os.listdir(ready)) - {_JOURNAL}, key=lambda n: n == records.COMPLETE_MARKER):
+    os.replace(os.path.join(ready, name), os.path.join(output_dir, name))
+  shutil.rmtree(ready)
 
 
 def _stats(class_names, counts, lengths, skips, has_ink, options, files, workers, elapsed, written):
@@ -789,13 +946,20 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   inputs = list(FLAGS.input)
+  output_dir = FLAGS.output_dir or os.path.join(DEFAULT_RECORDS_ROOT, FLAGS.name)
+  try:
+    if not FLAGS.output_dir:
+      os.makedirs(DEFAULT_RECORDS_ROOT, exist_ok=True)
+    _check_output_dir(output_dir)  # Before a download too.
+  except (MakeRecordsError, OSError) as e:
+    print(f"make_records: error: {e}", file=sys.stderr)
+    return 1
   if FLAGS.download:
     from quickdraw_tf import download  # pylint: disable=g-import-not-at-top
     kwargs = {k: v for k, v in (("base_url", FLAGS.download_url), ("cache_dir", FLAGS.cache_dir)) if v}
     inputs += download.fetch(FLAGS.download, kind=FLAGS.download_kind, progress=FLAGS.progress, **kwargs)
   if not inputs:
     raise app.UsageError("give --input (files, directories, globs) or --download=word,word")
-  output_dir = FLAGS.output_dir or os.path.join(DEFAULT_RECORDS_ROOT, FLAGS.name)
   try:
     stats = convert(
         inputs, output_dir,
@@ -810,6 +974,8 @@ def main(argv):
   print(f"wrote {sum(stats['totals'].values())} drawings of {len(stats['classes'])} classes to {output_dir} "
         f"({stats['totals']}) in {stats['seconds']} s, {stats['drawings_per_second']} drawings/s; "
         f"skipped {stats['skipped'] or 'none'}")
+  if stats["files_left_out"]:
+    print(f"left out {len(stats['files_left_out'])} input file(s) of categories not in --categories, unread")
   if bad:
     print(f"bad records were skipped: {bad}; see {os.path.join(output_dir, records.STATS_FILE)}", file=sys.stderr)
   return 0

@@ -15,6 +15,8 @@ import functools
 import glob
 import json
 import os
+import re
+import unicodedata
 
 import numpy as np
 
@@ -26,6 +28,14 @@ CLASSES_FILE = "classes.txt"
 STATS_FILE = "stats.json"
 # Written last by make_records: a directory without it is not complete.
 COMPLETE_MARKER = "dataset_info.json"
+# What make_records writes besides the shards (tensorflow-datasets adds the labels file).
+METADATA_FILES = (CLASSES_FILE, STATS_FILE, "features.json", "class_index.labels.txt", COMPLETE_MARKER)
+# The exact name of a shard, for directories written before stats.json listed its files.
+SHARD_NAME_RE = re.compile(rf"{DATASET_NAME}-({'|'.join(SPLITS)})\.{FILE_FORMAT}-\d{{5}}-of-\d{{5}}")
+
+
+class RecordsError(ValueError):
+  """Records that cannot be read or cannot feed the requested model; the message says what to run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,14 +215,88 @@ def shard_path(records_dir, split, index, num_shards):
 
 
 def shard_paths(records_dir, split):
-  """Sorted shard paths of one split of a records directory (may be empty)."""
-  return sorted(glob.glob(os.path.join(records_dir, f"{DATASET_NAME}-{split}.{FILE_FORMAT}-*-of-*")))
+  """Sorted shard paths of one split of a records directory (may be empty).
+
+  The shards stats.json lists: other files of the directory (the user's own,
+  whatever their names) are never read as shards.
+  """
+  listed = _listed_shards(records_dir)
+  if listed is None:  # No stats.json yet, or one from before it listed the shards.
+    listed = [os.path.basename(p) for p in glob.glob(os.path.join(records_dir, f"{DATASET_NAME}-{split}.*"))]
+  return sorted(os.path.join(records_dir, name) for name in listed
+                if SHARD_NAME_RE.fullmatch(name) and SHARD_NAME_RE.fullmatch(name).group(1) == split)
+
+
+def _listed_shards(records_dir):
+  """Names of the shards stats.json lists, or None when it lists none."""
+  try:
+    lengths = read_stats(records_dir)["shard_lengths"]
+    return [os.path.basename(shard_path(records_dir, split, i, len(n))) for split, n in lengths.items()
+            for i in range(len(n))]
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    return None
+
+
+def owned_files(records_dir):
+  """Names of the files make_records wrote in ``records_dir``: what its next run may replace.
+
+  The shards stats.json lists (for a directory written before it listed
+  them: the names of the exact shard pattern) and the metadata files. Every
+  other file is the user's and is left alone.
+  """
+  names = set(os.listdir(records_dir))
+  shards = _listed_shards(records_dir)
+  if shards is None:
+    shards = [n for n in names if SHARD_NAME_RE.fullmatch(n)]
+  return sorted((set(shards) | set(METADATA_FILES)) & names)
+
+
+def class_name_problem(name):
+  """Why ``name`` cannot be a class name, or None when it can.
+
+  A name is one line of classes.txt and one item of ``--categories``: a
+  non-empty string without control characters, line or paragraph separators,
+  or leading or trailing whitespace (which ``--categories`` would strip).
+  """
+  if not isinstance(name, str):
+    return f"class name {name!r} is not a string"
+  if not name.strip():
+    return f"class name {name!r} is empty or blank"
+  if name != name.strip():
+    return f"class name {name!r} has leading or trailing whitespace"
+  bad = [c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+  if bad:
+    return f"class name {name!r} holds control or line-break character(s) {bad!r}"
+  return None
+
+
+def write_classes(records_dir, class_names):
+  """Writes classes.txt: one name a line, in class_index order (names checked by `class_name_problem`)."""
+  for name in class_names:
+    problem = class_name_problem(name)
+    if problem:
+      raise ValueError(problem)
+  with open(os.path.join(records_dir, CLASSES_FILE), "w", encoding="utf-8", newline="") as f:
+    f.write("".join(name + "\n" for name in class_names))
 
 
 def read_classes(records_dir):
-  """Class names of a records directory, in class_index order."""
-  with open(os.path.join(records_dir, CLASSES_FILE), encoding="utf-8") as f:
-    return [line.rstrip("\n") for line in f if line.strip()]
+  """Class names of a records directory, in class_index order: exactly what `write_classes` wrote.
+
+  Raises:
+    RecordsError: a line that is no valid class name (a blank line would
+      shift every later index), naming the file and line.
+  """
+  path = os.path.join(records_dir, CLASSES_FILE)
+  with open(path, encoding="utf-8", newline="") as f:  # newline="": a lone \r does not end a line.
+    lines = f.read().split("\n")
+  if lines[-1] == "":
+    lines.pop()
+  for number, name in enumerate(lines, 1):
+    problem = class_name_problem(name)
+    if problem:
+      raise RecordsError(f"{path}:{number}: {problem}; rewrite the records with python -m quickdraw_tf.make_records")
+  return lines
 
 
 def read_stats(records_dir):

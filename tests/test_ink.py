@@ -61,6 +61,13 @@ def test_encode_batch_equals_tutorial_on_real_drawings(data_dir):
     ([[1, 2]], "bad_stroke"),
     ([[[1, float("nan")], [2, 3]]], "non_finite"),
     ([[[1, float("inf")], [2, 3]]], "non_finite"),
+    ([[[1, True], [2, 3]]], "bad_stroke"),  # A bool is an int to numpy: not a coordinate here.
+    ([[[False, True], [False, True]]], "bad_stroke"),
+    ([[[1, "2"], [2, 3]]], "bad_stroke"),  # numpy would parse a numeric string.
+    ([[[1, None], [2, 3]]], "bad_stroke"),
+    ([[[1, [2]], [2, 3]]], "bad_stroke"),
+    ([[[1, 10**400], [2, 3]]], "non_finite"),  # Overflows float64: OverflowError in numpy.
+    ([[[1, 1e39], [2, 3]]], "non_finite"),  # Finite in float64, inf in float32.
 ])
 def test_bad_strokes_name_their_reason(strokes, reason):
   with pytest.raises(ink.InkError) as e:
@@ -110,3 +117,43 @@ def test_fit_to_frame_keeps_aspect():
   points = np.array([[10, 10, 0], [30, 20, 1]], np.float32)
   np.testing.assert_allclose(ink.fit_to_frame(points), [[0, 0, 0], [255, 127.5, 1]])
 
+
+
+def test_batch_keeps_good_drawings_beside_bad_values():
+  """One bad value sends the batch down the slow path; the other drawings come out the same."""
+  good = [[[0, 10], [0, 20]], [[5], [5]]]
+  results = ink.strokes_to_points_batch([good, [[[1, True], [2, 3]]], good, [[[1, 10**400], [2, 3]]], "x"])
+  np.testing.assert_array_equal(results[0], ink.strokes_to_points(good))
+  np.testing.assert_array_equal(results[2], results[0])
+  assert [getattr(r, "reason", None) for r in results] == [None, "bad_stroke", None, "non_finite", "empty_drawing"]
+
+
+def test_numpy_number_coordinates_are_accepted():
+  points = ink.strokes_to_points([[np.array([0, 10], np.int16), [np.float32(0), np.float64(20)]]])
+  np.testing.assert_array_equal(points, [[0, 0, 0], [10, 20, 1]])
+
+
+@pytest.mark.parametrize("points, reason", [
+    (np.zeros((0, 3), np.float32), "too_few_points"),
+    (np.array([[4, 4, 1]], np.float32), "too_few_points"),
+    (np.array([[-3e38, 0, 0], [3e38, 1, 1]], np.float32), "non_finite"),  # Extent 6e38: inf in float32.
+    (np.array([[0, -3e38, 0], [1, 3e38, 1]], np.float32), "non_finite"),
+    (np.array([[0, 0, 0], [np.nan, 1, 1]], np.float32), "non_finite"),
+    (np.array([[0, 0, 0], [np.inf, 1, 1]], np.float32), "non_finite"),
+])
+def test_check_usable_rejects_what_encodes_to_non_finite_ink(points, reason):
+  with pytest.raises(ink.InkError) as e:
+    ink.check_usable(points)
+  assert e.value.reason == reason
+
+
+def test_check_usable_accepts_large_but_encodable_drawings():
+  """Extents up to float32's maximum encode to finite ink, bbox and origin."""
+  for points in (np.array([[0, 0, 0], [3e38, 1, 1]], np.float32), np.array([[-1e38, 5, 0], [1e38, 5, 1]], np.float32),
+                 np.array([[1, 1, 0], [1, 1, 1]], np.float32)):
+    ink.check_usable(points)
+    encoded, bbox, origin = ink.encode(points)
+    assert np.isfinite(encoded).all() and np.isfinite(bbox).all() and np.isfinite(origin).all()
+  points = [np.array([[0, 0, 0], [1, 1, 1]], np.float32), np.array([[5, 5, 1]], np.float32),
+            np.array([[-3e38, 0, 0], [3e38, 0, 1]], np.float32)]
+  assert [getattr(e, "reason", None) for e in ink.check_usable_batch(points)] == [None, "too_few_points", "non_finite"]

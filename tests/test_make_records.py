@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -189,6 +189,17 @@ BAD_LINES = [
     ("non_finite", '{"word": "cat", "key_id": "6", "drawing": [[[0, Infinity], [0, 1]]]}'),
     ("unknown_category", json.dumps({"word": "dog", "key_id": "7", "drawing": [[[0, 1], [0, 1]]]})),
     ("too_few_points", json.dumps({"word": "cat", "key_id": "8", "drawing": [[[4], [4]]]})),
+    # A 400-digit integer: OverflowError in numpy before it was a skip.
+    ("non_finite", '{"word": "cat", "key_id": "9", "drawing": [[[0, 1%s], [0, 1]]]}' % ("0" * 400)),
+    # Finite in float32, but the extent overflows: inf bbox scale and NaN ink before.
+    ("non_finite", json.dumps({"word": "cat", "key_id": "10", "drawing": [[[-3e38, 3e38], [0, 1]]]})),
+    ("bad_stroke", json.dumps({"word": "cat", "key_id": "11", "drawing": [[[0, True], [0, 1]]]})),
+    ("bad_stroke", json.dumps({"word": "cat", "key_id": "12", "drawing": [[["0", "7"], [0, 1]]]})),
+    ("bad_word", json.dumps({"word": ["cat"], "key_id": "13", "drawing": [[[0, 13], [0, 1]]]})),  # unhashable
+    ("bad_word", json.dumps({"word": "", "key_id": "14", "drawing": [[[0, 14], [0, 1]]]})),
+    ("bad_word", json.dumps({"word": "  ", "key_id": "15", "drawing": [[[0, 15], [0, 1]]]})),
+    ("bad_word", json.dumps({"word": "c\nat", "key_id": "16", "drawing": [[[0, 16], [0, 1]]]})),
+    ("bad_word", json.dumps({"word": "c\rat", "key_id": "17", "drawing": [[[0, 17], [0, 1]]]})),
 ]
 
 
@@ -340,8 +351,14 @@ def test_categories_file_orders_classes(real_inputs, tmp_path):
   stats = _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out",
                    categories=make_records._read_categories(str(tmp_path / "classes.txt")))
   assert stats["classes"] == ["bicycle", "cat"]
-  assert stats["skipped"].get("other_category_files") == 1  # airplane.ndjson, not read.
-  assert sum(stats["totals"].values()) == 50
+  # airplane.ndjson, not read: a file left out, not a bad record.
+  assert [os.path.basename(p) for p in stats["files_left_out"]] == ["airplane.ndjson"]
+  assert stats["skipped"] == {} and sum(stats["totals"].values()) == 50
+  result = _cli(f"--input={real_inputs / 'simplified_lamnguyen'}", f"--output_dir={tmp_path / 'cli'}",
+                "--categories=bicycle,cat", "--workers=1")
+  assert result.returncode == 0, result.stderr
+  assert "left out 1 input file(s) of categories not in --categories" in result.stdout
+  assert "bad records" not in result.stderr and "other_category" not in result.stdout + result.stderr
 
 
 def test_max_per_class_and_max_points(real_inputs, tmp_path):
@@ -352,35 +369,63 @@ def test_max_per_class_and_max_points(real_inputs, tmp_path):
   assert all(len(e["ink"]) < 60 for s in records.SPLITS for e in _read_split(tmp_path / "out", s))
 
 
+def _open_for_writing(fifo, process):
+  """Opens a named pipe to write: returns once ``process`` has opened it to read (or has ended).
+
+  The open blocks until a reader comes; should the process end without
+  opening the pipe, a watchdog opens it so that the test fails instead of hanging.
+  """
+  def unblock():
+    process.wait()
+    try:
+      os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError:
+      pass
+
+  threading.Thread(target=unblock, daemon=True).start()
+  return open(fifo, "wb", buffering=0)
+
+
 def test_interrupted_run_leaves_no_complete_looking_output(data_dir, tmp_path):
-  """Killed mid-way, a run leaves no shard under a final name and no metadata."""
-  inputs = tmp_path / "in"
-  os.makedirs(inputs)
-  with open(os.path.join(data_dir, "strokes", "simplified_vlandham", "horse.ndjson")) as f:
-    lines = f.readlines()
-  with open(inputs / "horse.ndjson", "w") as f:
-    for copy in range(200):  # Distinct geometry per copy: ~200k drawings, well over 5 s of work.
-      for line in lines:
-        record = json.loads(line)
-        record["drawing"] = [[[x + copy for x in s[0]], s[1]] for s in record["drawing"]]
-        f.write(json.dumps(record) + "\n")
+  """Interrupted mid-way, a run leaves the earlier records as they were, and nothing that looks complete.
+
+  Its input is a named pipe that the test holds open: when the signal comes the
+  run has opened its input and cannot have finished, however fast or slow the
+  machine. After a SIGKILL the next run removes what the killed one left.
+  """
   out = tmp_path / "out"
+  _write_records(tmp_path, out, ["cat"], num_shards=1)
+  before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+  with open(os.path.join(data_dir, "strokes", "simplified_vlandham", "horse.ndjson"), "rb") as f:
+    lines = f.read()
+  os.makedirs(tmp_path / "in")
+  fifo = tmp_path / "in" / "horse.ndjson"
+  os.mkfifo(fifo)
   for sig in (signal.SIGINT, signal.SIGKILL):
-    process = subprocess.Popen([sys.executable, "-m", "quickdraw_tf.make_records", f"--input={inputs}",
-                                f"--output_dir={out}", "--workers=2", "--progress=false"],
+    process = subprocess.Popen([sys.executable, "-m", "quickdraw_tf.make_records", f"--input={tmp_path / 'in'}",
+                                f"--output_dir={out}", "--categories=horse", "--workers=2", "--progress=false"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not glob.glob(str(out / ".partial-*" / "*.tmp")) and time.time() < deadline and process.poll() is None:
-      time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be interrupted"
-    time.sleep(0.2)
-    process.send_signal(sig)
-    process.wait(timeout=60)
+    writer = _open_for_writing(fifo, process)
+    try:
+      assert process.poll() is None, "the run ended before it read its input"
+      writer.write(lines * 3)  # Several chunks, converted while the pipe stays open.
+      process.send_signal(sig)
+    finally:
+      # The end of the input, only now: a SIGINT that came while the run was in C
+      # code and then blocked reading the pipe is acted on once the read returns
+      # (a KeyboardInterrupt before the next Python line: before any output).
+      try:
+        writer.close()
+      except BrokenPipeError:
+        pass
+    process.wait(timeout=120)
     assert process.returncode != 0
-    assert not glob.glob(str(out / "quickdraw-*")) and not records.is_complete(out)
-    assert not os.path.exists(out / records.STATS_FILE)
-    if sig == signal.SIGINT:  # A clean interrupt also removes its temporary files.
-      assert not glob.glob(str(out / ".partial-*"))
+    assert {n: (out / n).read_bytes() for n in os.listdir(out) if not n.startswith(".")} == before
+    leftovers = [n for n in os.listdir(out) if n.startswith(".")]
+    # A clean interrupt removes its temporary files; a killed run cannot, and leaves its partial directory.
+    assert leftovers == ([] if sig == signal.SIGINT else [f".partial-{process.pid}"])
+  _write_records(tmp_path, out, ["dog"], num_shards=1)  # The next run: the killed run's directory goes.
+  assert [n for n in os.listdir(out) if n.startswith(".")] == [] and records.read_classes(out) == ["dog"]
 
 
 def test_worker_failure_stops_the_run_cleanly(real_inputs, tmp_path, monkeypatch):
@@ -414,3 +459,225 @@ def test_png_encoding_round_trip():
   image = (np.arange(28 * 28) % 256).astype(np.uint8).reshape(28, 28)
   from PIL import Image  # pylint: disable=g-import-not-at-top
   np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(raster.encode_png(image)))), image)
+
+
+# --- Names, values and output directories of issue 11 -------------------------
+
+
+def _lines(*records_):
+  return [json.dumps(r) for r in records_]
+
+
+def test_words_that_cannot_be_class_names_are_skipped_and_classes_round_trip(tmp_path):
+  """Without --categories the words found become classes: blank or multi-line ones are skipped, not written."""
+  drawing = [[[0, 10, 20], [0, 5, 0]]]
+  _write_lines(tmp_path / "drawings.ndjson", _lines(
+      {"word": "cat", "key_id": "1", "drawing": drawing},
+      {"word": "The Eiffel Tower", "key_id": "2", "drawing": [[[0, 1], [0, 1]]]},
+      {"word": "", "key_id": "3", "drawing": drawing},
+      {"word": " ", "key_id": "4", "drawing": drawing},
+      {"word": "a\nb", "key_id": "5", "drawing": drawing},
+      {"word": "dog\u2028", "key_id": "6", "drawing": drawing},
+      {"key_id": "7", "drawing": [[[0, 2], [0, 2]]]}))  # No word, and the file is named after no class.
+  stats = _convert([str(tmp_path / "drawings.ndjson")], tmp_path / "out")
+  assert stats["classes"] == ["The Eiffel Tower", "cat"] == records.read_classes(tmp_path / "out")
+  assert stats["skipped"] == {"bad_word": 4, "no_word": 1}
+  messages = {e["line"]: e["message"] for e in stats["skipped_examples"]}
+  assert "no 'word'" in messages[7] and "--categories" not in messages[7]
+  examples = [e for s in records.SPLITS for e in _read_split(tmp_path / "out", s)]
+  assert sorted(e["word"] for e in examples) == [b"The Eiffel Tower", b"cat"]
+  for e in examples:  # Labels agree with classes.txt.
+    assert stats["classes"][e["class_index"]].encode() == e["word"]
+
+
+@pytest.mark.parametrize("text, line", [("cat\n\ndog\n", 2), ("cat\n  \n", 2), ("c\rat\ndog\n", 1)])
+def test_read_classes_refuses_what_would_shift_or_split_labels(tmp_path, text, line):
+  (tmp_path / records.CLASSES_FILE).write_bytes(text.encode())
+  with pytest.raises(records.RecordsError, match=f"classes.txt:{line}: "):
+    records.read_classes(tmp_path)
+
+
+def test_classes_file_round_trips_exactly(tmp_path):
+  names = ["The Eiffel Tower", "été", "a,b", "x", "庭"]
+  records.write_classes(tmp_path, names)
+  assert records.read_classes(tmp_path) == names
+  for bad in ("", " cat", "a\nb", "a\rb", "a\x00b", ["cat"]):
+    with pytest.raises(ValueError):
+      records.write_classes(tmp_path, [bad])
+
+
+def test_no_record_with_non_finite_values_is_written(tmp_path):
+  """Huge but float32-finite coordinates in ndjson and npz: skipped as non_finite; all written values finite."""
+  _write_lines(tmp_path / "cat.ndjson", [GOOD] + _lines(
+      {"word": "cat", "key_id": "a", "drawing": [[[-3e38, 3e38], [0, 1]]]},
+      {"word": "cat", "key_id": "b", "drawing": [[[0, 1], [-3.4e38, 3.4e38]]]},
+      {"word": "cat", "key_id": "c", "drawing": [[[0, 1, 2], [-3e38, 0, 3e38], [0, 1, 2]]]}))  # raw
+  stroke3 = np.empty(3, dtype=object)
+  stroke3[:] = [np.array([[0, 0, 0], [3e38, 0, 0], [3e38, 0, 1]], np.float32),  # Cumulative x overflows.
+                np.array([[0, 0, 0], [5, 5, 1]], np.float32), np.array([[0, 0, 0], [7, 1, 1]], np.float32)]
+  np.savez(tmp_path / "dog.npz", train=stroke3, valid=stroke3[1:2], test=stroke3[2:])
+  stats = _convert([str(tmp_path / "cat.ndjson"), str(tmp_path / "dog.npz")], tmp_path / "out")
+  assert stats["skipped"] == {"non_finite": 4, "duplicate": 2}
+  examples = [e for s in records.SPLITS for e in _read_split(tmp_path / "out", s)]
+  assert len(examples) == 3
+  for e in examples:
+    assert np.isfinite(e["ink"]).all() and np.isfinite(e["bbox"]).all() and np.isfinite(e["origin"]).all()
+
+
+def _write_records(tmp_path, out, words, num_shards):
+  inputs = tmp_path / f"in_{'_'.join(words)}"
+  os.makedirs(inputs, exist_ok=True)
+  for w in words:
+    _write_lines(inputs / f"{w}.ndjson", _lines(*({"word": w, "key_id": f"{w}{i}", "drawing": [[[0, i + 1], [0, 1]]]}
+                                                  for i in range(30))))
+  return _convert([str(inputs)], out, num_shards=num_shards)
+
+
+def test_users_files_in_the_output_dir_are_kept(tmp_path):
+  """Only what make_records wrote is replaced: the user's quickdraw-* files stay, even the input itself."""
+  out = tmp_path / "out"
+  os.makedirs(out / "notes")
+  user_files = {"quickdraw-notes.txt": "mine", "quickdraw-train.tfrecord-00000-of-00003.bak": "backup",
+                "notes/quickdraw-x": "nested"}
+  for name, text in user_files.items():
+    (out / name).write_text(text)
+  _write_lines(out / "quickdraw-cat.ndjson", [GOOD])
+  stats = _convert([str(out / "quickdraw-cat.ndjson")], out, categories=["cat"])
+  assert sum(stats["totals"].values()) == 1
+  first = _write_records(tmp_path, out, ["cat", "dog"], num_shards=4)
+  second = _write_records(tmp_path, out, ["cat"], num_shards=2)  # Fewer shards: the first run's extra ones go.
+  for name, text in user_files.items():
+    assert (out / name).read_text() == text
+  assert (out / "quickdraw-cat.ndjson").read_text() == GOOD + "\n"
+  assert first["classes"] == ["cat", "dog"] and records.read_classes(out) == ["cat"]
+  shards = sorted(os.path.basename(p) for s in records.SPLITS for p in records.shard_paths(out, s))
+  assert shards == sorted(n for n in os.listdir(out) if records.SHARD_NAME_RE.fullmatch(n))
+  assert sum(1 for s in records.SPLITS for _ in _read_split(out, s)) == sum(second["totals"].values()) == 30
+  assert sorted(n for n in os.listdir(out) if n.startswith(".")) == []
+
+
+def _dead_pid():
+  process = subprocess.Popen([sys.executable, "-c", "pass"])
+  process.wait()
+  return process.pid
+
+
+def test_directories_of_dead_runs_are_removed(tmp_path):
+  out = tmp_path / "out"
+  _write_records(tmp_path, out, ["cat"], num_shards=1)
+  dead, live = _dead_pid(), subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                                             stdin=subprocess.PIPE)
+  try:
+    for name in (f".partial-{dead}", f".ready-{dead}", f".partial-{live.pid}"):
+      os.makedirs(out / name)
+      (out / name / "quickdraw-train.tfrecord-00000-of-00001").write_text("half")
+    _write_records(tmp_path, out, ["dog"], num_shards=1)
+    # The dead run's ready set is not moved in: the directory held complete records.
+    assert sorted(n for n in os.listdir(out) if n.startswith(".")) == [f".partial-{live.pid}"]
+    assert records.read_classes(out) == ["dog"]
+  finally:
+    live.communicate(b"")
+
+
+class _Killed(BaseException):
+  """Stands for a SIGKILL: no cleanup code catches it."""
+
+
+def test_a_kill_at_any_point_of_the_commit_leaves_a_complete_set(tmp_path, monkeypatch):
+  """The replacement of old records by new, stopped after each of its file operations in turn.
+
+  After every stop the directory is complete (old or new records) or the new
+  set is complete beside it; the next run's recovery then leaves the new set
+  (old if the commit had not begun), and the user's file throughout.
+  """
+  out, ready_paths = tmp_path / "out", []
+  _write_records(tmp_path, out, ["cat", "dog"], num_shards=4)
+  (out / "quickdraw-mine.txt").write_text("mine")
+  old = {n: (out / n).read_bytes() for n in os.listdir(out) if not n.startswith(".")}
+  monkeypatch.setattr(make_records, "_commit", lambda output_dir, ready: ready_paths.append(ready))
+  _write_records(tmp_path, out, ["cat"], num_shards=2)  # Stops before its commit.
+  monkeypatch.undo()
+  (ready,) = ready_paths
+  snapshot = tmp_path / "snapshot"
+  shutil.copytree(out, snapshot)
+  ready_files = [n for n in os.listdir(ready) if n != make_records._JOURNAL]
+  new = {"quickdraw-mine.txt": b"mine", **{n: (snapshot / os.path.basename(ready) / n).read_bytes() for n in ready_files}}
+  stop_after = 0
+  while True:
+    shutil.rmtree(out)
+    shutil.copytree(snapshot, out)
+    operations = []
+
+    def operation(real, *args):
+      if len(operations) == stop_after:
+        raise _Killed()
+      operations.append(args)
+      return real(*args)
+
+    fake_os = type("FakeOs", (), {})()
+    fake_os.__dict__.update({k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
+    fake_os.replace = lambda *a: operation(os.replace, *a)
+    fake_os.remove = lambda *a: operation(os.remove, *a)
+    monkeypatch.setattr(make_records, "os", fake_os)
+    try:
+      make_records._commit(str(out), ready)
+      finished = True
+    except _Killed:
+      finished = False
+    monkeypatch.undo()
+    assert records.is_complete(out) or records.is_complete(ready), stop_after
+    make_records._recover(str(out))  # What the next run does first.
+    expected = old if stop_after == 0 else new
+    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == expected, stop_after
+    if finished:
+      break
+    stop_after += 1
+  assert stop_after > 10  # Every removal and move was a stopping point.
+
+
+@pytest.mark.parametrize("case", ["file", "missing_parent", "unwritable"])
+def test_unusable_output_dir_is_an_error_before_any_input_is_read(case, tmp_path, monkeypatch):
+  out = tmp_path / "out"
+  if case == "file":
+    out.write_text("not a directory")
+    pattern = "is not a directory"
+  elif case == "missing_parent":
+    out = tmp_path / "missing" / "out"
+    pattern = "parent directory .* does not exist: create it"
+  else:
+    os.makedirs(tmp_path / "locked")
+    os.chmod(tmp_path / "locked", 0o500)
+    out = tmp_path / "locked" / "out"
+    pattern = "cannot write into .*: [Pp]ermission denied"
+    if os.geteuid() == 0:  # root writes anyway: what the system answers anyone else.
+      real_mkdir = os.mkdir
+
+      def mkdir(path, *args):
+        if str(path).startswith(str(tmp_path / "locked")):
+          raise PermissionError(13, "Permission denied")
+        return real_mkdir(path, *args)
+
+      monkeypatch.setattr(os, "access", lambda path, mode: not str(path).startswith(str(tmp_path / "locked")))
+      monkeypatch.setattr(os, "mkdir", mkdir)
+
+  def read(*args):
+    raise AssertionError(f"input read: {args}")
+
+  for name in ("find_files", "scan_words", "chunks"):
+    monkeypatch.setattr(make_records.sources, name, read)
+  with pytest.raises(make_records.MakeRecordsError, match=pattern):
+    _convert([str(tmp_path / "cat.ndjson")], out)
+  monkeypatch.undo()
+  assert not os.path.isdir(out)
+
+
+def test_output_dir_error_is_one_line_and_comes_before_a_download(tmp_path):
+  (tmp_path / "out").write_text("not a directory")
+  # Nothing listens on port 9: a download would fail, after a while, with another message.
+  result = _cli("--download=cat", "--download_url=http://127.0.0.1:9", f"--cache_dir={tmp_path / 'cache'}",
+                f"--output_dir={tmp_path / 'out'}")
+  assert result.returncode == 1 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines() == [
+      f"make_records: error: --output_dir={tmp_path / 'out'} is not a directory: remove it or choose another "
+      "--output_dir"]
+  assert not os.path.exists(tmp_path / "cache")
