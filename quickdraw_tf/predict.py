@@ -30,7 +30,9 @@ def ndjson_requests(path):
         continue
       try:
         record = json.loads(line)
-        yield number, ink_lib.strokes_to_points(record["drawing"] if isinstance(record, dict) else record)
+        points = ink_lib.strokes_to_points(record["drawing"] if isinstance(record, dict) else record)
+        ink_lib.check_usable(points)  # What make_records would skip is not served either.
+        yield number, points
       except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:
         yield number, f"{type(e).__name__}: {e}"
 
