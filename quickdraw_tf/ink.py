@@ -50,7 +50,8 @@ def strokes_to_points(strokes):
       ``empty_drawing``, ``mismatched_lengths``, ``bad_stroke``); a value that
       is not a number, booleans and numeric strings included (``bad_stroke``);
       a number that is not finite once in float32, such as NaN, 1e39 or a
-      400-digit integer (``non_finite``).
+      400-digit integer, or a bounding box whose extent is not (x from -3e38
+      to 3e38), so that `encode` would give NaN ink (``non_finite``).
   """
   (points,) = strokes_to_points_batch([strokes])
   if isinstance(points, InkError):
@@ -58,16 +59,21 @@ def strokes_to_points(strokes):
   return points
 
 
-# Exact types of the coordinates the fast path converts: JSON numbers. A bool
-# is an int to numpy and a numeric string converts too, so both are checked by type.
+# Exact types of the coordinates the fast path converts: JSON numbers. numpy
+# takes a bool in a list of ints for 0 or 1, so bools are found by type.
 _PLAIN_NUMBERS = frozenset((int, float))
+_NON_FINITE = "drawing has NaN or infinite coordinates, or a bounding box too large for float32"
 
 
-def strokes_to_points_batch(drawings):
+def strokes_to_points_batch(drawings, may_hold_bools=True):
   """`strokes_to_points` for many drawings, with one numpy conversion for all.
 
   Args:
     drawings: list of stroke lists.
+    may_hold_bools: False when the caller knows no coordinate is a bool (say,
+      the JSON text holds no ``true`` or ``false`` there): skips the scan of
+      every value's type, a fifth of the conversion's cost. Strings, lists
+      and huge integers are found either way, by numpy's dtype.
 
   Returns:
     list with, per drawing, float32 ``[n, 3]`` points or the `InkError` that
@@ -99,11 +105,13 @@ def strokes_to_points_batch(drawings):
     return results
   points = np.zeros((len(xs), 3), np.float32)
   try:
-    if not _PLAIN_NUMBERS.issuperset(map(type, xs)) or not _PLAIN_NUMBERS.issuperset(map(type, ys)):
+    if may_hold_bools and not (_PLAIN_NUMBERS.issuperset(map(type, xs)) and _PLAIN_NUMBERS.issuperset(map(type, ys))):
+      raise TypeError("not plain numbers")
+    columns = np.array(xs), np.array(ys)  # Strings, lists, integers past 64 bits: another dtype.
+    if any(c.dtype.kind not in "iuf" or c.ndim != 1 for c in columns):
       raise TypeError("not plain numbers")
     with np.errstate(over="ignore"):  # float32 overflow gives inf, rejected below as non_finite.
-      points[:, 0] = xs
-      points[:, 1] = ys
+      points[:, 0], points[:, 1] = columns
   except (TypeError, ValueError, OverflowError):
     # Some drawing holds a non-number or a huge integer: convert one by one to find which.
     for index, start, stop in spans:
@@ -113,10 +121,14 @@ def strokes_to_points_batch(drawings):
       except InkError as e:
         results[index] = e
   points[ends, 2] = 1.0
-  finite = np.logical_and.reduceat(np.isfinite(points[:, :2]).all(axis=1), [start for _, start, _ in spans])
-  for (index, start, stop), ok in zip(spans, finite):
+  starts = [start for _, start, _ in spans]
+  xy = points[:, :2]
+  with np.errstate(over="ignore", invalid="ignore"):
+    extent = np.maximum.reduceat(xy, starts) - np.minimum.reduceat(xy, starts)
+    finite = np.logical_and.reduceat(np.isfinite(xy).all(axis=1), starts) & np.isfinite(extent).all(axis=1)
+  for (index, start, stop), ok in zip(spans, finite.tolist()):
     if results[index] is None:
-      results[index] = points[start:stop] if ok else InkError("non_finite", "drawing has NaN or infinite coordinates")
+      results[index] = points[start:stop] if ok else InkError("non_finite", _NON_FINITE)
   return results
 
 
@@ -161,6 +173,7 @@ def check_usable(points):
   bounding box whose extent is finite in float32, so that `encode` (and the
   serving graph's `encode_tf`) give finite ink. Coordinates of +-3e38 are
   finite, but their extent overflows to inf and the normalised ink to NaN.
+  (`strokes_to_points` already refuses non-finite drawings.)
 
   Args:
     points: float ``[n, 3]`` as `strokes_to_points` returns them.
@@ -168,39 +181,13 @@ def check_usable(points):
   Raises:
     InkError: reason ``too_few_points`` or ``non_finite``.
   """
-  (error,) = check_usable_batch([points])
-  if error is not None:
-    raise error
-
-
-def check_usable_batch(points_list):
-  """`check_usable` for many drawings, with one set of numpy calls for all.
-
-  Args:
-    points_list: list of float ``[n_i, 3]`` arrays.
-
-  Returns:
-    list with, per drawing, None (usable) or the `InkError` it raises.
-  """
-  errors = [None] * len(points_list)
-  kept = []
-  for i, points in enumerate(points_list):
-    if len(points) < MIN_POINTS:
-      errors[i] = InkError("too_few_points", f"drawing has {len(points)} point(s); at least {MIN_POINTS} are needed")
-    else:
-      kept.append(i)
-  if not kept:
-    return errors
-  xy = np.concatenate([points_list[i] for i in kept]).astype(np.float32, copy=False)[:, :2]
-  starts = np.cumsum([0] + [len(points_list[i]) for i in kept[:-1]])
+  if len(points) < MIN_POINTS:
+    raise InkError("too_few_points", f"drawing has {len(points)} point(s); at least {MIN_POINTS} are needed")
+  xy = np.asarray(points)[:, :2].astype(np.float32)
   with np.errstate(over="ignore", invalid="ignore"):
-    extent = np.maximum.reduceat(xy, starts) - np.minimum.reduceat(xy, starts)
-    finite = np.logical_and.reduceat(np.isfinite(xy).all(axis=1), starts) & np.isfinite(extent).all(axis=1)
-  for i, ok in zip(kept, finite.tolist()):
-    if not ok:
-      errors[i] = InkError("non_finite", "drawing has NaN or infinite coordinates, or a bounding box too large "
-                           "for float32")
-  return errors
+    finite = np.isfinite(xy).all() and np.isfinite(xy.max(axis=0) - xy.min(axis=0)).all()
+  if not finite:
+    raise InkError("non_finite", _NON_FINITE)
 
 
 def points_to_strokes(points):

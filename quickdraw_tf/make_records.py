@@ -12,7 +12,9 @@ categories. Duplicates (same key_id or same geometry) are written once.
 Bad records are skipped and counted by reason (stats.json), the first few
 reported with file and line; with --strict the first one stops the run.
 Shards are written under a temporary directory and moved into place at the
-end, dataset_info.json last: a directory without it is incomplete.
+end, dataset_info.json last: a directory without it is incomplete. Only the
+files an earlier run wrote are replaced, and a replacement that a kill cut
+short is finished by the next run (see `_commit`).
 """
 
 import collections
@@ -120,7 +122,7 @@ def _loads(line):
 
 
 def _ndjson_record(line, file_word, options):
-  """One ndjson line -> (strokes, word, meta); raises InkError."""
+  """One ndjson line (bytes) -> (strokes, word, meta, whether a coordinate may be a bool); raises InkError."""
   try:
     record = _loads(line)
   except ValueError as e:
@@ -129,12 +131,14 @@ def _ndjson_record(line, file_word, options):
     raise ink_lib.InkError("missing_drawing", "record has no 'drawing'")
   word = _word_of(record, file_word, options)
   recognized = record.get("recognized")
+  # Every bool literal of the line is `recognized`'s: then none is a coordinate.
+  may_hold_bools = line.count(b"true") + line.count(b"false") > isinstance(recognized, bool)
   meta = {
       "key_id": str(record.get("key_id") or ""),
       "countrycode": str(record.get("countrycode") or ""),
       "recognized": _UNKNOWN_RECOGNIZED if recognized is None else int(bool(recognized)),
   }
-  return record["drawing"], word, meta
+  return record["drawing"], word, meta, may_hold_bools
 
 
 def _word_of(record, file_word, options):
@@ -164,19 +168,16 @@ def _ndjson_drawings(path, first, lines, options, skips):
       parsed.append((number,) + _ndjson_record(line, file_word, options))
     except ink_lib.InkError as e:
       skips.append((e.reason, path, number, str(e)))
-  points_list = ink_lib.strokes_to_points_batch([p[1] for p in parsed])
-  # Checked before simplification too: a raw drawing's extent could overflow when fitted to the frame.
-  converted = [i for i, points in enumerate(points_list) if not isinstance(points, ink_lib.InkError)]
-  for i, error in zip(converted, ink_lib.check_usable_batch([points_list[i] for i in converted])):
-    points_list[i] = error or points_list[i]
+  points_list = ink_lib.strokes_to_points_batch([p[1] for p in parsed], any(p[4] for p in parsed))
   drawings = []
-  for (number, strokes, word, meta), points in zip(parsed, points_list):
+  for (number, strokes, word, meta, _), points in zip(parsed, points_list):
     try:
-      if isinstance(points, ink_lib.InkError):
+      if isinstance(points, ink_lib.InkError):  # Non-finite values or bbox included: before simplification.
         raise points
       if max(map(len, strokes)) > 2:  # [xs, ys, ts]: raw data.
         points = ink_lib.simplify_raw(points)
-        ink_lib.check_usable(points)  # Simplification can leave a single point.
+      if len(points) < ink_lib.MIN_POINTS:
+        ink_lib.check_usable(points)  # Raises too_few_points (finiteness was checked with the batch).
       drawings.append((_check_length(points, options), word, meta, None))
     except ink_lib.InkError as e:
       skips.append((e.reason, path, number, str(e)))
@@ -753,17 +754,7 @@ def _write(files, partial, class_names, options, pool, workers, skips, max_per_c
       raise MakeRecordsError(message + " (--strict)")
     logging.warning("%s", message)
 
-  # Final names, within the partial directory: the non-empty shards, renumbered.
-  final_lengths = {}
-  for code, split in enumerate(records.SPLITS):
-    kept = [i for i, n in enumerate(shard_lengths[code]) if n]
-    final_lengths[split] = [shard_lengths[code][i] for i in kept]
-    for i in range(len(shard_lengths[code])):
-      temporary = os.path.join(partial, f"{split}-{i:05d}.tmp")
-      if i in kept:
-        os.replace(temporary, records.shard_path(partial, split, kept.index(i), len(kept)))
-      else:
-        os.remove(temporary)
+  final_lengths = _name_shards(partial, shard_lengths)
   records.write_classes(partial, class_names)
   elapsed = (time.time() - started[0], _cpu_seconds() - started[1])
   per_split = {split: dict(zip(class_names, counts[code])) for code, split in enumerate(records.SPLITS)}
@@ -774,6 +765,28 @@ def _write(files, partial, class_names, options, pool, workers, skips, max_per_c
     json.dump(stats, f, indent=1)
   records.write_tfds_metadata(partial, class_names, options.image_size, final_lengths)
   return stats
+
+
+def _name_shards(partial, shard_lengths):
+  """Gives the non-empty shards in ``partial`` their final names, renumbered; removes the empty ones.
+
+  Args:
+    shard_lengths: [split code][shard] drawings written.
+
+  Returns:
+    dict split -> drawings per final shard.
+  """
+  final_lengths = {}
+  for code, split in enumerate(records.SPLITS):
+    kept = [i for i, n in enumerate(shard_lengths[code]) if n]
+    final_lengths[split] = [shard_lengths[code][i] for i in kept]
+    for i in range(len(shard_lengths[code])):
+      temporary = os.path.join(partial, f"{split}-{i:05d}.tmp")
+      if i in kept:
+        os.replace(temporary, records.shard_path(partial, split, kept.index(i), len(kept)))
+      else:
+        os.remove(temporary)
+  return final_lengths
 
 
 # --- The output directory: written aside, then moved into place --------------

@@ -51,7 +51,7 @@ def test_encode_batch_equals_tutorial_on_real_drawings(data_dir):
     np.testing.assert_allclose(ink.decode(encoded, bbox, origin), points, atol=1e-3)
 
 
-@pytest.mark.parametrize("strokes, reason", [
+BAD_STROKES = [
     ([], "empty_drawing"),
     ([[[], []]], "empty_drawing"),
     ([[[1, 2], [3]]], "mismatched_lengths"),
@@ -68,11 +68,24 @@ def test_encode_batch_equals_tutorial_on_real_drawings(data_dir):
     ([[[1, [2]], [2, 3]]], "bad_stroke"),
     ([[[1, 10**400], [2, 3]]], "non_finite"),  # Overflows float64: OverflowError in numpy.
     ([[[1, 1e39], [2, 3]]], "non_finite"),  # Finite in float64, inf in float32.
-])
+    ([[[-3e38, 3e38], [2, 3]]], "non_finite"),  # Finite values; their extent is not.
+]
+
+
+@pytest.mark.parametrize("strokes, reason", BAD_STROKES)
 def test_bad_strokes_name_their_reason(strokes, reason):
   with pytest.raises(ink.InkError) as e:
     ink.strokes_to_points(strokes)
   assert e.value.reason == reason
+
+
+def test_without_the_type_scan_only_bools_pass():
+  """may_hold_bools=False skips the scan of value types: every other bad value is still found, by dtype."""
+  for strokes, reason in BAD_STROKES:
+    (points,) = ink.strokes_to_points_batch([strokes], may_hold_bools=False)
+    if "True" in str(strokes):
+      continue
+    assert isinstance(points, ink.InkError) and points.reason == reason, strokes
 
 
 def test_rdp_keeps_corners_and_drops_collinear_points():
@@ -154,6 +167,3 @@ def test_check_usable_accepts_large_but_encodable_drawings():
     ink.check_usable(points)
     encoded, bbox, origin = ink.encode(points)
     assert np.isfinite(encoded).all() and np.isfinite(bbox).all() and np.isfinite(origin).all()
-  points = [np.array([[0, 0, 0], [1, 1, 1]], np.float32), np.array([[5, 5, 1]], np.float32),
-            np.array([[-3e38, 0, 0], [3e38, 0, 1]], np.float32)]
-  assert [getattr(e, "reason", None) for e in ink.check_usable_batch(points)] == [None, "too_few_points", "non_finite"]

@@ -195,6 +195,8 @@ BAD_LINES = [
     ("non_finite", json.dumps({"word": "cat", "key_id": "10", "drawing": [[[-3e38, 3e38], [0, 1]]]})),
     ("bad_stroke", json.dumps({"word": "cat", "key_id": "11", "drawing": [[[0, True], [0, 1]]]})),
     ("bad_stroke", json.dumps({"word": "cat", "key_id": "12", "drawing": [[["0", "7"], [0, 1]]]})),
+    # A bool among the coordinates of a line whose `recognized` is a bool too.
+    ("bad_stroke", json.dumps({"word": "cat", "key_id": "19", "recognized": True, "drawing": [[[0, 19], [0, False]]]})),
     ("bad_word", json.dumps({"word": ["cat"], "key_id": "13", "drawing": [[[0, 13], [0, 1]]]})),  # unhashable
     ("bad_word", json.dumps({"word": "", "key_id": "14", "drawing": [[[0, 14], [0, 1]]]})),
     ("bad_word", json.dumps({"word": "  ", "key_id": "15", "drawing": [[[0, 15], [0, 1]]]})),
