@@ -18,6 +18,10 @@ FC 4096-4096 with ReLU and dropout 0.5.
 pool5 leaves 6x6x256. PyTorch's pools drop what does not fit (floor), as
 'valid' does; below about 70 px a 'valid' pool would leave nothing, so such a
 pool pads ('same') instead and the FC layers take what is left (1x1 at 28 px).
+bench/accuracy.py trains at 64 px (pool5 1x1x256) to fit its CPU budget.
+Against the report's code otherwise: its convolutions have biases before
+batch norm (cancelled by it; none here) and PyTorch's initialisation
+(``init="torch"`` here).
 """
 
 import keras

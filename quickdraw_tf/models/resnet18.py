@@ -16,6 +16,11 @@ batch norm and ReLU ("small"). ``stem="report"`` is the report's code
 (LogCreative/quickdraw-classifier, models/resnet18.py) as it runs: a 7x7/2
 convolution with bias and nothing after it (its forward skips the batch norm
 and max-pool it defines), on 225 px inputs there.
+
+Other differences from the report's code, and why: it resizes the 28 px
+images to 225 px (ours trains at 28 px with the "small" stem: 64x cheaper a
+step, and the bench's CPU budget allows no more); its convolutions draw
+PyTorch's initialisation (``init="torch"`` here).
 """
 
 import keras
