@@ -124,7 +124,18 @@ SKETCHANET_NOTE = (
     "stays on at evaluation and test time too, so its 0.6948 is measured on a network that still drops half of "
     "its fc6 and fc7 units, which may be why it trails the report's other CNNs by 15 points. Ours drops out in "
     "training only (`keras.layers.Dropout`); we do not copy the defect.")
-TRAIN_STARTED = "train: starting at step"  # Printed by train's StartingStep callback at the start of fit.
+PORT_NOTE = (
+    "\nPort fidelity (each model's docstring lists what still differs from its source, and why): batch norm uses "
+    "the momentum and epsilon of the framework the reference numbers came from (`resnet18`, `alexnet`: PyTorch's, "
+    "Keras momentum 0.9 and epsilon 1e-5; `rnn`'s optional batch norm: TF 1's, 0.99 and 1e-3); `alexnet` is the "
+    "report code's batch-normalised variant (`--model_option=variant=2012` for Krizhevsky et al.'s LRN and "
+    "dropout); `rnn` trains as the tutorial's train_model.py (batch 8, Adam 1e-4, clipping 9, constant rate, "
+    "dropout 0.3 before convolutions 2-3 and after every BiLSTM layer). Initialisation and schedule keep Keras' "
+    "defaults (Glorot-uniform kernels, zero biases; ReduceLROnPlateau on the eval loss); the report's PyTorch "
+    "choices are options (`--model_option=init=torch`, `--lr_monitor=train_loss`) that `--fidelity` measures. "
+    "Within a short budget the schedule cannot act on a model that trains fewer than 3 epochs (patience 2).")
+TRAIN_STARTED = "train: starting at step"
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")  # Shown in the command when set.  # Printed by train's StartingStep callback at the start of fit.
 
 
 def build_records(name, inputs, categories=None, max_per_class=0):
@@ -550,7 +561,8 @@ def main(_):
   strokes_dir = os.path.join(FLAGS.data_dir, "strokes")
   vec_prior = prior_rate(vec_dir)
   bmp_prior = prior_rate(bmp_dir) if bmp_dir else None
-  command = "python -m bench.accuracy " + " ".join(a for a in sys.argv[1:] if a not in ("--reuse", "--noreuse"))
+  threads = "".join(f"{k}={os.environ[k]} " for k in THREAD_VARIABLES if k in os.environ)
+  command = threads + "python -m bench.accuracy " + " ".join(a for a in sys.argv[1:] if a not in ("--reuse", "--noreuse"))
   stopping = ""
   if patience:
     stopping = (f"Converged mode: each model trains until its eval top-1 has not improved for {patience} "
@@ -570,8 +582,9 @@ def main(_):
       "budget is spent, hence CPU seconds a little over it); examples/s is examples seen (steps x batch) over it."
       f" The {len(vec + ablation[1:] + bmp)} model runs took {runs_minutes:.0f} min "
       "of wall time in all (training and testing; records are built in seconds), measured while other work "
-      "shared the machine: wall seconds and examples/s are lower than on an idle machine, CPU seconds and "
-      "examples per CPU second are not."
+      "shared the machine: wall seconds and examples/s are lower than on an idle machine; CPU seconds and "
+      "examples per CPU second less so, though TensorFlow's thread pools burn more CPU a step when they contend "
+      "for the cores (one thread each, `TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1`, wastes less)."
       + ("" if " GPU " in report.machine() else " No GPU was available for this run, so there is no GPU table."),
   ]
   if vec:
@@ -605,7 +618,7 @@ def main(_):
               else f", and {budget:g} CPU seconds per model: far from convergence (see the epochs above), so our "
               "order is that of accuracy reached within the same cost, not of final accuracy. ")
            + "Ranks are among the models present (1 = best; ties share the better rank).\n",
-           reference_table(vec, bmp, vec_name, bmp_name), SKETCHANET_NOTE]
+           reference_table(vec, bmp, vec_name, bmp_name), SKETCHANET_NOTE, PORT_NOTE]
   if fidelity:
     body += ["\n### Initialisation and schedule as the report's PyTorch code\n", FIDELITY_NOTE,
              fidelity_table(fidelity)]
