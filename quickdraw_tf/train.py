@@ -45,6 +45,8 @@ from quickdraw_tf import summaries
 WORKERS_DIR = "quickdraw_tf_workers"  # under the temporary directory: non-chief workers' outputs
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
+# --lr_monitor -> the Keras log ReduceLROnPlateau watches.
+LR_MONITORS = {"eval_loss": "val_loss", "train_loss": "loss"}
 flags.DEFINE_string("model", None, f"One of: {', '.join(models.MODELS)}.")
 flags.DEFINE_string("records", data.default_records_dir(), "Records directory written by make_records.")
 flags.DEFINE_string("model_dir", None, "Output directory (default runs/<model>).")
@@ -55,8 +57,12 @@ flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_float("weight_decay", 0.0, "Adam weight decay (decoupled, as Keras applies it).")
 flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: no clipping).")
-flags.DEFINE_float("lr_factor", 0.3, "ReduceLROnPlateau factor on eval loss.")
+flags.DEFINE_float("lr_factor", 0.3, "ReduceLROnPlateau factor (1: a constant learning rate).", upper_bound=1)
+flags.DEFINE_enum("lr_monitor", "eval_loss", list(LR_MONITORS), "The loss ReduceLROnPlateau watches: each epoch's "
+                  "eval loss, or its mean training loss (the reference report's PyTorch code).")
 flags.DEFINE_integer("lr_patience", 2, "ReduceLROnPlateau patience, in epochs.")
+flags.DEFINE_integer("stop_patience", 0, "Stop when eval accuracy has not improved for this many epochs "
+                     "(0: never).", lower_bound=0)
 flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU VM).")
 flags.DEFINE_enum("mixed_precision", "auto", list(distribute.PRECISIONS),
@@ -235,8 +241,9 @@ def train(*args, **kwargs):
 
 
 def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval_steps=0, batch_size=64,
-          learning_rate=1e-3, weight_decay=0.0, clip_norm=0.0, lr_factor=0.3, lr_patience=2, strategy="auto",
-          tpu=None, mixed_precision="auto", jit_compile=False, image_size=0, image_source="auto", augment=None,
+           learning_rate=1e-3, weight_decay=0.0, clip_norm=0.0, lr_factor=0.3, lr_patience=2, lr_monitor="eval_loss",
+           stop_patience=0, strategy="auto", tpu=None, mixed_precision="auto", jit_compile=False, image_size=0,
+           image_source="auto", augment=None,
           checkpoint_steps=100, profile_batch="", seed=0, model_options=None, export=True, verbose=2,
           time_budget=0, budget_clock="wall", head_epochs=2):
   """Trains one model; see the module docstring for what lands in ``model_dir``.
@@ -324,9 +331,13 @@ def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eva
     callbacks += [
         keras.callbacks.ModelCheckpoint(os.path.join(out_dir, export_lib.BEST_WEIGHTS), monitor="val_accuracy",
                                         mode="max", save_best_only=True, save_weights_only=True),
-        keras.callbacks.ReduceLROnPlateau("val_loss", factor=lr_factor, patience=lr_patience),
         Summaries(log_dir, eval_data.take(4), class_names, batch_size, spec),
     ]
+  if lr_factor < 1 and (eval_data is not None or lr_monitor == "train_loss"):
+    callbacks.append(keras.callbacks.ReduceLROnPlateau(LR_MONITORS[lr_monitor], factor=lr_factor,
+                                                       patience=lr_patience))
+  if stop_patience and eval_data is not None:
+    callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=stop_patience, mode="max"))
   if time_budget:
     callbacks.append(TimeBudget(time_budget, budget_clock))
   os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
@@ -502,7 +513,8 @@ def main(argv):
     train(FLAGS.model, FLAGS.records, FLAGS.model_dir or os.path.join("runs", FLAGS.model), epochs=FLAGS.epochs,
           steps_per_epoch=FLAGS.steps_per_epoch, eval_steps=FLAGS.eval_steps, batch_size=FLAGS.batch_size,
           learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm,
-          lr_factor=FLAGS.lr_factor, lr_patience=FLAGS.lr_patience, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
+          lr_factor=FLAGS.lr_factor, lr_patience=FLAGS.lr_patience, lr_monitor=FLAGS.lr_monitor,
+          stop_patience=FLAGS.stop_patience, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
           mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile, image_size=FLAGS.image_size,
           image_source=FLAGS.image_source, augment=augment, checkpoint_steps=FLAGS.checkpoint_steps,
           profile_batch=FLAGS.profile_batch, seed=FLAGS.seed, model_options=options, export=FLAGS.export,

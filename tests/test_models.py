@@ -14,6 +14,7 @@ from quickdraw_tf import ink
 from quickdraw_tf import make_records
 from quickdraw_tf import models
 from quickdraw_tf.models import __main__ as models_main
+from quickdraw_tf.models import common
 from quickdraw_tf.models import vgg19
 
 # Small image sizes keep the CPU suite fast; the defaults are exercised by the registry listing.
@@ -44,10 +45,14 @@ def test_a_few_steps_on_real_drawings_lower_the_loss(records_dir, name):
   model = models.build(name, 5, image_size=size)
   logits = model(batch[0], training=False)
   assert logits.shape == (32, 5) and logits.dtype == tf.float32
-  model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  before = model.evaluate(*batch, verbose=0)
+  loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  model.compile(keras.optimizers.Adam(1e-3), loss)
+  # Batch norm's moving averages lag 8 steps behind: with batch norm, the loss
+  # on the batch's own statistics (these models have no dropout).
+  batch_stats = any(isinstance(l, keras.layers.BatchNormalization) for l in common.leaf_layers(model))
+  before = float(loss(batch[1], model(batch[0], training=batch_stats)))
   model.fit(tf.data.Dataset.from_tensors(batch).repeat(8), epochs=1, verbose=0)
-  after = model.evaluate(*batch, verbose=0)
+  after = float(loss(batch[1], model(batch[0], training=batch_stats)))
   assert after < before, (name, before, after)
 
 
@@ -90,7 +95,7 @@ def test_mixed_precision_keeps_float32_logits_under_a_strategy(name, policy):
       model = models.build(name, 4, image_size=TEST_IMAGE_SIZE.get(name))
       model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     assert model.get_layer("logits").compute_dtype == "float32"
-    low = [l.name for l in _leaf_layers(model) if l.weights and l.compute_dtype == policy[len("mixed_"):]]
+    low = [l.name for l in common.leaf_layers(model) if l.weights and l.compute_dtype == policy[len("mixed_"):]]
     assert len(low) >= 2, low  # The convolutions / LSTMs compute in 16 bits.
     inputs = {k: tf.random.uniform([2] + [d or 9 for d in v.shape[1:]], dtype=v.dtype)
               for k, v in model.input.items() if k != "ink_length"}
@@ -101,17 +106,6 @@ def test_mixed_precision_keeps_float32_logits_under_a_strategy(name, policy):
     assert np.isfinite(loss)
   finally:
     keras.mixed_precision.set_global_policy("float32")
-
-
-def _leaf_layers(model):
-  """Every layer of a model, nested models and Bidirectional wrappers opened."""
-  for layer in model.layers:
-    if isinstance(layer, keras.Model):
-      yield from _leaf_layers(layer)
-    elif isinstance(layer, keras.layers.Bidirectional):
-      yield from (layer.forward_layer, layer.backward_layer)
-    else:
-      yield layer
 
 
 @pytest.mark.parametrize("name, count", [("rnn", 6), ("bilstm", 2), ("fusion", 2)])
@@ -132,7 +126,7 @@ def test_lstms_would_take_the_cudnn_kernel_on_gpu(data_dir, monkeypatch, name, c
     if not hasattr(tf_rnn, attr):
       pytest.skip(f"this Keras has no keras.src.backend.tensorflow.rnn.{attr}")
   model = models.build(name, 4, image_size=TEST_IMAGE_SIZE.get(name))
-  lstms = [l for l in _leaf_layers(model) if isinstance(l, keras.layers.LSTM)]
+  lstms = [l for l in common.leaf_layers(model) if isinstance(l, keras.layers.LSTM)]
   assert len(lstms) == count
   for lstm in lstms:
     cell = lstm.cell
@@ -218,3 +212,89 @@ def test_vgg19_loads_weights_from_a_local_file(tmp_path):
   model = models.build("vgg19", 3, image_size=32, weights_path=path)
   np.testing.assert_array_equal(model.get_layer(vgg19.BACKBONE).get_layer("block1_conv1").kernel.numpy(),
                                 source.get_layer("block1_conv1").kernel.numpy())
+
+
+# (model, options, batch norm (momentum, epsilon) or None for none at all): the
+# framework each model's reference numbers came from.
+BATCH_NORMS = [
+    ("resnet18", {}, (0.9, 1e-5)),  # The report's PyTorch code: momentum 0.1 of the batch, eps 1e-5.
+    ("resnet18", {"stem": "imagenet"}, (0.9, 1e-5)),
+    ("alexnet", {}, (0.9, 1e-5)),  # The report's batch-normalised variant, PyTorch.
+    ("alexnet", {"variant": "2012"}, None),  # LRN, no batch norm.
+    ("rnn", {"batch_norm": True}, (0.99, 1e-3)),  # The TF 1 tutorial: tf.layers.batch_normalization defaults.
+    ("rnn", {}, None),
+    ("bilstm", {}, None),
+    ("sketchanet", {}, None),
+    ("fusion", {}, None),
+    ("vgg19", {}, None),
+]
+
+
+@pytest.mark.parametrize("name, options, expected", BATCH_NORMS)
+def test_batch_norm_layers_carry_their_reference_frameworks_momentum_and_epsilon(name, options, expected):
+  model = models.build(name, 3, image_size=TEST_IMAGE_SIZE.get(name), **options)
+  norms = [l for l in common.leaf_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+  if expected is None:
+    assert not norms
+  else:
+    assert norms and {(l.momentum, l.epsilon) for l in norms} == {expected}
+
+
+def test_alexnet_default_is_the_reports_batch_norm_variant():
+  """At 225 px pool5 leaves 6x6x256 (the report's num_pool5_feats); no LRN, no dropout; FC without bias."""
+  model = models.build("alexnet", 25)
+  assert model.get_layer("flatten").output.shape[-1] == 6 * 6 * 256
+  assert [model.get_layer(f"conv{i}").filters for i in range(1, 6)] == [64, 192, 384, 256, 256]
+  assert not model.get_layer("fc6").use_bias and not model.get_layer("fc7").use_bias
+  kinds = {type(l).__name__ for l in model.layers}
+  assert "Dropout" not in kinds and "LocalResponseNormalization" not in kinds
+  paper = models.build("alexnet", 25, variant="2012", image_size=64)
+  assert paper.get_layer("conv1_lrn") is not None and paper.get_layer("fc7_dropout").rate == 0.5
+  with pytest.raises(ValueError, match="report, 2012"):
+    models.build("alexnet", 3, variant="1998")
+
+
+def test_alexnet_small_inputs_pad_the_pools_that_would_leave_nothing():
+  assert models.build("alexnet", 3, image_size=28).get_layer("flatten").output.shape[-1] == 256
+
+
+@pytest.mark.parametrize("name", ["sketchanet", "bilstm", "alexnet"])
+def test_torch_init_draws_weights_and_biases_within_one_over_root_fan_in(name):
+  keras.utils.set_random_seed(3)
+  model = models.build(name, 5, image_size=TEST_IMAGE_SIZE.get(name), init="torch")
+  checked = 0
+  for layer in common.leaf_layers(model):
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+      bound = 1 / np.sqrt(np.prod(layer.kernel.shape[:-1]))
+      weights = [layer.kernel.numpy()] + ([layer.bias.numpy()] if layer.use_bias else [])
+    elif isinstance(layer, keras.layers.LSTM):
+      bound = 1 / np.sqrt(layer.cell.units)
+      weights = [layer.cell.kernel.numpy(), layer.cell.recurrent_kernel.numpy(), layer.cell.bias.numpy() / 2]
+    else:
+      continue
+    for w in weights:
+      assert np.abs(w).max() <= bound * (1 + 1e-6) and np.abs(w).max() > 0.5 * bound, (layer.name, bound)
+    checked += 1
+  assert checked >= 3
+  keras_init = models.build(name, 5, image_size=TEST_IMAGE_SIZE.get(name))
+  assert not keras_init.get_layer("logits").bias.numpy().any()  # Keras: zero biases.
+
+
+def test_unknown_init_and_torch_init_over_pretrained_weights_are_errors(tmp_path):
+  with pytest.raises(ValueError, match="keras, torch"):
+    models.build("rnn", 3, init="jax")
+  with pytest.raises(ValueError, match="weights_path"):
+    models.build("vgg19", 3, image_size=32, init="torch", weights_path=str(tmp_path / "w.h5"))
+
+
+def test_rnn_drops_out_every_bilstm_layers_outputs_as_the_tutorial():
+  model = models.build("rnn", 3)
+  assert [model.get_layer(f"lstm{i}_dropout").rate for i in (1, 2, 3)] == [0.3] * 3
+  assert not any(l.name.startswith("lstm") and l.name.endswith("dropout") for l in models.build("rnn", 3, dropout=0).layers)
+
+
+def test_resnet18_report_stem_is_a_bare_strided_convolution():
+  model = models.build("resnet18", 3, image_size=64, stem="report")
+  conv1 = model.get_layer("conv1")
+  assert conv1.kernel_size == (7, 7) and conv1.strides == (2, 2) and conv1.use_bias
+  assert model.get_layer("conv2_block1_conv1").input.shape[1] == 32  # No pooling after the stem.

@@ -9,6 +9,7 @@ from typing import Callable
 
 from quickdraw_tf.models import alexnet
 from quickdraw_tf.models import bilstm
+from quickdraw_tf.models import common
 from quickdraw_tf.models import fusion
 from quickdraw_tf.models import resnet18
 from quickdraw_tf.models import rnn
@@ -31,7 +32,7 @@ MODELS = {spec.name: spec for spec in (
     ModelSpec("rnn", rnn.build, True, 3, False, 0, "Google's tutorial: conv1d x3 -> BiLSTM x3 -> sum"),
     ModelSpec("bilstm", bilstm.build, True, 5, False, 0, "sketch-rnn encoder: BiLSTM 256x2 on stroke-5"),
     ModelSpec("sketchanet", sketchanet.build, False, 0, True, sketchanet.IMAGE_SIZE, "Sketch-a-Net (Yu et al. 2015)"),
-    ModelSpec("alexnet", alexnet.build, False, 0, True, alexnet.IMAGE_SIZE, "AlexNet with LRN"),
+    ModelSpec("alexnet", alexnet.build, False, 0, True, alexnet.IMAGE_SIZE, "AlexNet, the report's batch-norm variant"),
     ModelSpec("resnet18", resnet18.build, False, 0, True, resnet18.IMAGE_SIZE, "ResNet-18, basic blocks"),
     ModelSpec("fusion", fusion.build, True, 5, True, fusion.IMAGE_SIZE, "Sketch-a-Net + BiLSTM -> 1024 -> 512"),
     ModelSpec("vgg19", vgg19.build, False, 0, True, vgg19.IMAGE_SIZE, "VGG19 backbone, new head (transfer)"),
@@ -45,20 +46,29 @@ def get(name):
   return MODELS[name]
 
 
-def build(name, num_classes, image_size=None, **kwargs):
+def build(name, num_classes, image_size=None, init="keras", **kwargs):
   """Builds a model by name (under the current strategy scope and dtype policy).
 
   Args:
     name: a key of `MODELS`.
     num_classes: size of the logits.
     image_size: image side for image models (default: the spec's).
-    **kwargs: model options (e.g. ``activation`` for rnn, ``weights_path``
-      for vgg19).
+    init: "keras" (Keras' initialisers) or "torch" (the weights redrawn as
+      PyTorch initialises them, `common.torch_initialize`).
+    **kwargs: model options (e.g. ``activation`` for rnn, ``variant`` for
+      alexnet, ``weights_path`` for vgg19).
 
   Returns:
     keras.Model.
   """
   spec = get(name)
+  if init not in common.INITS:
+    raise ValueError(f"init must be one of {', '.join(common.INITS)}, got {init!r}")
+  if init == "torch" and kwargs.get("weights_path"):
+    raise ValueError("init=torch would redraw the pretrained weights of weights_path: give one or the other")
   if spec.uses_image:
     kwargs["image_size"] = image_size or spec.image_size
-  return spec.build(num_classes, **kwargs)
+  model = spec.build(num_classes, **kwargs)
+  if init == "torch":
+    common.torch_initialize(model)
+  return model

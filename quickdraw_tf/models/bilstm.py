@@ -2,6 +2,23 @@
 
 A bidirectional LSTM of 256 units per direction over stroke-5 input; the final
 states of both directions concatenated (512) feed dense logits.
+
+Against the reference report's code (LogCreative/quickdraw-classifier,
+models/sketchrnn.py, data from stroke_loader.py), what differs and why:
+  * Which state: the report classifies ``out[-1]``, the BiLSTM's output at
+    the last padded step of sequences padded to the longest drawing with
+    (0, 0, 0, 0, 1) rows and no packing: its forward half has run over every
+    padding row, its backward half has seen only that one padding row. Ours
+    masks the padding: the forward state at each drawing's last point and the
+    backward state after the whole drawing, so both halves carry the drawing.
+  * Input scaling: the report drops drawings of <= 10 or > 1000 points and
+    divides offsets by their standard deviation over the data set (sketch-rnn's
+    normalisation); ours reads the records' stroke-5 as
+    `quickdraw_tf.data` makes it.
+  * Initialisation: PyTorch's uniform +-1/sqrt(256) for every LSTM weight and
+    both biases there; Keras' Glorot / orthogonal / forget-bias 1 here unless
+    ``init="torch"``.
+  * No batch norm in either.
 """
 
 import keras

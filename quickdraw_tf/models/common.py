@@ -1,4 +1,6 @@
-"""Pieces every model shares: inputs, sequence masks, the float32 logits head."""
+"""Pieces every model shares: inputs, sequence masks, batch norm, initialisation, the float32 logits head."""
+
+import math
 
 import keras
 from keras import layers
@@ -97,3 +99,60 @@ def padding_that_fits(size, kernel, stride=1):
 
 def output_size(size, kernel, stride, padding):
   return (size - kernel) // stride + 1 if padding == "valid" else -(-size // stride)
+
+
+# Batch norm as the framework a model's reference numbers came from trained it.
+# PyTorch's momentum=0.1 weighs the new batch (running = 0.9 running + 0.1
+# batch): Keras' momentum is the weight of the old value, so 0.9; eps 1e-5.
+TORCH_BATCH_NORM = {"momentum": 0.9, "epsilon": 1e-5}
+# Keras' defaults, also those of TF 1's tf.layers.batch_normalization.
+KERAS_BATCH_NORM = {"momentum": 0.99, "epsilon": 1e-3}
+
+
+def torch_batch_norm(name):
+  """A BatchNormalization layer with PyTorch's defaults (`TORCH_BATCH_NORM`)."""
+  return layers.BatchNormalization(name=name, **TORCH_BATCH_NORM)
+
+
+INITS = ("keras", "torch")
+
+
+def leaf_layers(model):
+  """Every layer of a model, nested models and Bidirectional wrappers opened."""
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      yield from leaf_layers(layer)
+    elif isinstance(layer, layers.Bidirectional):
+      yield from (layer.forward_layer, layer.backward_layer)
+    else:
+      yield layer
+
+
+def _uniform(variable, bound):
+  variable.assign(keras.random.uniform(variable.shape, -bound, bound, dtype=variable.dtype))
+
+
+def torch_initialize(model):
+  """Redraws the weights of ``model`` as PyTorch initialises the same layers.
+
+  Convolutions and dense layers: kernel and bias uniform in +-1/sqrt(fan_in)
+  (PyTorch's Kaiming-uniform with a = sqrt(5), and its bias rule), fan_in =
+  input channels x kernel size; Keras draws kernels Glorot-uniform and zero
+  biases. LSTMs: every weight uniform in +-1/sqrt(units), the bias the sum of
+  PyTorch's two (b_ih + b_hh); Keras draws orthogonal recurrent kernels and a
+  forget-gate bias of 1. Batch norm starts the same in both (1 and 0).
+  Draws from Keras' global seed generator (`keras.utils.set_random_seed`).
+  """
+  for layer in leaf_layers(model):
+    if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Dense)):
+      bound = 1 / math.sqrt(math.prod(layer.kernel.shape[:-1]))
+      _uniform(layer.kernel, bound)
+      if layer.use_bias:
+        _uniform(layer.bias, bound)
+    elif isinstance(layer, layers.LSTM):
+      bound = 1 / math.sqrt(layer.cell.units)
+      _uniform(layer.cell.kernel, bound)
+      _uniform(layer.cell.recurrent_kernel, bound)
+      bias = layer.cell.bias
+      bias.assign(keras.random.uniform(bias.shape, -bound, bound, dtype=bias.dtype)
+                  + keras.random.uniform(bias.shape, -bound, bound, dtype=bias.dtype))

@@ -2,6 +2,15 @@
 
 A Sketch-a-Net branch on the image (-> 512) and the sketch-rnn BiLSTM branch
 on stroke-5 ink (-> 512), concatenated (1024) -> dense 512 -> logits.
+
+This is the report's prose and figure 9 (1024 -> 512 -> classes), with a ReLU
+after the dense 512. Its code (LogCreative/quickdraw-classifier,
+models/cnnrnn.py) differs: its MergerMLP is 1024 -> 512 -> 256 -> 256 ->
+classes with no activation between them (one linear map of rank <= 256), its
+CNN branch keeps Sketch-a-Net's always-on functional dropout, and its RNN
+branch is the BiLSTM's ``out[-1]`` over padding (see `bilstm`). We follow the
+prose and keep the branches as `sketchanet` and `bilstm` build them; no batch
+norm in either; ``init="torch"`` draws PyTorch's initialisation.
 """
 
 import keras

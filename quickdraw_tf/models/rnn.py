@@ -1,9 +1,19 @@
 """Google's QuickDraw tutorial classifier: conv1d stack -> 3 BiLSTM -> sum over time.
 
-Filters 48, 64, 96 of widths 5, 5, 3, linear activation, no pooling, stride 1,
-'same' padding; optional batch norm; dropout 0.3 before every conv but the
-first; three bidirectional LSTM layers of 128 units; outputs summed over the
-valid time steps; dense logits. ``activation`` and ``pooling`` reproduce the
+As tensorflow/models tutorials/rnn/quickdraw/train_model.py with its defaults
+(cell_type "lstm"): filters 48, 64, 96 of widths 5, 5, 3, linear activation,
+no pooling, stride 1, 'same' padding; optional batch norm (off by default;
+TF 1's tf.layers.batch_normalization defaults, momentum 0.99 and epsilon
+1e-3, which are Keras' too); dropout 0.3 before every conv but the first;
+three bidirectional LSTM layers of 128 units, each layer's outputs dropped
+out at 0.3 (the tutorial's DropoutWrapper(output_keep_prob=0.7) on every
+cell; Dropout layers, not LSTM(dropout=...), keep the LSTMs on cuDNN);
+outputs summed over the valid time steps; dense logits. configs/rnn.cfg has
+its optimiser: Adam 1e-4, clipping 9, batch 8, a constant rate.
+
+Differences from the tutorial, and why: its LSTMCell draws the recurrent
+weights Glorot-uniform with the input weights (Keras: orthogonal); a masked
+Keras LSTM runs on cuDNN on GPU where its tf.nn.dynamic_rnn does not. ``activation`` and ``pooling`` reproduce the
 tutorial notes' ablation (linear 75%, ReLU 73%, ReLU + pooling 70%).
 """
 
@@ -28,7 +38,7 @@ def build(num_classes, activation="linear", pooling=0, batch_norm=False, dropout
     pooling: 0, or the size and stride of a max-pool after each conv (the
       ablation's 4). Padding invariance holds without pooling.
     batch_norm: normalise each conv's input.
-    dropout: before every conv but the first.
+    dropout: before every conv but the first and after every BiLSTM layer.
 
   Returns:
     keras.Model: {ink [b, t, 3], ink_length [b]} -> logits float32 [b, classes].
@@ -38,7 +48,7 @@ def build(num_classes, activation="linear", pooling=0, batch_norm=False, dropout
   x, lengths = common.recurrent_padding(ink, ink_length, (0.0, 0.0, 0.0))
   for i, (filters, width) in enumerate(zip(FILTERS, WIDTHS)):
     if batch_norm:
-      x = layers.BatchNormalization(name=f"conv{i + 1}_bn")(x)
+      x = layers.BatchNormalization(name=f"conv{i + 1}_bn", **common.KERAS_BATCH_NORM)(x)
     if i > 0 and dropout:
       x = layers.Dropout(dropout, name=f"conv{i + 1}_dropout")(x)
     x = common.zero_padding(x, common.time_mask(x, lengths))
@@ -51,6 +61,8 @@ def build(num_classes, activation="linear", pooling=0, batch_norm=False, dropout
   mask = common.time_mask(x, lengths)
   for i in range(LSTM_LAYERS):
     x = layers.Bidirectional(layers.LSTM(LSTM_UNITS, return_sequences=True), name=f"lstm{i + 1}")(x, mask=mask)
+    if dropout:
+      x = layers.Dropout(dropout, name=f"lstm{i + 1}_dropout")(x)
   # The tutorial sums the BiLSTM outputs over time: only over real steps.
   x = ops.sum(common.zero_padding(x, mask), axis=1)
   return keras.Model({"ink": ink, "ink_length": ink_length}, common.logits(x, num_classes), name="rnn")

@@ -4,6 +4,19 @@ conv1 15x15/3 64 -> pool 3/2 -> conv2 5x5 128 -> pool -> conv3-5 3x3 256 ->
 pool -> fc6 (7x7 conv 512) -> dropout -> fc7 (1x1 conv 512) -> dropout ->
 classifier. 225 px input by default; smaller inputs switch a layer to 'same'
 padding where 'valid' would leave nothing, and fc6 spans what is left.
+
+Against the reference report's code (LogCreative/quickdraw-classifier,
+models/sketchnet.py), layer by layer the same at 225 px (conv1 and conv2
+unpadded, conv3-5 padding 1, pools 3/2 unpadded, fc6 7x7 -> 1x1, fc7 1x1, no
+batch norm). What differs, and why:
+  * Dropout: the report calls the functional ``F.dropout(x)`` after fc6 and
+    fc7, which stays active at evaluation too (its ``training`` defaults to
+    True); ours drops out in training only. A defect, not copied.
+  * Initialisation: PyTorch's uniform +-1/sqrt(fan_in) weights and biases
+    there; Keras' Glorot-uniform and zero biases here unless ``init="torch"``
+    (`quickdraw_tf.models.build`).
+  * Input: the report resizes its 28 px images to 225 px; bench/accuracy.py
+    trains at 64 px to fit its CPU budget.
 """
 
 import keras

@@ -4,6 +4,18 @@ Train the head with the backbone frozen (``set_trainable(model, "head")``),
 then fine-tune its last block (``"finetune"``). ImageNet weights come from a
 local file (``weights_path``: Keras' ``vgg19_weights_tf_dim_ordering_tf_
 kernels_notop.h5``); without one the backbone starts from random weights.
+
+Against the visualisation report (Keras, cats vs dogs), what differs and why:
+  * Head: the report flattens the block5 features into dense layers (a
+    single sigmoid unit for its two classes); ours pools them globally (the
+    flattened 2x2x512 of a 64 px input, or 7x7x512 of a 224 px one, would tie
+    the head to the image size) into dense 256 + ReLU, dropout 0.5 and
+    softmax logits.
+  * Optimiser: the report's RMSprop at 1e-5; ours configs/vgg19.cfg (Adam
+    1e-3 as the other image models) because without ImageNet weights (no
+    network here) the whole network trains from scratch.
+  * It unfreezes the four convolutions of block 5, as ``"finetune"`` does.
+  * No batch norm (VGG19 has none).
 """
 
 import os
