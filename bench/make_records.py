@@ -48,6 +48,8 @@ flags.DEFINE_integer("trials", 3, "Runs of each converter; the fastest is report
 flags.DEFINE_integer("memory_repeats", 32, "Copies in the largest input, converted by make_records alone to "
                      "measure peak memory (0: skip).", lower_bound=0)
 flags.DEFINE_string("data_dir", quickdraw_tf.DEFAULT_DATA_DIR, "The shared QuickDraw data.")
+flags.DEFINE_bool("images_only", False, "Only the two renderers side by side (1x input) and the fidelity checks, "
+                  "into a section of their own.")
 FLAGS = flags.FLAGS
 
 SIMPLIFIED_SOURCES = ("simplified_lamnguyen", "simplified_codybenlewis", "simplified_vlandham")
@@ -173,15 +175,19 @@ def speed_table(tmp):
   """Converts the 1x and `repeats`x inputs with every converter, `trials` times in turn."""
   cores = os.cpu_count()
   rows, image_rates = [], []
-  sizes = [("1x", 1, True, True), (f"{FLAGS.repeats}x", FLAGS.repeats, True, False)]
-  if FLAGS.memory_repeats:
+  sizes = [("1x", 1, not FLAGS.images_only, True)]
+  if not FLAGS.images_only:
+    sizes.append((f"{FLAGS.repeats}x", FLAGS.repeats, True, False))
+  if FLAGS.memory_repeats and not FLAGS.images_only:
     sizes.append((f"{FLAGS.memory_repeats}x", FLAGS.memory_repeats, False, False))
   for size_name, repeats, with_naive, images in sizes:
     input_dir = os.path.join(tmp, f"input-{size_name}")
     os.makedirs(input_dir)
     n = build_input(input_dir, repeats)
     runs = _converters(tmp, input_dir, cores, images)  # Images only on the 1x input: rendering is ~1 ms a drawing.
-    if not with_naive:  # The largest input measures make_records' memory: all cores, once.
+    if FLAGS.images_only:
+      runs = [run for run in runs if "image_size" in run[0]]
+    elif not with_naive:  # The largest input measures make_records' memory: all cores, once.
       runs = runs[2:3]
     trials = FLAGS.trials if with_naive else 1
     best = {}
@@ -262,6 +268,12 @@ def fidelity_table():
 def main(_):
   with tempfile.TemporaryDirectory() as tmp:
     speed = speed_table(tmp)
+  if FLAGS.images_only:
+    body = (f"### 28-px images: cairo against cairosvg\n\n{speed}\n\nBoth run as in the section above (the fastest "
+            f"of {FLAGS.trials} trials, in turn).\n\n### Fidelity on the shared data\n\n{fidelity_table()}\n")
+    report.write_section("make_records_images", "make_records: rendering images",
+                         "python -m bench.make_records " + " ".join(sys.argv[1:]), body)
+    return
   body = (f"### Conversion speed and peak memory\n\n{speed}\n\n"
           f"Each converter runs as a separate command, {FLAGS.trials} times in turn; the table "
           "shows the trial with the shortest conversion. *Wall* includes interpreter start-up and the TensorFlow (and, for "
