@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 
 from absl import app
 from absl import flags
@@ -51,6 +52,7 @@ flags.DEFINE_integer("steps", 50, "Training steps per model and setting.", lower
 flags.DEFINE_integer("device_batch_size", 256, "Global batch size of the training steps and pipelines.",
                      lower_bound=1)
 flags.DEFINE_list("models", list(models.MODELS), "Models to run.")
+flags.DEFINE_list("jit_compile", ["no", "yes"], "Run each model without (no) and/or with (yes) XLA.")
 flags.DEFINE_string("output", report.BENCHMARKS_MD, "Markdown file whose `device` section is (re)written.")
 FLAGS = flags.FLAGS
 
@@ -58,7 +60,8 @@ flags.DEFINE_integer("step_batches", 4, "Distinct batches the step cycles throug
                      lower_bound=1)
 PROFILED_STEPS = 3
 PARITY_BATCHES = 4
-QUICK = dict(models=["rnn", "resnet18"], steps=2, step_batches=1, device_batch_size=8, seconds=0.5,
+# --quick: fusion covers both paths (LSTMs and images), without XLA (which takes minutes to compile on a CPU).
+QUICK = dict(models=["fusion"], jit_compile=["no"], steps=2, step_batches=1, device_batch_size=8, seconds=0.5,
              words=pipeline.VEC17[:2], max_per_class=40)
 
 
@@ -170,11 +173,18 @@ def model_rows(spec, records_dir, class_names, strategy, tmp):
         records_dir, "train", spec, FLAGS.device_batch_size, training=True,
         raster_on_replicas=spec.uses_image and not host_raster))
   rows, parity = [], None
-  for jit_compile in (False, True):
-    figures, model = train_steps(spec, records_dir, len(class_names), strategy, jit_compile,
-                                 os.path.join(tmp, f"profile-{spec.name}-{jit_compile}"))
-    if not jit_compile:
-      parity = saved_model_parity(model, spec, class_names, records_dir, tmp, accelerator_device())
+  for run, jit_compile in enumerate(setting == "yes" for setting in FLAGS.jit_compile):
+    try:
+      figures, model = train_steps(spec, records_dir, len(class_names), strategy, jit_compile,
+                                   os.path.join(tmp, f"profile-{spec.name}-{jit_compile}"))
+      if not run:  # Once per model, from its first run (without XLA by default).
+        parity = saved_model_parity(model, spec, class_names, records_dir, tmp, accelerator_device())
+    except Exception as e:  # pylint: disable=broad-except  # One model's failure is a row, not a lost table.
+      traceback.print_exc()
+      rows.append([spec.name, "", "yes" if jit_compile else "no", f"**failed**: {type(e).__name__}: "
+                   + " ".join(str(e).split())[:300].replace("|", "/")] + [""] * 8)
+      keras.backend.clear_session()
+      continue
     step_rate = FLAGS.device_batch_size / figures["step"]
     fed = rates[not on_replicas]
     cudnn = ""
@@ -195,7 +205,7 @@ def model_rows(spec, records_dir, class_names, strategy, tmp):
 def main(_):
   words, max_per_class = pipeline.VEC17, 0
   if FLAGS.quick:
-    for name in ("steps", "step_batches", "device_batch_size", "seconds", "models"):
+    for name in ("steps", "step_batches", "device_batch_size", "seconds", "models", "jit_compile"):
       if not FLAGS[name].present:
         FLAGS[name].value = QUICK[name]
     words, max_per_class = QUICK["words"], QUICK["max_per_class"]
