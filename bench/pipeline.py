@@ -77,12 +77,25 @@ def dataset_rate(dataset):
   return count / (time.time() - started)
 
 
-def training_step(records_dir, spec, num_classes):
+def cpu_has_bfloat16():
+  """True when this CPU has the AVX512-BF16 instructions (bfloat16 matrix products)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      return "avx512_bf16" in f.read().split()
+  except OSError:
+    return False
+
+
+def training_step(records_dir, spec, num_classes, policy="float32"):
   """One model's training step, built and warmed up.
 
   It cycles through the first ``STEP_BATCHES`` batches of the training
   pipeline, held in memory, so sequence models see the bucketed lengths they
   train on.
+
+  Args:
+    policy: the Keras dtype policy the model is built with ("float32",
+      "mixed_bfloat16").
 
   Returns:
     a function measuring examples/s of the step alone, and the model's
@@ -90,7 +103,12 @@ def training_step(records_dir, spec, num_classes):
   """
   dataset = data.make_dataset(records_dir, "train", spec, FLAGS.batch_size, training=True, seed=0)
   batches = list(dataset.take(STEP_BATCHES))
-  model = models.build(spec.name, num_classes)
+  previous_policy = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    model = models.build(spec.name, num_classes)
+  finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
   model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   for batch in batches:  # Trace every batch shape and warm up.
     model.train_on_batch(*batch)
@@ -254,15 +272,17 @@ def main(_):
     rows = []
     for name, spec in models.MODELS.items():
       step_rate, params = training_step(tmp, spec, num_classes)
+      bf16_rate = training_step(tmp, spec, num_classes, "mixed_bfloat16")[0] if cpu_has_bfloat16() else lambda: 0
       rates = [(pipeline_rate(tmp, spec), step_rate(),
-                pipeline_rate(tmp, spec, raster_on_replicas=True) if spec.uses_image else 0)
+                pipeline_rate(tmp, spec, raster_on_replicas=True) if spec.uses_image else 0, bf16_rate())
                for _ in range(FLAGS.rounds)]
-      pipeline, step, ink_only = (max(r[i] for r in rates) for i in range(3))
+      pipeline, step, ink_only, step_bf16 = (max(r[i] for r in rates) for i in range(4))
       size = f"{spec.image_size} px" if spec.uses_image else "ink"
       source = "ink + rasterised image" if spec.uses_ink and spec.uses_image else (
           "rasterised image" if spec.uses_image else f"ink ({spec.ink_channels} channels)")
       rows.append([name, size, source, f"{params:,}", f"{pipeline:,.0f}", f"{step:,.1f}", f"**{pipeline / step:,.0f}x**",
-                   "yes" if pipeline >= 10 * step else "NO", f"{ink_only:,.0f}" if ink_only else ""])
+                   "yes" if pipeline >= 10 * step else "NO", f"{ink_only:,.0f}" if ink_only else "",
+                   f"{step_bf16:,.1f}" if step_bf16 else "no AVX512-BF16"])
       print(rows[-1], flush=True)
     padding = padding_table(tmp)
   body = (f"Records: vec17, {sum(stats['totals'].values()):,} drawings ({stats['totals']['train']:,} train) of "
@@ -274,7 +294,8 @@ def main(_):
           "slow both sides.\n\n"
           + report.table(["model", "input", "pipeline feeds", "parameters", "pipeline examples/s",
                           "training step examples/s", "pipeline / step", ">= 10x",
-                          "pipeline examples/s, ink only (the step rasterises)"], rows)
+                          "pipeline examples/s, ink only (the step rasterises)",
+                          "training step examples/s, mixed bfloat16"], rows)
           + "\n\n### Padding: `bucket_by_sequence_length` against `padded_batch` (train split)\n\n" + padding
           + "\n\n### In-graph rasteriser (`raster.rasterize`, 28 px) against Google's `numpy_bitmap`\n\n"
           "Same drawings (rows 0-24 of each `numpy_bitmap_prefix` array = `simplified_lamnguyen`, 22 categories); "
