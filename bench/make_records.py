@@ -9,8 +9,9 @@ coordinates of each copy changed so no copy is a duplicate, converted by
   * naive: one process, the way Google's tutorial does it (json -> numpy ->
     tf.train.Example per drawing, one TFRecordWriter);
   * make_records with 1 worker, with all cores, and with all cores and
-    28-px images, drawn by its renderer (`raster.render`, cairo through
-    cairocffi) and by the cairosvg one it replaced (`raster.render_svg`).
+    28-px images, drawn by its renderer (`raster.render_png`, cairo through
+    cairocffi) and by the cairosvg one it replaced (`raster.render_svg`,
+    then `raster.encode_png`).
 Each runs as its own command (start-up included) in one run of this script,
 `trials` times in turn (naive, ours, naive, ours, ...), so that load from
 other users of the machine falls on all of them alike; the fastest trial of
@@ -147,7 +148,8 @@ def run_measured(command):
 
 # make_records with `raster.render_svg` as its renderer (forked workers inherit it).
 WITH_CAIROSVG = ("import sys; from absl import app; from quickdraw_tf import make_records, raster; "
-                 "raster.render = raster.render_svg; app.run(make_records.main)")
+                 "raster.render_png = lambda p, s: raster.encode_png(raster.render_svg(p, s)); "
+                 "app.run(make_records.main)")
 
 
 def _converters(tmp, input_dir, cores, images):

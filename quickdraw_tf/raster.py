@@ -60,6 +60,26 @@ def to_svg(points, size):
           f'stroke-linecap="round" stroke-linejoin="round">{polylines}</g></svg>')
 
 
+def _draw(points, size):
+  """The drawing on a cairo A8 ``size``-px surface (see `render`)."""
+  import cairocffi  # pylint: disable=g-import-not-at-top
+  surface = cairocffi.ImageSurface(cairocffi.FORMAT_A8, size, size)
+  context = cairocffi.Context(surface)
+  context.scale(size / VIEWPORT, size / VIEWPORT)
+  context.translate(PADDING + LINE_WIDTH / 2, PADDING + LINE_WIDTH / 2)
+  context.set_line_width(LINE_WIDTH)
+  context.set_line_cap(cairocffi.LINE_CAP_ROUND)
+  context.set_line_join(cairocffi.LINE_JOIN_ROUND)
+  for stroke in _strokes(points):
+    (x, y), *rest = stroke.tolist()  # Python floats: cheaper through cffi than numpy scalars.
+    context.move_to(x, y)
+    for x, y in rest:
+      context.line_to(x, y)
+    context.stroke()
+  surface.flush()
+  return surface
+
+
 def render(points, size=28):
   """Renders a drawing on a cairo alpha surface, as `render_svg` does without the SVG document.
 
@@ -75,22 +95,16 @@ def render(points, size=28):
   Returns:
     uint8 ``[size, size]``: 0 = background, 255 = ink.
   """
-  import cairocffi  # pylint: disable=g-import-not-at-top
-  surface = cairocffi.ImageSurface(cairocffi.FORMAT_A8, size, size)
-  context = cairocffi.Context(surface)
-  context.scale(size / VIEWPORT, size / VIEWPORT)
-  context.translate(PADDING + LINE_WIDTH / 2, PADDING + LINE_WIDTH / 2)
-  context.set_line_width(LINE_WIDTH)
-  context.set_line_cap(cairocffi.LINE_CAP_ROUND)
-  context.set_line_join(cairocffi.LINE_JOIN_ROUND)
-  for stroke in _strokes(points):
-    context.move_to(*stroke[0])
-    for x, y in stroke[1:]:
-      context.line_to(x, y)
-    context.stroke()
-  surface.flush()
+  surface = _draw(points, size)
   stride = surface.get_stride()  # Rows are padded to 4 bytes.
   return np.frombuffer(surface.get_data(), np.uint8).reshape(size, stride)[:, :size].copy()
+
+
+def render_png(points, size=28):
+  """`render`'s image as grayscale PNG bytes, written by cairo (half the time of `encode_png`)."""
+  out = io.BytesIO()
+  _draw(points, size).write_to_png(out)
+  return out.getvalue()
 
 
 def render_svg(points, size=28):

@@ -1,6 +1,7 @@
 """raster.rasterize: geometry on hand-made drawings, invariances, and Google's bitmaps."""
 
 import glob
+import io
 import json
 import os
 
@@ -127,3 +128,11 @@ def test_cairo_render_draws_the_pixels_of_the_cairosvg_reference(data_dir, size)
     assert image.shape == (size, size) and image.dtype == np.uint8
     np.testing.assert_array_equal(image, raster.render_svg(points, size))
   assert raster.render(drawings[0], size).max() == 255
+
+
+def test_render_png_holds_the_rendered_pixels(data_dir):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for points in _real(data_dir, "cat")[:3]:
+    decoded = Image.open(io.BytesIO(raster.render_png(points, 28)))
+    assert decoded.mode == "L"
+    np.testing.assert_array_equal(np.asarray(decoded), raster.render(points, 28))
