@@ -265,7 +265,8 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
     else:
       stages = [("all", epochs)]
 
-  # On GPUs and TPUs the replicas rasterise ink (data.rasterise_in_step): a host rasterises ~1k images/s a core.
+  # With GPUs or TPUs the replicas rasterise ink (data.rasterise_in_step): a host's cores rasterising could
+  # not keep them fed (BENCHMARKS.md, "Where image models' images come from").
   raster_on_replicas = spec.uses_image and data.has_accelerators(strategy_obj)
   if raster_on_replicas:
     data.rasterise_in_step(model, spec, size)
