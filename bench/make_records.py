@@ -9,7 +9,9 @@ coordinates of each copy changed so no copy is a duplicate, converted by
   * naive: one process, the way Google's tutorial does it (json -> numpy ->
     tf.train.Example per drawing, one TFRecordWriter);
   * make_records with 1 worker, with all cores, and with all cores and
-    28-px images.
+    28-px images, drawn by its renderer (`raster.render_png`, cairo through
+    cairocffi) and by the cairosvg one it replaced (`raster.render_svg`,
+    then `raster.encode_png`).
 Each runs as its own command (start-up included) in one run of this script,
 `trials` times in turn (naive, ours, naive, ours, ...), so that load from
 other users of the machine falls on all of them alike; the fastest trial of
@@ -47,6 +49,8 @@ flags.DEFINE_integer("trials", 3, "Runs of each converter; the fastest is report
 flags.DEFINE_integer("memory_repeats", 32, "Copies in the largest input, converted by make_records alone to "
                      "measure peak memory (0: skip).", lower_bound=0)
 flags.DEFINE_string("data_dir", quickdraw_tf.DEFAULT_DATA_DIR, "The shared QuickDraw data.")
+flags.DEFINE_bool("images_only", False, "Only the two renderers side by side (1x input) and the fidelity checks, "
+                  "into a section of their own.")
 FLAGS = flags.FLAGS
 
 SIMPLIFIED_SOURCES = ("simplified_lamnguyen", "simplified_codybenlewis", "simplified_vlandham")
@@ -142,9 +146,16 @@ def run_measured(command):
   return elapsed, peak[0] / 2**20
 
 
+# make_records with `raster.render_svg` as its renderer (forked workers inherit it).
+WITH_CAIROSVG = ("import sys; from absl import app; from quickdraw_tf import make_records, raster; "
+                 "raster.render_png = lambda p, s: raster.encode_png(raster.render_svg(p, s)); "
+                 "app.run(make_records.main)")
+
+
 def _converters(tmp, input_dir, cores, images):
   """(name, command, file with its conversion seconds) of every converter."""
-  ours = [sys.executable, "-m", "quickdraw_tf.make_records", f"--input={input_dir}", "--progress=false"]
+  args = [f"--input={input_dir}", "--progress=false"]
+  ours = [sys.executable, "-m", "quickdraw_tf.make_records"] + args
   runs = [("naive tutorial converter, 1 process",
            [sys.executable, "-c", NAIVE, input_dir, f"{tmp}/naive.tfr", f"{tmp}/naive.json"], f"{tmp}/naive.json")]
   for name, extra, out in (("make_records --workers=1", ["--workers=1"], "w1"),
@@ -154,29 +165,36 @@ def _converters(tmp, input_dir, cores, images):
     if "image_size" in name and not images:
       continue
     runs.append((name, ours + extra + [f"--output_dir={tmp}/{out}"], os.path.join(tmp, out, "stats.json")))
+  if images:
+    runs.append((f"make_records --workers={cores} --image_size=28, cairosvg renderer (before)",
+                 [sys.executable, "-c", WITH_CAIROSVG] + args + [f"--workers={cores}", "--image_size=28",
+                                                                 f"--output_dir={tmp}/svg"],
+                 os.path.join(tmp, "svg", "stats.json")))
   return runs
 
 
 def speed_table(tmp):
   """Converts the 1x and `repeats`x inputs with every converter, `trials` times in turn."""
   cores = os.cpu_count()
-  rows = []
-  sizes = [("1x", 1, True, True), (f"{FLAGS.repeats}x", FLAGS.repeats, True, False)]
-  if FLAGS.memory_repeats:
+  rows, image_rates = [], []
+  sizes = [("1x", 1, not FLAGS.images_only, True)]
+  if not FLAGS.images_only:
+    sizes.append((f"{FLAGS.repeats}x", FLAGS.repeats, True, False))
+  if FLAGS.memory_repeats and not FLAGS.images_only:
     sizes.append((f"{FLAGS.memory_repeats}x", FLAGS.memory_repeats, False, False))
   for size_name, repeats, with_naive, images in sizes:
     input_dir = os.path.join(tmp, f"input-{size_name}")
     os.makedirs(input_dir)
     n = build_input(input_dir, repeats)
     runs = _converters(tmp, input_dir, cores, images)  # Images only on the 1x input: rendering is ~1 ms a drawing.
-    if not with_naive:  # The largest input measures make_records' memory: all cores, once.
+    if FLAGS.images_only:
+      runs = [run for run in runs if "image_size" in run[0]]
+    elif not with_naive:  # The largest input measures make_records' memory: all cores, once.
       runs = runs[2:3]
     trials = FLAGS.trials if with_naive else 1
     best = {}
     for trial in range(trials):
       for name, command, timing in runs:
-        if trial and "image_size" in name:  # Rendering takes a minute: one trial.
-          continue
         load = os.getloadavg()[0]
         wall, peak = run_measured(command)
         with open(timing) as f:
@@ -187,17 +205,23 @@ def speed_table(tmp):
           best[name] = (wall, seconds, cpu, load, max(peak, previous[4] if previous else 0))
         else:
           best[name] = previous[:4] + (max(peak, previous[4]),)
-      shutil.rmtree(os.path.join(tmp, "img"), ignore_errors=True)
+      for out in ("img", "svg"):
+        shutil.rmtree(os.path.join(tmp, out), ignore_errors=True)
     naive = best.get(runs[0][0]) if with_naive else None
     for name, _, _ in runs:
       wall, seconds, cpu, load, peak = best[name]
       versus = (f"{naive[0] / wall:.2f}x", f"**{naive[1] / seconds:.2f}x**") if naive else ("", "")
       rows.append([size_name, f"{n:,}", name, f"{wall:.1f}", f"{n / wall:,.0f}", versus[0], f"{seconds:.2f}",
                    f"{n / seconds:,.0f}", versus[1], f"{cpu / n * 1e6:.1f}", f"{load:.1f}", f"{peak:,.0f}"])
+      if "image_size" in name:
+        image_rates.append(n / seconds)
     shutil.rmtree(input_dir)
-  return report.table(["input", "drawings", "converter", "wall s", "drawings/s (wall)", "vs naive (wall)",
-                       "conversion s", "drawings/s (conversion)", "vs naive (conversion)",
-                       "CPU µs per drawing (conversion)", "load before", "peak PSS MiB"], rows)
+  table = report.table(["input", "drawings", "converter", "wall s", "drawings/s (wall)", "vs naive (wall)",
+                        "conversion s", "drawings/s (conversion)", "vs naive (conversion)",
+                        "CPU µs per drawing (conversion)", "load before", "peak PSS MiB"], rows)
+  ours, cairosvg = image_rates
+  return (f"{table}\n\nWith 28-px images, the cairo renderer converts **{ours / cairosvg:.1f}x** as many drawings "
+          f"a second as the cairosvg one ({ours:,.0f} against {cairosvg:,.0f}), same pixels (fidelity below).")
 
 
 def fidelity_table():
@@ -222,29 +246,38 @@ def fidelity_table():
         distances.append((d.min(1).mean() + d.min(0).mean()) / 2)
         point_ratio.append(len(ours) / len(google))
   n = len(distances)
-  mad = []
+  mad = {raster.render: [], raster.render_svg: []}
   for path in sorted(glob.glob(os.path.join(FLAGS.data_dir, "bitmaps28", "numpy_bitmap_prefix", "*.npy"))):
     bitmaps = np.load(path)
     word = os.path.basename(path)[:-4]
     with open(os.path.join(FLAGS.data_dir, "strokes", "simplified_lamnguyen", f"{word}.ndjson")) as f:
       for row, line in enumerate(f):
-        image = raster.render(ink.strokes_to_points(json.loads(line)["drawing"]), 28)
-        mad.append(np.abs(image.astype(float).ravel() - bitmaps[row]).mean())
+        points = ink.strokes_to_points(json.loads(line)["drawing"])
+        for renderer in (raster.render, raster.render_svg):
+          mad[renderer].append(np.abs(renderer(points, 28).astype(float).ravel() - bitmaps[row]).mean())
   rows = [
       ["raw -> simplified (`ink.simplify_raw`) vs Google's simplified, same key_id", f"{n:,} drawings",
        f"{exact / n:.1%} identical; mean symmetric chamfer distance {np.mean(distances):.3f} px "
        f"(95th pct {np.percentile(distances, 95):.3f}); points ours/Google {np.mean(point_ratio):.3f}"],
-      ["cairosvg render (`raster.render`, 28 px) vs Google's numpy_bitmap, same drawing", f"{len(mad)} images",
-       f"mean absolute difference {np.mean(mad):.4f} on 0-255 (max {np.max(mad):.4f})"],
   ]
+  for renderer, name in ((raster.render, "cairo render (`raster.render`"), (raster.render_svg, "cairosvg render "
+                                                                             "(`raster.render_svg`")):
+    rows.append([f"{name}, 28 px) vs Google's numpy_bitmap, same drawing", f"{len(mad[renderer])} images",
+                 f"mean absolute difference {np.mean(mad[renderer]):.4f} on 0-255 (max {np.max(mad[renderer]):.4f})"])
   return report.table(["check", "on", "result"], rows)
 
 
 def main(_):
   with tempfile.TemporaryDirectory() as tmp:
     speed = speed_table(tmp)
+  if FLAGS.images_only:
+    body = (f"### 28-px images: cairo against cairosvg\n\n{speed}\n\nBoth run as in the section above (the fastest "
+            f"of {FLAGS.trials} trials, in turn).\n\n### Fidelity on the shared data\n\n{fidelity_table()}\n")
+    report.write_section("make_records_images", "make_records: rendering images",
+                         "python -m bench.make_records " + " ".join(sys.argv[1:]), body)
+    return
   body = (f"### Conversion speed and peak memory\n\n{speed}\n\n"
-          f"Each converter runs as a separate command, {FLAGS.trials} times in turn (with images once); the table "
+          f"Each converter runs as a separate command, {FLAGS.trials} times in turn; the table "
           "shows the trial with the shortest conversion. *Wall* includes interpreter start-up and the TensorFlow (and, for "
           "make_records, tensorflow-datasets) imports, about 3-5 s here; *conversion* is the time after the "
           "imports: for make_records the category scan, conversion, writing and metadata, for the naive "

@@ -18,6 +18,7 @@ before and after is reported: other processes slow both sides.
 import glob
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +42,8 @@ flags.DEFINE_string("data_dir", quickdraw_tf.DEFAULT_DATA_DIR, "The shared Quick
 flags.DEFINE_float("seconds", 8.0, "Time spent measuring each pipeline and each training step, per round.")
 flags.DEFINE_integer("rounds", 2, "Alternating pipeline / step measurements per model; the best of each is kept.",
                      lower_bound=1)
+flags.DEFINE_bool("placement_only", False, "Only the table of where images come from (host, replicas, cache, "
+                  "stored), into a section of its own.")
 FLAGS = flags.FLAGS
 
 STEP_BATCHES = 8  # Distinct batches the training step cycles through.
@@ -49,32 +52,50 @@ VEC17 = ("horse", "dog", "monkey", "cat", "flamingo", "bird", "circle", "scorpio
          "mosquito", "butterfly", "squiggle", "ant", "square", "triangle")
 
 
-def make_vec17(out):
+def make_vec17(out, words=VEC17, max_per_class=0, image_size=0):
+  """Records of every simplified drawing of ``words`` (no stored images by default); returns make_records' stats."""
   inputs = [os.path.join(FLAGS.data_dir, "strokes", source, f"{word}.ndjson")
-            for source in ("simplified_lamnguyen", "simplified_codybenlewis", "simplified_vlandham") for word in VEC17]
-  return make_records.convert([p for p in inputs if os.path.exists(p)], out, categories=list(VEC17),
-                              progress=False)
+            for source in ("simplified_lamnguyen", "simplified_codybenlewis", "simplified_vlandham") for word in words]
+  return make_records.convert([p for p in inputs if os.path.exists(p)], out, categories=list(words),
+                              max_per_class=max_per_class, image_size=image_size, progress=False)
 
 
-def pipeline_rate(records_dir, spec):
-  """Examples/s of the training pipeline alone."""
-  dataset = data.make_dataset(records_dir, "train", spec, FLAGS.batch_size, training=True)
+def pipeline_rate(records_dir, spec, **kwargs):
+  """Examples/s of the training pipeline alone (``kwargs`` go to `data.make_dataset`)."""
+  return dataset_rate(data.make_dataset(records_dir, "train", spec, FLAGS.batch_size, training=True, **kwargs))
+
+
+def dataset_rate(dataset):
+  """Examples/s of a dataset of batches, after a warm-up of 5 batches."""
   iterator = iter(dataset)
   for _ in range(5):  # Warm-up: tracing, autotuning, shuffle buffer.
     next(iterator)
   count, started = 0, time.time()
   while time.time() - started < FLAGS.seconds:
-    features, _ = next(iterator)
-    count += int(tf.shape(next(iter(features.values())))[0])
+    _, labels = next(iterator)
+    count += int(labels.shape[0])
   return count / (time.time() - started)
 
 
-def training_step(records_dir, spec, num_classes):
+def cpu_has_bfloat16():
+  """True when this CPU has the AVX512-BF16 instructions (bfloat16 matrix products)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      return "avx512_bf16" in f.read().split()
+  except OSError:
+    return False
+
+
+def training_step(records_dir, spec, num_classes, policy="float32"):
   """One model's training step, built and warmed up.
 
   It cycles through the first ``STEP_BATCHES`` batches of the training
   pipeline, held in memory, so sequence models see the bucketed lengths they
   train on.
+
+  Args:
+    policy: the Keras dtype policy the model is built with ("float32",
+      "mixed_bfloat16").
 
   Returns:
     a function measuring examples/s of the step alone, and the model's
@@ -82,7 +103,12 @@ def training_step(records_dir, spec, num_classes):
   """
   dataset = data.make_dataset(records_dir, "train", spec, FLAGS.batch_size, training=True, seed=0)
   batches = list(dataset.take(STEP_BATCHES))
-  model = models.build(spec.name, num_classes)
+  previous_policy = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    model = models.build(spec.name, num_classes)
+  finally:
+    keras.mixed_precision.set_global_policy(previous_policy)
   model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   for batch in batches:  # Trace every batch shape and warm up.
     model.train_on_batch(*batch)
@@ -144,7 +170,101 @@ def raster_fidelity():
                        "max per image"], rows)
 
 
+# Peak memory of one rasterise call, measured in a fresh process: the rise of its peak RSS over a warmed-up call.
+RASTER_MEMORY = r"""
+import resource, sys, numpy as np, tensorflow as tf
+from quickdraw_tf import raster
+batch, points, size = (int(a) for a in sys.argv[1:])
+rasterize = tf.function(raster.rasterize)
+xy = np.random.default_rng(0).uniform(0, 255, (batch, points, 3)).astype(np.float32)
+xy[..., 2] = (np.arange(points) % 8 == 7)
+rasterize(xy[:2, :8], np.full(2, 8, np.int32), size)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rasterize(xy, np.full(batch, points, np.int32), size).numpy()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def raster_memory(batch, points, size):
+  """Bytes one `raster.rasterize` call of a ``[batch, points]`` batch at ``size`` px adds to peak memory."""
+  result = subprocess.run([sys.executable, "-c", RASTER_MEMORY, str(batch), str(points), str(size)],
+                          capture_output=True, text=True, check=True)
+  return int(result.stdout.split()[-1])
+
+
+def rasteriser_rates(records_dir):
+  """Examples/s (wall) and examples per CPU second of `raster.rasterize` alone at 28 px, per sample rows.
+
+  Batches of 256 of the training pipeline's ink, held in memory.
+  """
+  spec = models.get("resnet18")
+  batches = [f for f, _ in data.make_dataset(records_dir, "train", spec, 256, training=True, seed=0,
+                                             raster_on_replicas=True).take(4)]
+  rates = {}
+  for supersample in (8, 4):
+    rasterize = tf.function(lambda p, n, s=supersample: raster.rasterize(p, n, data.RASTER_SIZE, s))
+    for f in batches:
+      rasterize(f["points"], f["lengths"])
+    count, started, cpu_started = 0, time.time(), time.process_time()
+    while time.time() - started < FLAGS.seconds:
+      f = batches[count // 256 % len(batches)]
+      rasterize(f["points"], f["lengths"]).numpy()
+      count += 256
+    rates[supersample] = (count / (time.time() - started), count / (time.process_time() - cpu_started))
+  return rates
+
+
+def raster_placement_table(records_dir):
+  """Where images come from: rasterising on the host, on the replicas, from a cache, or stored."""
+  rows = []
+  rates = rasteriser_rates(records_dir)
+  for supersample, note in ((8, "default, MAD 0.72"), (4, "MAD 1.07")):
+    wall, per_cpu = rates[supersample]
+    rows.append([f"`raster.rasterize` alone, 28 px, {supersample} sample rows ({note})", f"{wall:,.0f}",
+                 f"{per_cpu:,.0f} per CPU second"])
+  spec = models.get("resnet18")
+  rows.append(["resnet18 pipeline rasterising on the host (28 px)", f"{pipeline_rate(records_dir, spec):,.0f}", ""])
+  rows.append(["resnet18 pipeline, ink only (the replicas rasterise)",
+               f"{pipeline_rate(records_dir, spec, raster_on_replicas=True):,.0f}", ""])
+  cached = data.make_dataset(records_dir, "train", spec, FLAGS.batch_size, repeat=False).cache()
+  for _ in cached:  # First epoch: rasterise and fill the cache.
+    pass
+  rows.append(["resnet18 pipeline from a `tf.data` cache of the rasterised batches (epochs 2+; augmentation off, "
+               "and the same batches every epoch)", f"{dataset_rate(cached.repeat()):,.0f}",
+               "3,136 bytes a drawing (float32 28x28): 157 GB for 50M drawings"])
+  with tempfile.TemporaryDirectory() as stored:
+    make_vec17(stored, image_size=28)
+    for name in ("resnet18", "sketchanet"):
+      spec = models.get(name)
+      rows.append([f"{name} pipeline from stored 28-px PNGs (`make_records --image_size=28`, cairo renderer), "
+                   f"{spec.image_size} px", f"{pipeline_rate(stored, spec, image_source='stored'):,.0f}",
+                   "about 0.3 KB a drawing on disk"])
+  memory = [[f"{batch} drawings x {points} points, {size} px ({size * 8} sample rows)",
+             f"{batch * size * 8 * points * 4 / 2**20:,.0f}", f"{raster_memory(batch, points, size) / 2**20:,.0f}"]
+            for batch, points, size in ((256, 64, 28), (256, 128, 28), (256, 320, 28), (256, 64, 225))]
+  return (report.table(["images from", "examples/s", "notes"], rows) + "\n\nMemory of one `raster.rasterize` call "
+          "(the `[batch, rows, points]` intermediates; peak RSS rise of a fresh process over a warmed-up call):\n\n"
+          + report.table(["batch", "one [batch, rows, points] float32 tensor, MiB", "peak memory rise, MiB"], memory))
+
+
+def placement_main():
+  """--placement_only: the `raster_placement` section."""
+  load_before = os.getloadavg()[0]
+  with tempfile.TemporaryDirectory() as tmp:
+    stats = make_vec17(tmp)
+    table = raster_placement_table(tmp)
+  body = (f"Records: vec17 as above ({stats['totals']['train']:,} train drawings). Batch {FLAGS.batch_size} "
+          f"unless said; {FLAGS.seconds:g} s per figure. `train` rasterises in the replicated step when the "
+          "strategy has GPUs or TPUs (`data.rasterise_in_step`, the same `data.model_inputs` the SavedModel "
+          "runs), so that the host pipeline only parses and batches ink; on CPUs the pipeline rasterises. "
+          f"1-minute load average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after.\n\n{table}\n")
+  report.write_section("raster_placement", "Where image models' images come from (CPU)",
+                       " ".join(["python -m bench.pipeline"] + sys.argv[1:]), body)
+
+
 def main(_):
+  if FLAGS.placement_only:
+    return placement_main()
   load_before = os.getloadavg()[0]
   with tempfile.TemporaryDirectory() as tmp:
     stats = make_vec17(tmp)
@@ -152,13 +272,17 @@ def main(_):
     rows = []
     for name, spec in models.MODELS.items():
       step_rate, params = training_step(tmp, spec, num_classes)
-      rates = [(pipeline_rate(tmp, spec), step_rate()) for _ in range(FLAGS.rounds)]
-      pipeline, step = max(p for p, _ in rates), max(s for _, s in rates)
+      bf16_rate = training_step(tmp, spec, num_classes, "mixed_bfloat16")[0] if cpu_has_bfloat16() else lambda: 0
+      rates = [(pipeline_rate(tmp, spec), step_rate(),
+                pipeline_rate(tmp, spec, raster_on_replicas=True) if spec.uses_image else 0, bf16_rate())
+               for _ in range(FLAGS.rounds)]
+      pipeline, step, ink_only, step_bf16 = (max(r[i] for r in rates) for i in range(4))
       size = f"{spec.image_size} px" if spec.uses_image else "ink"
       source = "ink + rasterised image" if spec.uses_ink and spec.uses_image else (
           "rasterised image" if spec.uses_image else f"ink ({spec.ink_channels} channels)")
       rows.append([name, size, source, f"{params:,}", f"{pipeline:,.0f}", f"{step:,.1f}", f"**{pipeline / step:,.0f}x**",
-                   "yes" if pipeline >= 10 * step else "NO"])
+                   "yes" if pipeline >= 10 * step else "NO", f"{ink_only:,.0f}" if ink_only else "",
+                   f"{step_bf16:,.1f}" if step_bf16 else "no AVX512-BF16"])
       print(rows[-1], flush=True)
     padding = padding_table(tmp)
   body = (f"Records: vec17, {sum(stats['totals'].values()):,} drawings ({stats['totals']['train']:,} train) of "
@@ -169,7 +293,9 @@ def main(_):
           f"{load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after: other processes on the machine "
           "slow both sides.\n\n"
           + report.table(["model", "input", "pipeline feeds", "parameters", "pipeline examples/s",
-                          "training step examples/s", "pipeline / step", ">= 10x"], rows)
+                          "training step examples/s", "pipeline / step", ">= 10x",
+                          "pipeline examples/s, ink only (the step rasterises)",
+                          "training step examples/s, mixed bfloat16"], rows)
           + "\n\n### Padding: `bucket_by_sequence_length` against `padded_batch` (train split)\n\n" + padding
           + "\n\n### In-graph rasteriser (`raster.rasterize`, 28 px) against Google's `numpy_bitmap`\n\n"
           "Same drawings (rows 0-24 of each `numpy_bitmap_prefix` array = `simplified_lamnguyen`, 22 categories); "

@@ -42,19 +42,19 @@ def table(header, rows):
   return "\n".join(lines)
 
 
-def write_section(name, title, command, body):
-  """Replaces (or appends) the section ``name`` of BENCHMARKS.md and prints it."""
+def write_section(name, title, command, body, path=BENCHMARKS_MD):
+  """Replaces (or appends) the section ``name`` of BENCHMARKS.md (or of ``path``) and prints it."""
   text = (f"<!-- bench:{name} -->\n## {title}\n\n"
           f"Command: `{command}`  \nMachine: {machine()}  \n"
           f"Date: {datetime.date.today().isoformat()}\n\n{body.strip()}\n<!-- /bench:{name} -->\n")
   print(text)
   current = ""
-  if os.path.exists(BENCHMARKS_MD):
-    with open(BENCHMARKS_MD, encoding="utf-8") as f:
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
       current = f.read()
   else:
     current = "# Benchmarks\n\nEvery table here is written by a script under `bench/`; rerun its command to refresh it.\n\n"
   pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n", re.S)
   current = pattern.sub(lambda _: text, current) if pattern.search(current) else current.rstrip("\n") + "\n\n" + text
-  with open(BENCHMARKS_MD, "w", encoding="utf-8") as f:
+  with open(path, "w", encoding="utf-8") as f:
     f.write(current)

@@ -6,7 +6,11 @@ Every model takes one dict (see `models.ModelSpec`):
   image       float32 [batch, size, size, 1] in [0, 1], 1 = ink
 
 `model_inputs` turns decoded drawings into that dict; the exported SavedModel
-calls the same function, so training and serving preprocess alike.
+calls the same function, so training and serving preprocess alike. Where
+the replicas are accelerators, pipelines with ``raster_on_replicas`` stop
+short of rasterising (they yield ``points`` and ``lengths``), and
+`rasterise_in_step` makes the replicated train/test step call
+`model_inputs` on them: the host then only parses and batches ink.
 """
 
 import os
@@ -64,6 +68,59 @@ def model_inputs(spec, ink=None, ink_length=None, points=None, lengths=None, ima
   return features
 
 
+def replica_inputs(spec, features, image_size=None):
+  """A model's inputs from a batch of a ``raster_on_replicas`` pipeline, by `model_inputs`.
+
+  Args:
+    spec: the `models.ModelSpec` the pipeline was made for.
+    features: dict with ``points`` float32 ``[batch, time + 1, 3]`` and
+      ``lengths`` int32 ``[batch]`` (plus ``ink``, ``ink_length`` for models
+      that read ink); a dict without ``points`` is returned as it is.
+    image_size: side of the model's image input (default: the spec's).
+
+  Returns:
+    the dict `model_inputs` builds.
+  """
+  if "points" not in features:
+    return features
+  return model_inputs(spec, features.get("ink"), features.get("ink_length"), features["points"],
+                      features["lengths"], image_size=image_size)
+
+
+def has_accelerators(strategy):
+  """True when ``strategy``'s replicas run on GPUs or TPUs."""
+  try:
+    devices = strategy.extended.worker_devices
+  except RuntimeError:  # The default strategy: ops run on the first GPU, if there is one.
+    return bool(tf.config.list_physical_devices("GPU"))
+  return any(tf.DeviceSpec.from_string(device).device_type in ("GPU", "TPU") for device in devices)
+
+
+def rasterise_in_step(model, spec, image_size=None):
+  """Makes ``model.fit`` and ``model.evaluate`` build inputs from ink inside the replicated step.
+
+  Wraps the model's ``train_step`` and ``test_step`` (which Keras runs in
+  ``strategy.run``, on every replica) so that batches of a
+  ``raster_on_replicas`` pipeline go through `replica_inputs` first. Direct
+  calls of the model (``model(features)``, the SavedModel) are unchanged.
+
+  Args:
+    model: a compiled or uncompiled ``keras.Model`` taking `model_inputs`.
+    spec, image_size: as for `replica_inputs`.
+
+  Returns:
+    ``model``.
+  """
+  train_step, test_step = model.train_step, model.test_step
+
+  def with_inputs(step):
+    return lambda batch: step((replica_inputs(spec, batch[0], image_size),) + tuple(batch[1:]))
+
+  model.train_step, model.test_step = with_inputs(train_step), with_inputs(test_step)
+  model.train_function = model.test_function = None  # Steps traced before the change are rebuilt.
+  return model
+
+
 def _stats(records_dir):
   if not records.is_complete(records_dir):
     raise RecordsError(
@@ -108,7 +165,7 @@ def _parse_fn(image_source):
 
 def make_dataset(records_dir, split, spec, batch_size, training=False, image_size=None, image_source="auto",
                  shuffle_buffer=20000, deterministic=False, seed=None, input_context=None, bucket=True,
-                 repeat=None, augment=None):
+                 repeat=None, augment=None, raster_on_replicas=False):
   """Batches of ``(model inputs, class_index)`` from one split of a records directory.
 
   Args:
@@ -130,6 +187,9 @@ def make_dataset(records_dir, split, spec, batch_size, training=False, image_siz
     repeat: override training's repeat.
     augment: an `augment.Ranges` to transform the ink of every drawing
       (images are then rasterised from the transformed ink).
+    raster_on_replicas: for image models fed from ink, yield ``points`` and
+      ``lengths`` (and ink) instead of images: the training step rasterises
+      (`rasterise_in_step`, `replica_inputs`).
 
   Returns:
     ``tf.data.Dataset`` of ``(dict, int64 [batch])``.
@@ -175,6 +235,11 @@ def make_dataset(records_dir, split, spec, batch_size, training=False, image_siz
       from quickdraw_tf import augment as augment_lib  # pylint: disable=g-import-not-at-top
       points, lengths = augment_lib.augment(points, lengths, augment, augment_seed)
       ink, ink_length = ink_lib.encode_tf(points, lengths)
+    if raster_on_replicas and source == "raster":
+      features = {"points": points, "lengths": lengths}
+      if spec.uses_ink:
+        features.update(ink=ink, ink_length=ink_length)
+      return features, label
     return model_inputs(spec, ink, ink_length, points, lengths, features.get("image"), image_size), label
 
   if augment:  # A fresh seed pair per batch for the stateless random ops.

@@ -237,7 +237,7 @@ def _examples(drawings, options):
   rows, serialized = [], []
   encoded = ink_lib.encode_batch([d[0] for d in drawings]) if drawings else []
   for (points, word, meta, split), (ink, bbox, origin) in zip(drawings, encoded):
-    image = raster.encode_png(raster.render(points, options.image_size)) if options.image_size else None
+    image = raster.render_png(points, options.image_size) if options.image_size else None
     class_index = options.class_index[word]
     key_id = meta.get("key_id", "")
     serialized.append(records.serialize(

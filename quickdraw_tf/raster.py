@@ -3,8 +3,10 @@
 Google drew each simplified drawing (coordinates 0-255, top-left aligned) on a
 256-unit canvas, bounding box centred, with a line 16 units wide, round caps
 and joins, 16 units of padding per side plus half a line width, anti-aliased,
-then scaled the whole to 28x28. `render_png` reproduces those bitmaps exactly
-through cairosvg (make_records' offline renderer).
+then scaled the whole to 28x28. `render` reproduces those bitmaps exactly by
+drawing on a cairo surface (make_records' offline renderer); `render_svg` draws
+the same SVG document through cairosvg, the reference `render` is tested
+against.
 """
 
 import io
@@ -36,24 +38,55 @@ def canvas_points(points):
   return xy + (CANVAS - xy.max(axis=0)) / 2
 
 
-def to_svg(points, size):
-  """An SVG document of the drawing: white strokes on a transparent ``size``-px square."""
+def _strokes(points):
+  """Canvas-unit strokes of a drawing: a list of float64 ``[k, 2]``; a dot is a zero-length segment."""
   xy = canvas_points(points)
-  polylines = []
+  strokes = []
   for xs, ys in ink_lib.points_to_strokes(np.concatenate([xy, np.asarray(points)[:, 2:]], 1)):
     if len(xs) == 1:  # A dot: a zero-length segment draws a round cap, as cairo does.
       xs, ys = np.repeat(xs, 2), np.repeat(ys, 2)
-    coords = " ".join(f"{x:.3f},{y:.3f}" for x, y in zip(xs, ys))
-    polylines.append(f'<polyline points="{coords}"/>')
+    strokes.append(np.stack([xs, ys], 1))
+  return strokes
+
+
+def to_svg(points, size):
+  """An SVG document of the drawing: white strokes on a transparent ``size``-px square."""
+  polylines = "".join('<polyline points="' + " ".join(f"{x:.3f},{y:.3f}" for x, y in stroke) + '"/>'
+                      for stroke in _strokes(points))
   origin = -(PADDING + LINE_WIDTH / 2)
   return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
           f'viewBox="{origin} {origin} {VIEWPORT} {VIEWPORT}">'
           f'<g fill="none" stroke="#fff" stroke-width="{LINE_WIDTH}" '
-          f'stroke-linecap="round" stroke-linejoin="round">{"".join(polylines)}</g></svg>')
+          f'stroke-linecap="round" stroke-linejoin="round">{polylines}</g></svg>')
+
+
+def _draw(points, size):
+  """The drawing on a cairo A8 ``size``-px surface (see `render`)."""
+  import cairocffi  # pylint: disable=g-import-not-at-top
+  surface = cairocffi.ImageSurface(cairocffi.FORMAT_A8, size, size)
+  context = cairocffi.Context(surface)
+  context.scale(size / VIEWPORT, size / VIEWPORT)
+  context.translate(PADDING + LINE_WIDTH / 2, PADDING + LINE_WIDTH / 2)
+  context.set_line_width(LINE_WIDTH)
+  context.set_line_cap(cairocffi.LINE_CAP_ROUND)
+  context.set_line_join(cairocffi.LINE_JOIN_ROUND)
+  for stroke in _strokes(points):
+    (x, y), *rest = stroke.tolist()  # Python floats: cheaper through cffi than numpy scalars.
+    context.move_to(x, y)
+    for x, y in rest:
+      context.line_to(x, y)
+    context.stroke()
+  surface.flush()
+  return surface
 
 
 def render(points, size=28):
-  """Renders a drawing with cairosvg.
+  """Renders a drawing on a cairo alpha surface, as `render_svg` does without the SVG document.
+
+  Same transform, line width, round caps and joins as the SVG; each stroke is
+  stroked on its own (composited over the earlier ones, as Google's renderer
+  and the SVG's polylines are), not as one path: one path would fill the union
+  of overlapping strokes instead (0.48 on 0-255 off numpy_bitmap).
 
   Args:
     points: float ``[n, 3]`` absolute points (x, y, stroke-end bit).
@@ -61,6 +94,24 @@ def render(points, size=28):
 
   Returns:
     uint8 ``[size, size]``: 0 = background, 255 = ink.
+  """
+  surface = _draw(points, size)
+  stride = surface.get_stride()  # Rows are padded to 4 bytes.
+  return np.frombuffer(surface.get_data(), np.uint8).reshape(size, stride)[:, :size].copy()
+
+
+def render_png(points, size=28):
+  """`render`'s image as grayscale PNG bytes, written by cairo (half the time of `encode_png`)."""
+  out = io.BytesIO()
+  _draw(points, size).write_to_png(out)
+  return out.getvalue()
+
+
+def render_svg(points, size=28):
+  """Renders a drawing's SVG document (`to_svg`) with cairosvg: the reference `render` is held to.
+
+  Same arguments and result as `render`, about 8x slower (an SVG document is
+  written and parsed per drawing).
   """
   import cairosvg  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top

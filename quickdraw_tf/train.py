@@ -302,7 +302,13 @@ def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eva
     else:
       stages = [("all", epochs)]
 
-  common = dict(image_size=size if spec.uses_image else None, image_source=image_source)
+  # With GPUs or TPUs the replicas rasterise ink (data.rasterise_in_step): a host's cores rasterising could
+  # not keep them fed (BENCHMARKS.md, "Where image models' images come from").
+  raster_on_replicas = spec.uses_image and data.has_accelerators(strategy_obj)
+  if raster_on_replicas:
+    data.rasterise_in_step(model, spec, size)
+  common = dict(image_size=size if spec.uses_image else None, image_source=image_source,
+                raster_on_replicas=raster_on_replicas)
   # Keras distributes a plain dataset of global batches itself (tf.data shards
   # it by file across workers); its fit does not take a DistributedDataset.
   train_data = data.make_dataset(records_dir, "train", spec, batch_size, training=True, seed=seed,
@@ -331,7 +337,8 @@ def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eva
     callbacks += [
         keras.callbacks.ModelCheckpoint(os.path.join(out_dir, export_lib.BEST_WEIGHTS), monitor="val_accuracy",
                                         mode="max", save_best_only=True, save_weights_only=True),
-        Summaries(log_dir, eval_data.take(4), class_names, batch_size, spec),
+        Summaries(log_dir, eval_data.take(4).map(lambda f, label: (data.replica_inputs(spec, f, size), label)),
+                  class_names, batch_size, spec),
     ]
   if lr_factor < 1 and (eval_data is not None or lr_monitor == "train_loss"):
     callbacks.append(keras.callbacks.ReduceLROnPlateau(LR_MONITORS[lr_monitor], factor=lr_factor,
@@ -349,7 +356,7 @@ def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eva
     # A resumed run skips the stages its backup is past (BackupAndRestore sets the epoch).
     if isinstance(strategy_obj, tf.distribute.MultiWorkerMirroredStrategy):
       history = _fit_multi_worker(model, strategy_obj, train_data, eval_data, first_epoch, last_epoch, steps,
-                                  batch_size, callbacks, backup_dir)
+                                  batch_size, callbacks, backup_dir, lambda f: data.replica_inputs(spec, f, size))
     else:
       history = model.fit(train_data, initial_epoch=first_epoch, epochs=last_epoch, steps_per_epoch=steps,
                           validation_data=eval_data, callbacks=callbacks, verbose=verbose)
@@ -404,7 +411,7 @@ def _check_workers_agree(strategy, backup_dir):
 
 
 def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epochs, steps, global_batch_size,
-                      callbacks, backup_dir):
+                      callbacks, backup_dir, inputs):
   """``model.fit`` for MultiWorkerMirroredStrategy, with the same callbacks.
 
   Keras 3's fit cannot run under this strategy: it averages each step's
@@ -416,6 +423,9 @@ def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epo
   metrics (best weights, ReduceLROnPlateau) act alike everywhere. The Keras
   callbacks (backup and restore, checkpoints, TensorBoard, summaries) run
   unchanged.
+
+  ``inputs`` maps a batch's features to the model's inputs, on the replica
+  (`data.replica_inputs`).
 
   Returns:
     the ``keras.callbacks.History`` of the run.
@@ -436,7 +446,7 @@ def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epo
 
     def replica_step(features, labels):
       with tf.GradientTape() as tape:
-        logits = model(features, training=True)
+        logits = model(inputs(features), training=True)
         loss_sum, top1, top3 = batch_sums(labels, logits)
         loss = loss_sum / global_batch_size
         if model.losses:
@@ -449,7 +459,7 @@ def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epo
 
   @tf.function
   def eval_step(features, labels):
-    return (*batch_sums(labels, model(features, training=False)), tf.cast(tf.shape(labels)[0], tf.float32))
+    return (*batch_sums(labels, model(inputs(features), training=False)), tf.cast(tf.shape(labels)[0], tf.float32))
 
   def mean_logs(sums, count, prefix=""):
     return {f"{prefix}loss": sums[0] / count, f"{prefix}accuracy": sums[1] / count,

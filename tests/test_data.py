@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -192,3 +193,42 @@ def test_distributed_dataset_under_mirrored_strategy(records_dir):
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "SHAPES [(4,), (4,)]" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["resnet18", "fusion"])
+def test_replicas_rasterise_the_images_of_the_host_pipeline(records_dir, name):
+  """raster_on_replicas batches, through replica_inputs in strategy.run, are the host's inputs bit for bit."""
+  spec = models.get(name)
+  kwargs = dict(deterministic=True, image_source="raster", image_size=32)
+  host = data.make_dataset(records_dir, "eval", spec, 8, **kwargs)
+  ink_only = data.make_dataset(records_dir, "eval", spec, 8, raster_on_replicas=True, **kwargs)
+  features, _ = _first(ink_only)
+  assert "image" not in features and {"points", "lengths"} <= set(features)
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  on_replica = tf.function(lambda f: strategy.run(lambda f: data.replica_inputs(spec, f, 32), args=(f,)))
+  batches = 0
+  for (expected, expected_labels), (features, labels) in zip(host, ink_only):
+    got = on_replica(features)
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+      np.testing.assert_array_equal(got[key].numpy(), value.numpy())
+    np.testing.assert_array_equal(labels, expected_labels)
+    batches += 1
+  assert batches > 1
+
+
+def test_rasterise_in_step_gives_the_host_loss_and_trains(records_dir):
+  spec = models.get("resnet18")
+  kwargs = dict(deterministic=True, image_source="raster", image_size=32)
+  model = models.build("resnet18", len(WORDS), image_size=32)
+  model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  host_loss = model.evaluate(data.make_dataset(records_dir, "eval", spec, 8, **kwargs), verbose=0)
+  ink_only = data.make_dataset(records_dir, "eval", spec, 8, raster_on_replicas=True, **kwargs)
+  with pytest.raises(ValueError, match="image"):  # The plain model cannot read ink-only batches...
+    model.evaluate(ink_only.take(1), verbose=0)
+  data.rasterise_in_step(model, spec, 32)  # ... its wrapped steps can.
+  assert model.evaluate(ink_only, verbose=0) == host_loss
+  model.fit(ink_only.take(2), verbose=0)
+  assert model.evaluate(ink_only, verbose=0) != host_loss
+  assert not data.has_accelerators(tf.distribute.get_strategy())
+  assert not data.has_accelerators(tf.distribute.OneDeviceStrategy("/cpu:0"))

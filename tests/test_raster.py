@@ -1,6 +1,7 @@
 """raster.rasterize: geometry on hand-made drawings, invariances, and Google's bitmaps."""
 
 import glob
+import io
 import json
 import os
 
@@ -116,3 +117,22 @@ def test_to_frame_is_what_render_and_rasterize_share(strokes):
   points = ink.strokes_to_points(strokes)
   cairo = raster.render(points, 28).astype(np.float32) / 255
   assert np.abs(_image(points) - cairo).mean() < 0.05
+
+
+@pytest.mark.parametrize("size", [28, 64])
+def test_cairo_render_draws_the_pixels_of_the_cairosvg_reference(data_dir, size):
+  drawings = [d for word in ("cat", "bicycle", "flower") for d in _real(data_dir, word)[:8]]
+  drawings.append(ink.strokes_to_points([[[0, 10, 20], [0, 5, 0]], [[30], [30]]]))  # With a dot.
+  for points in drawings:
+    image = raster.render(points, size)
+    assert image.shape == (size, size) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image, raster.render_svg(points, size))
+  assert raster.render(drawings[0], size).max() == 255
+
+
+def test_render_png_holds_the_rendered_pixels(data_dir):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for points in _real(data_dir, "cat")[:3]:
+    decoded = Image.open(io.BytesIO(raster.render_png(points, 28)))
+    assert decoded.mode == "L"
+    np.testing.assert_array_equal(np.asarray(decoded), raster.render(points, 28))
