@@ -305,9 +305,9 @@ def sample(model, z, temperature, seed, max_len, prefix=None, prefix_length=None
                          tf.random.experimental.stateless_fold_in(seed, t))
     forced = tf.gather(prefix, tf.minimum(t, tf.shape(prefix)[1] - 1), axis=1)
     row = tf.where((t < prefix_length)[:, None], forced, drawn)
-    row = tf.where(done[:, None], end, row)
-    length += tf.cast(~done & (row[:, 4] < 0.5), tf.int32)
     done |= row[:, 4] > 0.5
+    row = tf.where(done[:, None], end, row)  # The end-of-sketch row itself moves nowhere.
+    length += tf.cast(~done, tf.int32)
     return t + 1, row, state, done, length, rows.write(t, row)
 
   start = tf.tile(tf.constant([START_OF_SKETCH]), [batch, 1])
@@ -339,3 +339,24 @@ def build(num_classes=0, conditional=True, **options):
 def build_unconditional(num_classes=0, **options):
   """`build` without the encoder: the decoder alone from a zero state (the notes' 3.3)."""
   return build(num_classes, conditional=False, **options)
+
+
+def sample_prior(model, num, temperature, seed, max_len):
+  """``num`` sketches from ``z ~ N(0, I)`` (or from the zero state when unconditional); see `sample`.
+
+  ``seed`` int ``[2]`` picks both the latents and the strokes.
+  """
+  latent_seed, stroke_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 2))
+  z = tf.random.stateless_normal([num, model.latent_size], latent_seed)
+  return sample(model, z, temperature, stroke_seed, max_len, batch_size=num)
+
+
+def slerp(z0, z1, fractions):
+  """Spherical interpolation (the notes' 4.2): float32 ``[n, N_z]`` from ``z0``, ``z1`` ``[N_z]`` and n fractions."""
+  z0, z1 = tf.convert_to_tensor(z0, tf.float32), tf.convert_to_tensor(z1, tf.float32)
+  fractions = tf.convert_to_tensor(fractions, tf.float32)[:, None]
+  cosine = tf.reduce_sum(z0 * z1) / tf.maximum(tf.norm(z0) * tf.norm(z1), 1e-12)
+  omega = tf.acos(tf.clip_by_value(cosine, -1.0, 1.0))
+  if float(tf.sin(omega)) < 1e-6:  # (Anti)parallel: a straight line.
+    return (1.0 - fractions) * z0 + fractions * z1
+  return (tf.sin((1.0 - fractions) * omega) * z0 + tf.sin(fractions * omega) * z1) / tf.sin(omega)
