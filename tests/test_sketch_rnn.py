@@ -223,43 +223,64 @@ CAT = [[[10, 60, 120, 200], [40, 10, 30, 60]], [[50, 100, 150], [120, 200, 120]]
 FISH = [[[0, 100, 255, 100, 0], [100, 0, 100, 200, 100]]]
 
 
+@pytest.fixture(scope="module")
+def restored(model_dir):
+  from quickdraw_tf import generate  # pylint: disable=g-import-not-at-top
+  return generate.load(model_dir)
+
+
 @pytest.mark.parametrize("mode, num, count", [("sample", 3, 3), ("reconstruct", 1, 4), ("interpolate", 4, 4),
                                               ("complete", 3, 3)])
-def test_generate_writes_drawings_that_ink_reads_back_deterministically(model_dir, tmp_path, mode, num, count):
-  source = _ndjson(tmp_path / "in.ndjson", [CAT, FISH])
-  outputs = []
-  for run in ("a", "b"):
-    result = _cli("generate", f"--model_dir={model_dir}", f"--mode={mode}", f"--input={source}", f"--num={num}",
-                  "--seed=5", "--temperature=0.3", f"--output={tmp_path / run}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    outputs.append((tmp_path / run / f"{mode}.ndjson").read_text())
-    assert (tmp_path / run / f"{mode}.png").stat().st_size and (tmp_path / run / f"{mode}.svg").stat().st_size
-  assert outputs[0] == outputs[1]
-  lines = outputs[0].splitlines()
-  assert len(lines) <= count
+def test_generate_modes_write_drawings_that_ink_reads_back_deterministically(restored, tmp_path, mode, num, count):
+  from quickdraw_tf import generate  # pylint: disable=g-import-not-at-top
+  model, config = restored
+  drawings = generate.read_drawings(_ndjson(tmp_path / "in.ndjson", [CAT, FISH]), MAX_SEQ_LEN)
+  temperatures = [0.1, 0.5] if mode == "reconstruct" else [0.3]
+  results = generate.generate(model, mode, drawings, num, temperatures, 5)
+  again = generate.generate(model, mode, drawings, num, temperatures, 5)
+  assert len(results) == count  # reconstruct: 2 drawings x 2 temperatures
+  for (title, strokes, length), (_, strokes_again, _) in zip(results, again):
+    np.testing.assert_array_equal(strokes, strokes_again)
+    assert 0 <= length <= MAX_SEQ_LEN and strokes.shape == (MAX_SEQ_LEN, 5)
+  if mode == "complete":  # Every ending starts with the kept strokes (CAT's first one: 3 rows).
+    prefix = results[0][1][:3]
+    for _, strokes, _ in results:
+      np.testing.assert_array_equal(strokes[:3], prefix)
+  paths = generate.write_outputs(model, config, mode, results, str(tmp_path / "out"), 5)
+  assert [os.path.basename(p) for p in paths] == [f"{mode}.ndjson", f"{mode}.png", f"{mode}.svg"]
+  assert all(os.path.getsize(p) for p in paths[1:]) and not [p for p in os.listdir(tmp_path / "out") if "partial" in p]
+  with open(paths[0]) as f:
+    lines = f.read().splitlines()
+  assert len(lines) == sum(1 for _, _, n in results if n > 0)
   for line in lines:
     record = json.loads(line)
     points = ink_lib.strokes_to_points(record["drawing"])
     assert points.min() >= 0 and points.max() <= 255 and record["word"] == "+".join(sorted(WORDS))
 
 
+def test_generate_cli_samples(model_dir, tmp_path):
+  result = _cli("generate", f"--model_dir={model_dir}", "--mode=sample", "--num=2", f"--output={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / "sample.ndjson") as f:
+    assert len(f.read().splitlines()) <= 2
+
+
 @pytest.mark.parametrize("drawings, message", [
     ([[]], "not a drawing"), ([[[[5], [5]]]], "single point"),
-    ([[[list(range(0, 250, 2)), list(range(0, 125))]]], "more than the model's max_seq_len 60")])
-def test_generate_refuses_bad_drawings_in_one_line(model_dir, tmp_path, drawings, message):
-  source = _ndjson(tmp_path / "bad.ndjson", drawings)
-  result = _cli("generate", f"--model_dir={model_dir}", "--mode=reconstruct", f"--input={source}",
-                f"--output={tmp_path / 'out'}")
-  assert result.returncode == 1 and message in result.stderr and f"{source}:1" in result.stderr
-  assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-  assert not (tmp_path / "out").exists()
+    ([[[list(range(0, 250, 2)), list(range(0, 125))]]], "124 stroke-5 rows, more than the model's max_seq_len 60")])
+def test_generate_refuses_bad_drawings_naming_file_and_line(tmp_path, drawings, message):
+  from quickdraw_tf import generate  # pylint: disable=g-import-not-at-top
+  source = _ndjson(tmp_path / "bad.ndjson", [CAT] + drawings)
+  with pytest.raises(generate.GenerateError, match=f"^{source}:2: .*{message}"):
+    generate.read_drawings(source, MAX_SEQ_LEN)
 
 
-def test_generate_refuses_a_classifier_model_dir(tmp_path):
+def test_generate_refuses_a_classifier_model_dir_in_one_line(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps({"model": "bilstm", "classes": ["cat"]}))
   result = _cli("generate", f"--model_dir={tmp_path}", "--mode=sample", f"--output={tmp_path / 'out'}")
-  assert result.returncode == 1 and "classifier" in result.stderr and "Traceback" not in result.stderr
-  assert len(result.stderr.strip().splitlines()) == 1
+  ours = [line for line in result.stderr.splitlines() if line.startswith("generate:")]
+  assert result.returncode == 1 and len(ours) == 1 and "classifier" in ours[0], result.stderr[-2000:]
+  assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_registry_builds_both_variants():
