@@ -151,6 +151,8 @@ def main(_):
     num_classes = len(stats["classes"])
     rows = []
     for name, spec in models.MODELS.items():
+      if spec.trainer:  # Generative models: bench/sketch_rnn.py.
+        continue
       step_rate, params = training_step(tmp, spec, num_classes)
       rates = [(pipeline_rate(tmp, spec), step_rate()) for _ in range(FLAGS.rounds)]
       pipeline, step = max(p for p, _ in rates), max(s for _, s in rates)
