@@ -101,6 +101,7 @@ def loss_curve(run_dir, steps_per_epoch):
 def test_losses(model, records_dir):
   batches = sketch_rnn_data.make_dataset(records_dir, "test", 64, model.hparams.max_seq_len,
                                          model.hparams.scale_factor)
+  model.compile()  # The model's own loss; no optimizer: the KL term at its full weight.
   result = model.evaluate(batches, verbose=0, return_dict=True)
   return result["r_loss"], result["kl_loss"]
 
