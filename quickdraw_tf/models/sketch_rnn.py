@@ -238,7 +238,7 @@ class SketchRNN(keras.Model):
     for tracker, key in ((self.offsets_tracker, "offsets"), (self.pen_tracker, "pen"),
                          (self.reconstruction_tracker, "r"), (self.kl_tracker, "kl"),
                          (self.kl_weight_tracker, "kl_weight")):
-      tracker.update_state(terms[key])
+      tracker.update_state(terms[key], sample_weight=ops.shape(x["length"])[0])  # as Keras weighs "loss"
     total = terms["total"] + (ops.sum(self.losses) if self.losses else 0.0)
     # Keras sums the replicas' gradients: each replica's loss is its share.
     return total / tf.distribute.get_strategy().num_replicas_in_sync
