@@ -72,7 +72,7 @@ flags.DEFINE_float("budget", 120, "Training budget of every model, in CPU second
 flags.DEFINE_integer("image_side", 64, "Image side of the image models, for those whose default is larger "
                      "(sketchanet, alexnet, fusion: 225 px); resnet18 keeps its 28 px.")
 flags.DEFINE_integer("bmp_max_per_class", 1000, "Rows per bmp22 category (0: all).", lower_bound=0)
-flags.DEFINE_list("models", list(models.MODELS), "Models to train on vec17 (image models also on bmp22).")
+flags.DEFINE_list("models", [name for name, spec in models.MODELS.items() if not spec.trainer], "Models to train on vec17 (image models also on bmp22).")
 flags.DEFINE_bool("ablation", True, "Also train the rnn ablation variants on vec17.")
 flags.DEFINE_bool("vec17", True, "Train the models on vec17.")
 flags.DEFINE_bool("bmp22", True, "Also train the image models on bmp22.")

@@ -271,6 +271,8 @@ def main(_):
     num_classes = len(stats["classes"])
     rows = []
     for name, spec in models.MODELS.items():
+      if spec.trainer:  # Generative models: bench/sketch_rnn.py.
+        continue
       step_rate, params = training_step(tmp, spec, num_classes)
       bf16_rate = training_step(tmp, spec, num_classes, "mixed_bfloat16")[0] if cpu_has_bfloat16() else lambda: 0
       rates = [(pipeline_rate(tmp, spec), step_rate(),

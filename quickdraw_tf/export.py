@@ -189,7 +189,11 @@ def main(argv):
     print(f"export: error: {e}", file=sys.stderr)
     return 1
   output = FLAGS.output or os.path.join(FLAGS.model_dir, SAVED_MODEL)
-  export(model, models.get(config["model"]), config["classes"], output, config.get("image_size") or None)
+  if models.get(config["model"]).trainer:  # A generative model: encode/decode/sample signatures.
+    from quickdraw_tf import sketch_rnn_export  # pylint: disable=g-import-not-at-top
+    sketch_rnn_export.export(model, output)
+  else:
+    export(model, models.get(config["model"]), config["classes"], output, config.get("image_size") or None)
   print(f"wrote {output}; inspect with: saved_model_cli show --dir {output} --all")
   return 0
 

@@ -20,6 +20,7 @@ write theirs into a local temporary directory (see `_worker_dir`).
 """
 
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -251,8 +252,12 @@ def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eva
   Returns:
     the Keras ``History`` of this run.
   """
+  train_args = dict(locals())
   try:
     spec = models.get(model_name)
+    if spec.trainer:  # A generative model trains its own way (its module's train), with these callbacks.
+      budget = [TimeBudget(time_budget, budget_clock)] if time_budget else []
+      return importlib.import_module(spec.trainer).train(callbacks=[StartingStep(), *budget], **train_args)
   except ValueError as e:
     raise TrainError(str(e)) from None
   # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op runs.

@@ -1,7 +1,8 @@
 """The model zoo: `--model` names -> builders and what each one reads.
 
-Every model takes one dict (``ink`` and ``ink_length`` and/or ``image``, see
-`quickdraw_tf.data`) and returns float32 logits ``[batch, num_classes]``.
+Every classifier takes one dict (``ink`` and ``ink_length`` and/or ``image``,
+see `quickdraw_tf.data`) and returns float32 logits ``[batch, num_classes]``.
+Generative models (``trainer`` set) read and train their own way.
 """
 
 import dataclasses
@@ -13,6 +14,7 @@ from quickdraw_tf.models import common
 from quickdraw_tf.models import fusion
 from quickdraw_tf.models import resnet18
 from quickdraw_tf.models import rnn
+from quickdraw_tf.models import sketch_rnn
 from quickdraw_tf.models import sketchanet
 from quickdraw_tf.models import vgg19
 
@@ -26,6 +28,7 @@ class ModelSpec:
   uses_image: bool
   image_size: int  # default image side; 0: no image
   description: str
+  trainer: str = ""  # a module whose train() trains it in place of train's classifier loop
 
 
 MODELS = {spec.name: spec for spec in (
@@ -36,6 +39,10 @@ MODELS = {spec.name: spec for spec in (
     ModelSpec("resnet18", resnet18.build, False, 0, True, resnet18.IMAGE_SIZE, "ResNet-18, basic blocks"),
     ModelSpec("fusion", fusion.build, True, 5, True, fusion.IMAGE_SIZE, "Sketch-a-Net + BiLSTM -> 1024 -> 512"),
     ModelSpec("vgg19", vgg19.build, False, 0, True, vgg19.IMAGE_SIZE, "VGG19 backbone, new head (transfer)"),
+    ModelSpec("sketch_rnn", sketch_rnn.build, True, 5, False, 0, "Sketch-RNN VAE: BiLSTM 256 -> z 128 -> LSTM 512 "
+              "-> 20 normals + pen", trainer="quickdraw_tf.sketch_rnn_train"),
+    ModelSpec("sketch_rnn_uncond", sketch_rnn.build_unconditional, True, 5, False, 0, "Sketch-RNN decoder alone, "
+              "unconditional", trainer="quickdraw_tf.sketch_rnn_train"),
 )}
 
 

@@ -9,7 +9,10 @@ def main(num_classes=17):
   print(f"{'model':<11} {'parameters':>12}  inputs ({num_classes} classes)  description")
   for name, spec in models.MODELS.items():
     model = models.build(name, num_classes)
-    inputs = ", ".join(f"{key} {tuple(x.shape)} {x.dtype}" for key, x in sorted(model.input.items()))
+    if spec.trainer:  # A subclassed generative model: no symbolic inputs.
+      inputs = f"strokes (None, {model.hparams.max_seq_len}, 5) float32, length (None,) int32"
+    else:
+      inputs = ", ".join(f"{key} {tuple(x.shape)} {x.dtype}" for key, x in sorted(model.input.items()))
     print(f"{name:<11} {model.count_params():>12,}  {inputs}  {spec.description}")
 
 

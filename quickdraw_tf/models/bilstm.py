@@ -30,7 +30,7 @@ UNITS = 256
 STROKE5_PADDING = (0.0, 0.0, 0.0, 0.0, 1.0)
 
 
-def encoder(stroke5, ink_length, name="bilstm"):
+def encoder(stroke5, ink_length, name="bilstm", units=UNITS):
   """stroke-5 ``[b, t, 5]`` and int ``[b]`` lengths -> features float ``[b, 512]``.
 
   The final states of both directions, concatenated. Padding rows are
@@ -39,7 +39,7 @@ def encoder(stroke5, ink_length, name="bilstm"):
   """
   stroke5, lengths = common.recurrent_padding(stroke5, ink_length, STROKE5_PADDING)
   mask = common.time_mask(stroke5, lengths)
-  return layers.Bidirectional(layers.LSTM(UNITS), name=name)(stroke5, mask=mask)
+  return layers.Bidirectional(layers.LSTM(units), name=name)(stroke5, mask=mask)
 
 
 def build(num_classes, **unused):

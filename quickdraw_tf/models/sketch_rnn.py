@@ -1,0 +1,362 @@
+"""Sketch-RNN (Ha & Eck 2017): a sequence-to-sequence VAE that draws stroke-5 sketches.
+
+Encoder: the `bilstm` classifier's bidirectional LSTM (256 units each way)
+over stroke-5 -> ``mu``, ``sigma_hat`` (``N_z`` = 128), ``z = mu + exp(sigma_hat
+/ 2) * eps``. Decoder: an LSTM (512 units) whose initial ``[h; c]`` is
+``tanh(W_z z + b_z)``, fed ``[S_{i-1}; z]`` from ``S_0 = (0, 0, 1, 0, 0)``, with
+``6 M + 3`` outputs per step: M = 20 bivariate normals for ``(dx, dy)`` (the
+first ``6 M`` values, 6 per component: ``pi_logit, mu_x, mu_y, log sigma_x,
+log sigma_y, atanh rho``) and 3 pen-state logits. The unconditional variant
+(the notes' 3.3) has no encoder and a zero initial state.
+
+The model reads ``{"strokes": float32 [batch, N_max, 5], "length": int32
+[batch]}`` (`sketch_rnn_data`: offsets divided by the run's scale factor,
+rows past ``length`` are ``(0, 0, 0, 0, 1)``) and computes its own loss, so
+``fit`` trains it with an optimizer alone. Differences from magenta's
+TF1 ``sketch_rnn`` (the reference implementation): the mixture density is
+evaluated in log space (magenta adds 1e-6 to the density before the log,
+which caps a step's loss at 13.8); the encoder has no recurrent dropout (it
+is the package's cuDNN-able `bilstm` encoder).
+"""
+
+import dataclasses
+import math
+
+import keras
+from keras import layers
+from keras import ops
+import tensorflow as tf
+
+from quickdraw_tf.models import bilstm
+from quickdraw_tf.models import common
+
+START_OF_SKETCH = (0.0, 0.0, 1.0, 0.0, 0.0)
+END_OF_SKETCH = (0.0, 0.0, 0.0, 0.0, 1.0)
+PARAMS_PER_COMPONENT = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+  """The paper's defaults (appendix; magenta where the paper is silent)."""
+  conditional: bool = True
+  encoder_units: int = 256  # per direction
+  latent_size: int = 128  # N_z
+  decoder_units: int = 512
+  num_mixtures: int = 20  # M
+  recurrent_dropout: float = 0.1  # keep 0.9, on the cell's candidate (Semeniuta et al.), as magenta
+  layer_norm: bool = False  # the decoder's LSTM normalises its gates and cell (magenta's LayerNormLSTMCell)
+  kl_weight: float = 0.5  # w_KL
+  kl_min: float = 0.2  # KL_min (magenta's kl_tolerance)
+  kl_eta_min: float = 0.01  # eta_min
+  kl_decay: float = 0.99995  # R (magenta's kl_decay_rate)
+  max_seq_len: int = 250  # N_max
+  scale_factor: float = 1.0  # offsets were divided by it (computed on the training split)
+
+
+class DecoderCell(layers.Layer):
+  """An LSTM cell with recurrent dropout on its candidate and optional layer normalisation.
+
+  Call args: inputs float ``[b, d]``, states ``[h [b, u], c [b, u]]``.
+  Returns: ``h`` and ``[h, c]``.
+  """
+
+  def __init__(self, units, recurrent_dropout=0.0, layer_norm=False, forget_bias=1.0, seed=None, **kwargs):
+    super().__init__(**kwargs)
+    self.units, self.recurrent_dropout, self.layer_norm = units, recurrent_dropout, layer_norm
+    self.forget_bias = forget_bias
+    self.state_size = [units, units]
+    self.output_size = units
+    self.seed_generator = keras.random.SeedGenerator(seed)
+    if layer_norm:
+      self.gate_norms = [layers.LayerNormalization(name=f"gate{i}_norm") for i in range(4)]
+      self.cell_norm = layers.LayerNormalization(name="cell_norm")
+
+  def build(self, input_shape):
+    self.input_kernel = self.add_weight((input_shape[-1], 4 * self.units), "glorot_uniform", name="input_kernel")
+    self.recurrent_kernel = self.add_weight((self.units, 4 * self.units), "orthogonal", name="recurrent_kernel")
+    self.bias = self.add_weight((4 * self.units,), "zeros", name="bias")
+    if self.layer_norm:
+      for norm in self.gate_norms:
+        norm.build((None, self.units))
+      self.cell_norm.build((None, self.units))
+
+  def call(self, inputs, states, training=False):
+    h, c = states
+    gates = ops.matmul(inputs, self.input_kernel) + ops.matmul(h, self.recurrent_kernel) + self.bias
+    gates = ops.split(gates, 4, axis=-1)
+    if self.layer_norm:
+      gates = [norm(g) for norm, g in zip(self.gate_norms, gates)]
+    input_gate, candidate, forget_gate, output_gate = gates
+    candidate = ops.tanh(candidate)
+    if training and self.recurrent_dropout:
+      candidate = keras.random.dropout(candidate, self.recurrent_dropout, seed=self.seed_generator)
+    c = c * ops.sigmoid(forget_gate + self.forget_bias) + ops.sigmoid(input_gate) * candidate
+    h = ops.tanh(self.cell_norm(c) if self.layer_norm else c) * ops.sigmoid(output_gate)
+    return h, [h, c]
+
+
+def mixture_params(outputs, num_mixtures):
+  """Splits decoder outputs ``[..., 6M + 3]`` into the mixture and pen distributions.
+
+  Returns:
+    dict of float32 ``[..., M]``: ``log_pi`` (log softmax), ``mu_x``,
+    ``mu_y``, ``sigma_x``, ``sigma_y`` (exp), ``rho`` (tanh); and
+    ``pen_logits`` ``[..., 3]``.
+  """
+  outputs = ops.cast(outputs, "float32")
+  mixture = ops.reshape(outputs[..., :PARAMS_PER_COMPONENT * num_mixtures],
+                        (*ops.shape(outputs)[:-1], num_mixtures, PARAMS_PER_COMPONENT))
+  pi, mu_x, mu_y, log_sigma_x, log_sigma_y, rho = [mixture[..., k] for k in range(PARAMS_PER_COMPONENT)]
+  return {"log_pi": ops.log_softmax(pi, axis=-1), "mu_x": mu_x, "mu_y": mu_y, "sigma_x": ops.exp(log_sigma_x),
+          "sigma_y": ops.exp(log_sigma_y), "rho": ops.tanh(rho),
+          "pen_logits": outputs[..., PARAMS_PER_COMPONENT * num_mixtures:]}
+
+
+def mixture_log_density(dx, dy, params):
+  """log p(dx, dy) under the mixture of bivariate normals: float32, the shape of ``dx``."""
+  dx, dy = dx[..., None], dy[..., None]
+  sx, sy, rho = params["sigma_x"], params["sigma_y"], params["rho"]
+  nx, ny = (dx - params["mu_x"]) / sx, (dy - params["mu_y"]) / sy
+  one_minus_rho2 = ops.maximum(1.0 - rho * rho, 1e-6)  # tanh can round to +-1
+  z = nx * nx + ny * ny - 2.0 * rho * nx * ny
+  log_normal = -z / (2.0 * one_minus_rho2) - ops.log(2.0 * math.pi * sx * sy * ops.sqrt(one_minus_rho2))
+  return ops.logsumexp(params["log_pi"] + log_normal, axis=-1)
+
+
+def reconstruction_loss(strokes, length, outputs, num_mixtures):
+  """The notes' ``L_s`` and ``L_p``, each summed over steps, divided by ``N_max``, averaged over the batch.
+
+  Args:
+    strokes: float32 ``[b, N_max, 5]`` targets; rows past ``length`` are
+      end-of-sketch rows.
+    length: int ``[b]`` ``N_s``: L_s counts steps below it only; L_p counts
+      all ``N_max`` steps, so the model learns to stay at the end state.
+    outputs: float ``[b, N_max, 6M + 3]`` decoder outputs.
+
+  Returns:
+    (L_s, L_p) float32 scalars.
+  """
+  params = mixture_params(outputs, num_mixtures)
+  n_max = ops.cast(ops.shape(strokes)[1], "float32")
+  valid = ops.cast(ops.arange(ops.shape(strokes)[1])[None, :] < ops.cast(length, "int32")[:, None], "float32")
+  log_density = mixture_log_density(strokes[..., 0], strokes[..., 1], params)
+  offsets_loss = -ops.sum(log_density * valid, axis=1) / n_max
+  pen_loss = -ops.sum(strokes[..., 2:] * ops.log_softmax(params["pen_logits"], axis=-1), axis=(1, 2)) / n_max
+  return ops.mean(offsets_loss), ops.mean(pen_loss)
+
+
+def kl_loss(mu, sigma_hat):
+  """``L_KL = -1 / (2 N_z) sum(1 + sigma_hat - mu^2 - exp(sigma_hat))``, averaged over the batch."""
+  return -0.5 * ops.mean(1.0 + sigma_hat - mu * mu - ops.exp(sigma_hat))
+
+
+def kl_weight(step, hparams):
+  """``w_KL (1 - (1 - eta_min) R^step)``: float32 scalar."""
+  step = ops.cast(step, "float32")
+  return hparams.kl_weight * (1.0 - (1.0 - hparams.kl_eta_min) * ops.power(hparams.kl_decay, step))
+
+
+class SketchRNN(keras.Model):
+  """The model; see the module docstring. ``call`` returns the decoder outputs and the posterior."""
+
+  def __init__(self, hparams=HParams(), **kwargs):
+    super().__init__(**kwargs)
+    self.hparams = hparams
+    h = hparams
+    if h.conditional:
+      strokes, length = common.ink_inputs(5)
+      self.encoder = keras.Model([strokes, length], bilstm.encoder(strokes, length, name="encoder_bilstm", units=h.encoder_units),
+                                 name="encoder")
+      self.posterior = layers.Dense(2 * h.latent_size, name="posterior")  # [mu; sigma_hat]
+      self.initial_state = layers.Dense(2 * h.decoder_units, activation="tanh", name="initial_state")
+    self.cell = DecoderCell(h.decoder_units, h.recurrent_dropout, h.layer_norm, name="decoder_cell")
+    self.decoder = layers.RNN(self.cell, return_sequences=True, name="decoder")
+    self.output_layer = layers.Dense(PARAMS_PER_COMPONENT * h.num_mixtures + 3, dtype="float32", name="mixture")
+    self.noise_seed = keras.random.SeedGenerator(0)
+    self.offsets_tracker = keras.metrics.Mean(name="offsets_loss")  # L_s
+    self.pen_tracker = keras.metrics.Mean(name="pen_loss")  # L_p
+    self.reconstruction_tracker = keras.metrics.Mean(name="r_loss")  # L_R
+    self.kl_tracker = keras.metrics.Mean(name="kl_loss")  # L_KL
+    self.kl_weight_tracker = keras.metrics.Mean(name="kl_weight")
+
+  @property
+  def latent_size(self):
+    return self.hparams.latent_size if self.hparams.conditional else 0
+
+  def encode(self, strokes, length, training=False):
+    """float32 ``[b, t, 5]``, int ``[b]`` -> ``(mu, sigma_hat)``, float32 ``[b, N_z]`` each."""
+    posterior = ops.cast(self.posterior(self.encoder([strokes, length], training=training)), "float32")
+    return posterior[:, :self.hparams.latent_size], posterior[:, self.hparams.latent_size:]
+
+  def decoder_state(self, z, batch_size):
+    """The decoder's initial ``[h, c]``: ``tanh(W_z z + b_z)``, or zeros without an encoder."""
+    if not self.hparams.conditional:
+      zeros = ops.zeros((batch_size, self.hparams.decoder_units))
+      return [zeros, zeros]
+    state = self.initial_state(z)
+    return [state[:, :self.hparams.decoder_units], state[:, self.hparams.decoder_units:]]
+
+  def call(self, inputs, training=False):
+    strokes, length = inputs["strokes"], inputs["length"]
+    batch_size = ops.shape(strokes)[0]
+    start = ops.broadcast_to(ops.convert_to_tensor(START_OF_SKETCH, strokes.dtype), (batch_size, 1, 5))
+    decoder_inputs = ops.concatenate([start, strokes[:, :-1]], axis=1)  # [S_0, S_1 .. S_{N_max - 1}]
+    results = {}
+    z = None
+    if self.hparams.conditional:
+      mu, sigma_hat = self.encode(strokes, length, training)
+      z = mu + ops.exp(sigma_hat / 2.0) * keras.random.normal(ops.shape(mu), seed=self.noise_seed)
+      results.update(mu=mu, sigma_hat=sigma_hat)
+      steps = ops.shape(decoder_inputs)[1]
+      decoder_inputs = ops.concatenate(
+          [decoder_inputs, ops.broadcast_to(z[:, None, :], (batch_size, steps, self.hparams.latent_size))], axis=2)
+    hidden = self.decoder(decoder_inputs, initial_state=self.decoder_state(z, batch_size), training=training)
+    results["outputs"] = self.output_layer(hidden)
+    return results
+
+  def loss_terms(self, inputs, results, training=True):
+    """dict of float32 scalars: offsets (L_s), pen (L_p), r (L_R), kl (L_KL), kl_weight, total.
+
+    Training anneals the KL weight with the optimizer's step; evaluation
+    uses the full ``w_KL``, so that eval losses compare across steps.
+    """
+    offsets, pen = reconstruction_loss(inputs["strokes"], inputs["length"], results["outputs"],
+                                       self.hparams.num_mixtures)
+    terms = {"offsets": offsets, "pen": pen, "r": offsets + pen, "kl": ops.zeros(()), "kl_weight": ops.zeros(())}
+    terms["total"] = terms["r"]
+    if self.hparams.conditional:
+      terms["kl"] = kl_loss(results["mu"], results["sigma_hat"])
+      terms["kl_weight"] = ops.convert_to_tensor(self.hparams.kl_weight, "float32")
+      if training and getattr(self, "optimizer", None) is not None:
+        terms["kl_weight"] = kl_weight(self.optimizer.iterations, self.hparams)
+      terms["total"] = terms["r"] + terms["kl_weight"] * ops.maximum(terms["kl"], self.hparams.kl_min)
+    return terms
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    del y, sample_weight  # The targets are the inputs.
+    terms = self.loss_terms(x, y_pred, training)
+    for tracker, key in ((self.offsets_tracker, "offsets"), (self.pen_tracker, "pen"),
+                         (self.reconstruction_tracker, "r"), (self.kl_tracker, "kl"),
+                         (self.kl_weight_tracker, "kl_weight")):
+      tracker.update_state(terms[key], sample_weight=ops.shape(x["length"])[0])  # as Keras weighs "loss"
+    total = terms["total"] + (ops.sum(self.losses) if self.losses else 0.0)
+    # Keras sums the replicas' gradients: each replica's loss is its share.
+    return total / tf.distribute.get_strategy().num_replicas_in_sync
+
+  def build_variables(self):
+    """Creates the weights (a subclassed model has none until called) with a 2-step batch."""
+    self({"strokes": ops.zeros((1, 2, 5)), "length": ops.ones((1,), "int32")})
+    return self
+
+
+def _sample_step(params, temperature, seed):
+  """One stroke-5 row ``[b, 5]`` from a step's distributions (magenta's ``sample``).
+
+  Temperature ``tau`` divides the mixture and pen logits and multiplies the
+  variances; ``seed`` int32 ``[2]`` makes the draw a pure function of it.
+  """
+  seeds = tf.random.experimental.stateless_split(seed, 3)
+  tau = tf.maximum(tf.cast(temperature, tf.float32), 1e-4)
+  component = tf.random.stateless_categorical(params["log_pi"] / tau, 1, seeds[0])
+  pick = lambda name: tf.gather(params[name], component, axis=1, batch_dims=1)[:, 0]  # pylint: disable=unnecessary-lambda-assignment
+  sx, sy, rho = pick("sigma_x") * tf.sqrt(tau), pick("sigma_y") * tf.sqrt(tau), pick("rho")
+  normal = tf.random.stateless_normal([tf.shape(sx)[0], 2], seeds[1])
+  dx = pick("mu_x") + sx * normal[:, 0]
+  dy = pick("mu_y") + sy * (rho * normal[:, 0] + tf.sqrt(tf.maximum(1.0 - rho * rho, 0.0)) * normal[:, 1])
+  pen = tf.random.stateless_categorical(params["pen_logits"] / tau, 1, seeds[2])[:, 0]
+  return tf.concat([tf.stack([dx, dy], 1), tf.one_hot(pen, 3)], axis=1)
+
+
+def sample(model, z, temperature, seed, max_len, prefix=None, prefix_length=None, batch_size=None):
+  """Draws sketches with the decoder, one step at a time, in TensorFlow ops.
+
+  A row stops at its first end-of-sketch (p3) or at ``max_len`` steps; the
+  steps before ``prefix_length`` are the given prefix (teacher-forced, the
+  notes' 4.4 "complete"), the rest are sampled.
+
+  Args:
+    model: a built `SketchRNN`.
+    z: float32 ``[b, N_z]`` latents (ignored and may be None when
+      unconditional; ``batch_size`` then says how many).
+    temperature: float scalar ``tau``.
+    seed: int ``[2]``: the same seed draws the same sketches.
+    max_len: int scalar, the most steps.
+    prefix: float32 ``[b, p, 5]`` scaled stroke-5 rows to start from;
+      prefix_length: int ``[b]`` rows of it to use (default none).
+
+  Returns:
+    strokes: float32 ``[b, max_len, 5]`` in model units (offsets divided by
+      the scale factor), one-hot pens, end-of-sketch rows past ``length``.
+    length: int32 ``[b]`` rows before the end-of-sketch.
+  """
+  hp = model.hparams
+  batch = tf.shape(z)[0] if hp.conditional else tf.cast(batch_size, tf.int32)
+  seed = tf.cast(seed, tf.int32)
+  max_len = tf.cast(max_len, tf.int32)
+  if prefix is None:
+    prefix, prefix_length = tf.zeros([batch, 1, 5]), tf.zeros([batch], tf.int32)
+  prefix_length = tf.cast(prefix_length, tf.int32)
+  end = tf.constant(END_OF_SKETCH)
+
+  def step(t, row, state, done, length, rows):
+    inputs = tf.concat([row, z], 1) if hp.conditional else row
+    hidden, state = model.cell(inputs, state, training=False)
+    drawn = _sample_step(mixture_params(model.output_layer(hidden), hp.num_mixtures), temperature,
+                         tf.random.experimental.stateless_fold_in(seed, t))
+    forced = tf.gather(prefix, tf.minimum(t, tf.shape(prefix)[1] - 1), axis=1)
+    row = tf.where((t < prefix_length)[:, None], forced, drawn)
+    done |= row[:, 4] > 0.5
+    row = tf.where(done[:, None], end, row)  # The end-of-sketch row itself moves nowhere.
+    length += tf.cast(~done, tf.int32)
+    return t + 1, row, state, done, length, rows.write(t, row)
+
+  start = tf.tile(tf.constant([START_OF_SKETCH]), [batch, 1])
+  state = model.decoder_state(z, batch)
+  loop_vars = (tf.constant(0), start, state, tf.zeros([batch], tf.bool), tf.zeros([batch], tf.int32),
+               tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[None, 5]))
+  t, _, _, _, length, rows = tf.while_loop(lambda t, *args: (t < max_len) & ~tf.reduce_all(args[2]), step,
+                                           loop_vars)
+  strokes = tf.reshape(tf.transpose(rows.stack(), [1, 0, 2]), [batch, t, 5])
+  strokes = tf.concat([strokes, tf.tile(end[None, None], [batch, max_len - t, 1])], axis=1)
+  return strokes, length
+
+
+def build(num_classes=0, conditional=True, **options):
+  """A built `SketchRNN` (``num_classes`` is ignored: the zoo's builder signature).
+
+  Args:
+    **options: `HParams` fields (the run's ``model_options``).
+  """
+  del num_classes
+  unknown = set(options) - {f.name for f in dataclasses.fields(HParams)}
+  if unknown:
+    raise ValueError(f"unknown sketch_rnn options {sorted(unknown)}; valid: "
+                     f"{', '.join(f.name for f in dataclasses.fields(HParams))}")
+  name = "sketch_rnn" if conditional else "sketch_rnn_uncond"
+  return SketchRNN(HParams(conditional=conditional, **options), name=name).build_variables()
+
+
+def build_unconditional(num_classes=0, **options):
+  """`build` without the encoder: the decoder alone from a zero state (the notes' 3.3)."""
+  return build(num_classes, conditional=False, **options)
+
+
+def sample_prior(model, num, temperature, seed, max_len):
+  """``num`` sketches from ``z ~ N(0, I)`` (or from the zero state when unconditional); see `sample`.
+
+  ``seed`` int ``[2]`` picks both the latents and the strokes.
+  """
+  latent_seed, stroke_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 2))
+  z = tf.random.stateless_normal([num, model.latent_size], latent_seed)
+  return sample(model, z, temperature, stroke_seed, max_len, batch_size=num)
+
+
+def slerp(z0, z1, fractions):
+  """Spherical interpolation (the notes' 4.2): float32 ``[n, N_z]`` from ``z0``, ``z1`` ``[N_z]`` and n fractions."""
+  z0, z1 = tf.convert_to_tensor(z0, tf.float32), tf.convert_to_tensor(z1, tf.float32)
+  fractions = tf.convert_to_tensor(fractions, tf.float32)[:, None]
+  cosine = tf.reduce_sum(z0 * z1) / tf.maximum(tf.norm(z0) * tf.norm(z1), 1e-12)
+  omega = tf.acos(tf.clip_by_value(cosine, -1.0, 1.0))
+  if float(tf.sin(omega)) < 1e-6:  # (Anti)parallel: a straight line.
+    return (1.0 - fractions) * z0 + fractions * z1
+  return (tf.sin((1.0 - fractions) * omega) * z0 + tf.sin(fractions * omega) * z1) / tf.sin(omega)

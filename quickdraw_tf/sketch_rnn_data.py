@@ -1,0 +1,139 @@
+"""Sketch-RNN's input: stroke-5 in pixel offsets, scaled, padded to ``N_max``.
+
+The records hold the tutorial's ink (deltas of bbox-normalised points, x and y
+scaled separately); sketch-rnn reads offsets in the simplified frame's pixels
+(aspect kept), divided by one scale factor: the standard deviation of all
+training offsets (the notes' appendix; no mean subtraction, as magenta's
+``calculate_normalizing_scale_factor``). Drawings with more than
+``max_seq_len`` stroke-5 rows, or none (one point), are skipped and counted.
+Every sequence is padded with ``(0, 0, 0, 0, 1)`` to ``max_seq_len`` rows.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from quickdraw_tf import ink as ink_lib
+from quickdraw_tf import records
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def pixel_ink(ink, bbox):
+  """Tutorial ink ``[..., n, 3]`` and its bbox ``[..., 4]`` -> offsets in pixels, pen bits kept."""
+  return tf.concat([ink[..., :2] * bbox[..., None, 2:], ink[..., 2:]], axis=-1)
+
+
+def _parsed(records_dir, split):
+  """Dataset of ``(pixel ink float32 [n, 3], length int32)`` of one split, in file order."""
+  paths = records.shard_paths(records_dir, split)
+  if not paths:
+    raise ValueError(f"{records_dir} has no {split!r} shards: rerun make_records with a non-zero --{split}_fraction")
+
+  def parse(serialized):
+    example = records.parse(serialized)
+    return pixel_ink(example["ink"], example["bbox"]), tf.shape(example["ink"])[0]
+
+  return tf.data.TFRecordDataset(paths).map(parse, num_parallel_calls=AUTOTUNE)
+
+
+def split_statistics(records_dir, split, max_seq_len):
+  """What `make_dataset` keeps of a split, and the spread of its offsets.
+
+  Returns:
+    dict: ``kept``, ``too_long``, ``empty`` (drawing counts) and ``offset_std``
+    (float, the standard deviation of the kept drawings' dx and dy together).
+  """
+  counts = {"kept": 0, "too_long": 0, "empty": 0}
+  sums = np.zeros(3)  # count, sum, sum of squares of the offsets
+  for ink, length in _parsed(records_dir, split).as_numpy_iterator():
+    if length == 0:
+      counts["empty"] += 1
+    elif length > max_seq_len:
+      counts["too_long"] += 1
+    else:
+      counts["kept"] += 1
+      offsets = ink[:, :2].astype(np.float64).ravel()
+      sums += (offsets.size, offsets.sum(), np.square(offsets).sum())
+  mean = sums[1] / max(sums[0], 1)
+  counts["offset_std"] = float(np.sqrt(max(sums[2] / max(sums[0], 1) - mean * mean, 0.0)))
+  return counts
+
+
+def make_dataset(records_dir, split, batch_size, max_seq_len, scale_factor, training=False, seed=None,
+                 repeat=None, shuffle_buffer=20000):
+  """Batches of the model's input dict from one split.
+
+  Args:
+    records_dir: made by make_records.
+    split: "train", "eval" or "test".
+    batch_size: drawings per batch.
+    max_seq_len: ``N_max``; longer drawings are skipped.
+    scale_factor: offsets are divided by it.
+    training: shuffle, repeat (unless ``repeat=False``) and drop the last
+      partial batch.
+
+  Returns:
+    ``tf.data.Dataset`` of ``{"strokes": float32 [b, max_seq_len, 5],
+    "length": int32 [b]}``.
+  """
+  dataset = _parsed(records_dir, split).filter(lambda ink, length: (length > 0) & (length <= max_seq_len))
+  if training:
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+  if training if repeat is None else repeat:
+    dataset = dataset.repeat()
+  dataset = dataset.padded_batch(batch_size, padded_shapes=([max_seq_len, 3], []), drop_remainder=training)
+
+  def to_inputs(ink, length):
+    ink = tf.concat([ink[..., :2] / scale_factor, ink[..., 2:]], axis=-1)
+    return {"strokes": ink_lib.to_stroke5(ink, length), "length": length}
+
+  return dataset.map(to_inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def points_to_stroke5(points, length, scale_factor):
+  """Absolute drawings (any scale) -> the model's scaled stroke-5, in TensorFlow ops.
+
+  Each drawing is fitted to the simplified frame first (minimum 0, larger
+  side 255, aspect kept: `ink.fit_to_frame`), so that its offsets are in the
+  pixels the model learnt.
+
+  Args:
+    points: float32 ``[b, n, 3]`` absolute x, y, stroke-end bit; padded.
+    length: int32 ``[b]`` points per drawing.
+    scale_factor: the run's.
+
+  Returns:
+    float32 ``[b, n - 1, 5]`` stroke-5 and int32 ``[b]`` rows (``length - 1``).
+  """
+  points = tf.convert_to_tensor(points, tf.float32)
+  length = tf.cast(length, tf.int32)
+  valid = tf.sequence_mask(length, tf.shape(points)[1])[..., None]
+  xy = points[..., :2]
+  lower = tf.reduce_min(tf.where(valid, xy, 3.0e38), axis=1, keepdims=True)
+  upper = tf.reduce_max(tf.where(valid, xy, -3.0e38), axis=1, keepdims=True)
+  extent = tf.reduce_max(upper - lower, axis=2, keepdims=True)
+  fit = ink_lib.SIMPLIFIED_EXTENT / tf.where(extent > 0, extent, ink_lib.SIMPLIFIED_EXTENT)
+  offsets = (xy[:, 1:] - xy[:, :-1]) * fit / scale_factor
+  rows = tf.maximum(length - 1, 0)
+  return ink_lib.to_stroke5(tf.concat([offsets, points[:, 1:, 2:]], axis=2), rows), rows
+
+
+def stroke5_to_points(strokes, length, scale_factor):
+  """One model drawing -> absolute points in the simplified frame (numpy).
+
+  Args:
+    strokes: float ``[t, 5]`` stroke-5 in model units; length: rows to use.
+
+  Returns:
+    float32 ``[length + 1, 3]`` points from (0, 0), fitted to the simplified
+    frame, stroke-end bit on the last point of every stroke; None when
+    ``length`` is 0.
+  """
+  strokes = np.asarray(strokes, np.float64)[:int(length)]
+  if not len(strokes):
+    return None
+  points = np.zeros((len(strokes) + 1, 3), np.float32)
+  points[1:, :2] = np.cumsum(strokes[:, :2] * scale_factor, axis=0)
+  points[1:, 2] = strokes[:, 3] > 0.5
+  points[-1, 2] = 1
+  return ink_lib.fit_to_frame(points)

@@ -1,0 +1,179 @@
+"""Trains Sketch-RNN: ``python -m quickdraw_tf.train --model=sketch_rnn`` (or ``sketch_rnn_uncond``) lands here.
+
+`train.train` hands over to `train` below for models whose spec names this
+module as their trainer. The model computes its own loss (L_R + KL with
+annealing, see `models.sketch_rnn`), so ``fit`` runs it under the same
+tf.distribute strategy, backups, checkpoints and time budget as the
+classifiers. Writes into ``model_dir``:
+  config.json        model, classes, model_options (with the training split's
+                     scale_factor and max_seq_len), data counts (kept and
+                     skipped drawings per split)
+  backup/, checkpoints/, final.weights.h5
+  best.weights.h5    lowest eval loss, with the KL term at its full weight
+                     (comparable across epochs while the training weight anneals)
+  logs/              TensorBoard: loss, L_R (r_loss), L_s, L_p, L_KL, KL weight,
+                     examples/s; reconstructions of eval drawings and samples
+  saved_model/       `sketch_rnn_export`: encode, decode and sample signatures
+"""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from quickdraw_tf import distribute
+from quickdraw_tf import export as export_lib
+from quickdraw_tf import models
+from quickdraw_tf import records
+from quickdraw_tf import sketch_rnn_data
+from quickdraw_tf import summaries
+from quickdraw_tf.models import sketch_rnn
+
+SUMMARY_TEMPERATURE = 0.2
+SUMMARY_DRAWINGS = 8
+
+
+def render_grid(model, strokes, lengths, titles, size=28):
+  """Model-unit stroke-5 drawings -> a titled grid, uint8 ``[h, w, 3]`` (`summaries.drawing_grid`)."""
+  from quickdraw_tf import raster  # pylint: disable=g-import-not-at-top
+  images = []
+  for drawing, length in zip(strokes, lengths):
+    points = sketch_rnn_data.stroke5_to_points(drawing, length, model.hparams.scale_factor)
+    images.append(np.zeros((size, size)) if points is None else raster.render(points, size) / 255.0)
+  return summaries.drawing_grid(np.asarray(images)[..., None], titles)
+
+
+class SketchSummaries(keras.callbacks.Callback):
+  """After every epoch: examples/s, and eval reconstructions and samples as images in TensorBoard."""
+
+  def __init__(self, log_dir, eval_batch, batch_size, seed=0):
+    super().__init__()
+    self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
+    self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+    self.eval_batch = eval_batch
+    self.batch_size = batch_size
+    self.seed = seed
+    self.epoch_start = (0.0, 0)  # time, optimizer step
+
+  def _step(self):
+    return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.epoch_start = (time.time(), self._step())
+
+  def on_epoch_end(self, epoch, logs=None):
+    seconds, steps = time.time() - self.epoch_start[0], self._step() - self.epoch_start[1]
+    with self.train_writer.as_default(step=epoch):
+      tf.summary.scalar("examples_per_second", steps * self.batch_size / max(seconds, 1e-9))
+    model, n = self.model, SUMMARY_DRAWINGS
+    seed = tf.constant([self.seed, epoch], tf.int32)
+    max_len = model.hparams.max_seq_len
+    with self.writer.as_default(step=epoch):
+      if model.hparams.conditional and self.eval_batch is not None:
+        strokes, length = self.eval_batch["strokes"][:n], self.eval_batch["length"][:n]
+        mu, _ = model.encode(strokes, length)
+        drawn, drawn_length = sketch_rnn.sample(model, mu, SUMMARY_TEMPERATURE, seed, max_len)
+        grid = render_grid(model, np.concatenate([strokes, drawn]), np.concatenate([length, drawn_length]),
+                           ["input"] * n + [f"tau {SUMMARY_TEMPERATURE}"] * n)
+        tf.summary.image("reconstructions", grid[None])
+      z = tf.random.stateless_normal([n, model.latent_size], seed)
+      drawn, drawn_length = sketch_rnn.sample(model, z, SUMMARY_TEMPERATURE, seed, max_len, batch_size=n)
+      tf.summary.image("samples", render_grid(model, drawn, drawn_length, [f"tau {SUMMARY_TEMPERATURE}"] * n)[None])
+    self.writer.flush()
+    self.train_writer.flush()
+
+
+def data_options(records_dir, model_dir, model_options):
+  """The run's model options with ``max_seq_len`` and ``scale_factor``, and the data counts.
+
+  The scale factor comes from the training split, or from ``model_dir``'s
+  config when it continues a run (so a resumed run scales alike).
+  """
+  options = dict(model_options)
+  options.setdefault("max_seq_len", sketch_rnn.HParams.max_seq_len)
+  counts = {}
+  for split in records.SPLITS:
+    if records.shard_paths(records_dir, split):
+      counts[split] = sketch_rnn_data.split_statistics(records_dir, split, options["max_seq_len"])
+  if not counts.get("train", {}).get("kept"):
+    raise ValueError(f"{records_dir} has no training drawings of 1 to {options['max_seq_len']} stroke-5 rows: "
+                     "raise --model_option=max_seq_len=N or make records from other drawings")
+  previous = os.path.join(model_dir, export_lib.CONFIG_FILE)
+  if "scale_factor" not in options and os.path.exists(previous):
+    with open(previous, encoding="utf-8") as f:
+      options["scale_factor"] = json.load(f).get("model_options", {}).get("scale_factor")
+  if not options.get("scale_factor"):
+    options["scale_factor"] = counts["train"]["offset_std"] or 1.0
+  return options, counts
+
+
+def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval_steps=0, batch_size=64,
+          learning_rate=1e-4, clip_norm=1.0, strategy="auto", tpu=None, mixed_precision="auto", jit_compile=False,
+          checkpoint_steps=100, profile_batch="", seed=0, model_options=None, export=True, verbose=2,
+          callbacks=(), **unused):
+  """Trains a sketch-rnn model; the arguments are `train.train`'s (classifier-only ones are ignored).
+
+  ``clip_norm`` clips every gradient element to ``[-clip_norm, clip_norm]``,
+  as magenta's sketch-rnn clips (``tf.clip_by_value``), not by global norm.
+  ``callbacks`` come from train (its start report and time budget).
+
+  Returns:
+    the Keras ``History``.
+
+  Raises:
+    ValueError: records or options that cannot train it (a one-line message).
+  """
+  strategy_obj = distribute.make_strategy(strategy, tpu)
+  if isinstance(strategy_obj, tf.distribute.MultiWorkerMirroredStrategy):
+    raise ValueError("sketch_rnn trains with fit, which Keras 3 cannot run under MultiWorkerMirroredStrategy: "
+                     "use --strategy=mirrored (or tpu) on one machine")
+  if not records.is_complete(records_dir):
+    raise ValueError(f"no complete records in {records_dir!r}: create them with python -m quickdraw_tf.make_records")
+  class_names = records.read_classes(records_dir)
+  keras.utils.set_random_seed(seed)
+  os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+  options, counts = data_options(records_dir, model_dir, model_options or {})
+  print(f"train: {model_name} on {counts['train']['kept']} drawings (skipped: {counts['train']['too_long']} "
+        f"longer than {options['max_seq_len']} rows, {counts['train']['empty']} of one point); "
+        f"scale factor {options['scale_factor']:.4f}", flush=True)
+  config = {"model": model_name, "classes": class_names, "image_size": 0, "model_options": options,
+            "records": os.path.abspath(records_dir), "data": counts}
+  with open(os.path.join(model_dir, export_lib.CONFIG_FILE), "w", encoding="utf-8") as f:
+    json.dump(config, f, indent=1)
+  keras.mixed_precision.set_global_policy(distribute.precision_policy(mixed_precision, strategy_obj))
+  with strategy_obj.scope():
+    model = models.build(model_name, len(class_names), **options)
+    model.compile(keras.optimizers.Adam(learning_rate, clipvalue=clip_norm or None), jit_compile=jit_compile)
+  make = lambda split, **kw: sketch_rnn_data.make_dataset(  # pylint: disable=unnecessary-lambda-assignment
+      records_dir, split, batch_size, options["max_seq_len"], options["scale_factor"], **kw)
+  train_data = make("train", training=True, seed=seed)
+  eval_data = make("eval") if counts.get("eval", {}).get("kept") else None
+  if eval_data is not None and eval_steps:
+    eval_data = eval_data.take(eval_steps)
+  steps = steps_per_epoch or max(1, counts["train"]["kept"] // batch_size)
+  log_dir, backup_dir = os.path.join(model_dir, "logs"), os.path.join(model_dir, "backup")
+  callbacks = [
+      keras.callbacks.BackupAndRestore(backup_dir, save_freq=checkpoint_steps, delete_checkpoint=False),
+      keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False),
+      *callbacks,
+      keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
+                                      save_weights_only=True),
+      keras.callbacks.TensorBoard(log_dir, profile_batch=profile_batch or 0),
+      SketchSummaries(log_dir, next(iter(eval_data)) if eval_data is not None else None, batch_size, seed),
+  ]
+  if eval_data is not None:
+    callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(model_dir, export_lib.BEST_WEIGHTS),
+                                                     monitor="val_loss", save_best_only=True, save_weights_only=True))
+  history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps, validation_data=eval_data,
+                      callbacks=callbacks, verbose=verbose)
+  model.save_weights(os.path.join(model_dir, export_lib.FINAL_WEIGHTS))
+  if export:
+    from quickdraw_tf import sketch_rnn_export  # pylint: disable=g-import-not-at-top
+    best = os.path.join(model_dir, export_lib.BEST_WEIGHTS)
+    if os.path.exists(best):
+      model.load_weights(best)
+    sketch_rnn_export.export(model, os.path.join(model_dir, export_lib.SAVED_MODEL))
+  return history

@@ -1,0 +1,300 @@
+"""Sketch-RNN: loss terms, training, sampling, data, train/generate/export end to end (tiny units)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from quickdraw_tf import ink as ink_lib
+from quickdraw_tf import make_records
+from quickdraw_tf import models
+from quickdraw_tf import sketch_rnn_data
+from quickdraw_tf.models import sketch_rnn
+
+TINY = {"encoder_units": 8, "latent_size": 4, "decoder_units": 16, "num_mixtures": 3}
+MAX_SEQ_LEN = 60
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+WORDS = ("cat", "fish")
+
+
+@pytest.fixture(scope="module")
+def records_dir(data_dir, tmp_path_factory):
+  out = tmp_path_factory.mktemp("records")
+  inputs = [os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson") for w in WORDS]
+  make_records.convert(inputs, str(out), workers=1, progress=False, num_shards=1, eval_fraction=0.2,
+                       test_fraction=0)
+  return str(out)
+
+
+def _cli(verb, *args):
+  return subprocess.run([sys.executable, "-m", f"quickdraw_tf.{verb}", *args], capture_output=True, text=True,
+                        timeout=600, env={**os.environ, **QUIET})
+
+
+@pytest.fixture(scope="module")
+def model_dir(records_dir, tmp_path_factory):
+  """A tiny sketch_rnn trained for 2 steps through the command line."""
+  out = str(tmp_path_factory.mktemp("run") / "sketch_rnn")
+  options = [f"--model_option={k}={v}" for k, v in {**TINY, "max_seq_len": MAX_SEQ_LEN}.items()]
+  result = _cli("train", "--model=sketch_rnn", f"--records={records_dir}", f"--model_dir={out}", "--epochs=1",
+                "--steps_per_epoch=2", "--batch_size=8", *options)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return out
+
+
+def _log_normal(x, y, mx, my, sx, sy, rho):
+  """The bivariate normal density, written out."""
+  zx, zy = (x - mx) / sx, (y - my) / sy
+  z = zx**2 + zy**2 - 2 * rho * zx * zy
+  return np.exp(-z / (2 * (1 - rho**2))) / (2 * np.pi * sx * sy * np.sqrt(1 - rho**2))
+
+
+def test_loss_terms_match_a_hand_computation():
+  rng = np.random.default_rng(0)
+  m, n_max = 2, 3
+  outputs = rng.normal(size=(2, n_max, 6 * m + 3)).astype(np.float32)
+  pens = np.array([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[1, 0, 0], [0, 0, 1], [0, 0, 1]]], np.float32)
+  strokes = np.concatenate([rng.normal(size=(2, n_max, 2)).astype(np.float32), pens], axis=2)
+  length = np.array([2, 1])
+  offsets, pen = sketch_rnn.reconstruction_loss(strokes, length, outputs, m)
+  expected_offsets, expected_pen = [], []
+  for b in range(2):
+    total_s = total_p = 0.0
+    for i in range(n_max):
+      params = outputs[b, i, :6 * m].reshape(m, 6).astype(np.float64)
+      pi = np.exp(params[:, 0]) / np.exp(params[:, 0]).sum()
+      density = sum(pi[j] * _log_normal(strokes[b, i, 0], strokes[b, i, 1], params[j, 1], params[j, 2],
+                                        np.exp(params[j, 3]), np.exp(params[j, 4]), np.tanh(params[j, 5]))
+                    for j in range(m))
+      if i < length[b]:  # L_s: only the N_s real steps.
+        total_s -= np.log(density)
+      q = np.exp(outputs[b, i, 6 * m:]) / np.exp(outputs[b, i, 6 * m:]).sum()
+      total_p -= np.sum(strokes[b, i, 2:] * np.log(q))  # L_p: every one of the N_max steps.
+    expected_offsets.append(total_s / n_max)
+    expected_pen.append(total_p / n_max)
+  np.testing.assert_allclose(float(offsets), np.mean(expected_offsets), rtol=1e-5)
+  np.testing.assert_allclose(float(pen), np.mean(expected_pen), rtol=1e-5)
+  # Offsets past N_s do not count.
+  strokes[0, 2, :2] += 100.0
+  strokes[1, 1:, :2] -= 50.0
+  np.testing.assert_allclose(float(sketch_rnn.reconstruction_loss(strokes, length, outputs, m)[0]), float(offsets),
+                             rtol=1e-6)
+  mu, sigma_hat = rng.normal(size=(2, 5)), rng.normal(size=(2, 5))
+  expected_kl = np.mean([-np.sum(1 + s - u**2 - np.exp(s)) / (2 * 5) for u, s in zip(mu, sigma_hat)])
+  np.testing.assert_allclose(float(sketch_rnn.kl_loss(mu, sigma_hat)), expected_kl, rtol=1e-5)
+
+
+def test_total_loss_anneals_the_kl_weight_and_floors_the_kl():
+  hp = sketch_rnn.HParams(kl_weight=0.5, kl_eta_min=0.01, kl_decay=0.9, kl_min=0.2)
+  np.testing.assert_allclose(float(sketch_rnn.kl_weight(0, hp)), 0.005, rtol=1e-5)
+  np.testing.assert_allclose(float(sketch_rnn.kl_weight(1, hp)), 0.5 * (1 - 0.99 * 0.9), rtol=1e-5)
+  np.testing.assert_allclose(float(sketch_rnn.kl_weight(10000, hp)), 0.5, rtol=1e-5)
+  model = sketch_rnn.build(**TINY, max_seq_len=5)
+  inputs = {"strokes": tf.constant([[[0.1, 0.2, 1, 0, 0]] + [list(sketch_rnn.END_OF_SKETCH)] * 4]),
+            "length": tf.constant([1])}
+  results = model(inputs)
+  results["mu"], results["sigma_hat"] = tf.zeros([1, 4]), tf.zeros([1, 4])  # L_KL = 0 < KL_min
+  terms = model.loss_terms(inputs, results, training=False)
+  np.testing.assert_allclose(float(terms["total"]), float(terms["r"]) + 0.5 * 0.2, rtol=1e-5)
+
+
+def test_a_few_steps_on_real_drawings_lower_the_reconstruction_loss(records_dir):
+  keras.utils.set_random_seed(1)
+  stats = sketch_rnn_data.split_statistics(records_dir, "train", MAX_SEQ_LEN)
+  batch = next(iter(sketch_rnn_data.make_dataset(records_dir, "train", 16, MAX_SEQ_LEN, stats["offset_std"])))
+  model = sketch_rnn.build(**TINY, max_seq_len=MAX_SEQ_LEN, recurrent_dropout=0.0)
+  model.compile(keras.optimizers.Adam(1e-2, clipvalue=1.0))
+  before = model.evaluate(batch, verbose=0, return_dict=True)["r_loss"]
+  model.fit(tf.data.Dataset.from_tensors(batch).repeat(10), epochs=1, verbose=0)
+  after = model.evaluate(batch, verbose=0, return_dict=True)["r_loss"]
+  assert after < before - 0.1, (before, after)
+
+
+def test_records_become_padded_scaled_stroke5_and_long_drawings_are_counted(records_dir):
+  stats = sketch_rnn_data.split_statistics(records_dir, "train", 20)
+  full = sketch_rnn_data.split_statistics(records_dir, "train", 10_000)
+  assert stats["too_long"] > 0 and stats["kept"] + stats["too_long"] + stats["empty"] == full["kept"] + full["empty"]
+  batch = next(iter(sketch_rnn_data.make_dataset(records_dir, "train", 64, 20, 2.0)))
+  strokes, length = batch["strokes"].numpy(), batch["length"].numpy()
+  assert strokes.shape[1:] == (20, 5) and len(length) == stats["kept"] and length.max() <= 20
+  for drawing, n in zip(strokes, length):
+    np.testing.assert_array_equal(drawing[n:], np.tile(sketch_rnn.END_OF_SKETCH, (20 - n, 1)))
+    np.testing.assert_array_equal(drawing[:n, 2] + drawing[:n, 3], np.ones(n))  # one pen state a row
+    assert drawing[n - 1, 3] == 1  # the last stroke ends
+
+
+def test_points_round_trip_through_stroke5():
+  points = ink_lib.fit_to_frame(np.array([[0, 0, 0], [10, 20, 0], [30, 5, 1], [40, 40, 0], [50, 0, 1]], np.float32))
+  strokes, rows = sketch_rnn_data.points_to_stroke5(points[None], [5], 3.0)
+  assert int(rows[0]) == 4
+  back = sketch_rnn_data.stroke5_to_points(strokes[0], rows[0], 3.0)
+  np.testing.assert_allclose(back, points, atol=1e-3)
+
+
+def test_sampling_returns_valid_stroke5_that_stops_at_the_end_or_max_len_for_any_seed():
+  keras.utils.set_random_seed(3)
+  model = sketch_rnn.build(**TINY, max_seq_len=12)
+  z = tf.random.normal([5, 4])
+  for seed in range(4):
+    strokes, length = sketch_rnn.sample(model, z, 0.7, [seed, 9], 12)
+    strokes, length = strokes.numpy(), length.numpy()
+    assert strokes.shape == (5, 12, 5) and np.all(np.isfinite(strokes)) and np.all(length <= 12)
+    for drawing, n in zip(strokes, length):
+      np.testing.assert_array_equal(drawing[:n, 2:].sum(1), np.ones(n))  # one-hot pens
+      assert not drawing[:n, 4].any()  # no end before the length
+      np.testing.assert_array_equal(drawing[n:], np.tile(sketch_rnn.END_OF_SKETCH, (12 - n, 1)))
+    again = sketch_rnn.sample(model, z, 0.7, [seed, 9], 12)[0].numpy()
+    np.testing.assert_array_equal(again, strokes)
+    other = sketch_rnn.sample(model, z, 0.7, [seed + 100, 9], 12)[0].numpy()
+    assert not np.array_equal(other, strokes)
+
+
+@pytest.mark.parametrize("pen_bias, expected", [(50.0, 0), (-50.0, 12)])
+def test_sampling_stops_at_p3_or_runs_to_max_len(pen_bias, expected):
+  model = sketch_rnn.build_unconditional(**TINY, max_seq_len=12)
+  bias = model.output_layer.bias.numpy()
+  bias[-1] = pen_bias  # p3's logit
+  model.output_layer.bias.assign(bias)
+  _, length = sketch_rnn.sample(model, None, 1.0, [0, 0], 12, batch_size=3)
+  np.testing.assert_array_equal(length.numpy(), [expected] * 3)
+
+
+def test_train_writes_config_scale_factor_logs_and_saved_model(model_dir, records_dir):
+  with open(os.path.join(model_dir, "config.json")) as f:
+    config = json.load(f)
+  stats = sketch_rnn_data.split_statistics(records_dir, "train", MAX_SEQ_LEN)
+  assert config["model"] == "sketch_rnn" and config["model_options"]["max_seq_len"] == MAX_SEQ_LEN
+  np.testing.assert_allclose(config["model_options"]["scale_factor"], stats["offset_std"], rtol=1e-6)
+  assert config["data"]["train"]["too_long"] == stats["too_long"]
+  for name in ("final.weights.h5", "best.weights.h5", "saved_model/saved_model.pb",
+               "saved_model/assets/sketch_rnn.json"):
+    assert os.path.exists(os.path.join(model_dir, name)), name
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  tags = set()
+  for sub in ("train", "validation"):
+    for path in os.listdir(os.path.join(model_dir, "logs", sub)):
+      accumulator = event_accumulator.EventAccumulator(os.path.join(model_dir, "logs", sub, path),
+                                                       size_guidance={"tensors": 0})
+      accumulator.Reload()
+      tags |= set(accumulator.Tags()["tensors"])
+  assert {"epoch_r_loss", "epoch_kl_loss", "epoch_kl_weight", "reconstructions", "samples"} <= tags, tags
+
+
+def test_saved_model_samples_like_the_keras_model_in_a_fresh_process(model_dir, tmp_path):
+  from quickdraw_tf import export  # pylint: disable=g-import-not-at-top
+  model, _ = export.restore(model_dir)
+  strokes, length = sketch_rnn.sample_prior(model, 4, 0.5, [7, 8], MAX_SEQ_LEN)
+  expected = np.concatenate([strokes[..., :2] * model.hparams.scale_factor, strokes[..., 2:]], -1)
+  script = textwrap.dedent(f"""
+      import sys, numpy as np, tensorflow as tf
+      loaded = tf.saved_model.load({os.path.join(model_dir, "saved_model")!r})
+      out = loaded.signatures["sample"](num=tf.constant(4), temperature=tf.constant(0.5),
+                                        seed=tf.constant([7, 8]), max_len=tf.constant({MAX_SEQ_LEN}))
+      points = tf.constant([[[0., 0., 0.], [50., 80., 1.], [90., 10., 1.]]])
+      mu = loaded.signatures["encode"](points=points, length=tf.constant([3]))["mu"]
+      decoded = loaded.signatures["decode"](z=mu, temperature=tf.constant(0.5), seed=tf.constant([1, 1]),
+                                            max_len=tf.constant(5))
+      assert "quickdraw_tf" not in sys.modules
+      np.savez({str(tmp_path / "out.npz")!r}, strokes=out["strokes"], length=out["length"],
+               decoded=decoded["strokes"])
+  """)
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**env, **QUIET}, cwd=str(tmp_path))
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = np.load(tmp_path / "out.npz")
+  np.testing.assert_array_equal(out["length"], length.numpy())
+  np.testing.assert_allclose(out["strokes"], expected, atol=1e-4)
+  assert out["decoded"].shape == (1, 5, 5)
+
+
+def _ndjson(path, drawings):
+  path.write_text("".join(json.dumps({"word": "cat", "drawing": d}) + "\n" for d in drawings))
+  return str(path)
+
+
+CAT = [[[10, 60, 120, 200], [40, 10, 30, 60]], [[50, 100, 150], [120, 200, 120]], [[80, 90], [80, 90]]]
+FISH = [[[0, 100, 255, 100, 0], [100, 0, 100, 200, 100]]]
+
+
+@pytest.fixture(scope="module")
+def restored(model_dir):
+  from quickdraw_tf import generate  # pylint: disable=g-import-not-at-top
+  return generate.load(model_dir)
+
+
+@pytest.mark.parametrize("mode, num, count", [("sample", 3, 3), ("reconstruct", 1, 4), ("interpolate", 4, 4),
+                                              ("complete", 3, 3)])
+def test_generate_modes_write_drawings_that_ink_reads_back_deterministically(restored, tmp_path, mode, num, count):
+  from quickdraw_tf import generate  # pylint: disable=g-import-not-at-top
+  model, config = restored
+  drawings = generate.read_drawings(_ndjson(tmp_path / "in.ndjson", [CAT, FISH]), MAX_SEQ_LEN)
+  temperatures = [0.1, 0.5] if mode == "reconstruct" else [0.3]
+  results = generate.generate(model, mode, drawings, num, temperatures, 5)
+  again = generate.generate(model, mode, drawings, num, temperatures, 5)
+  assert len(results) == count  # reconstruct: 2 drawings x 2 temperatures
+  for (title, strokes, length), (_, strokes_again, _) in zip(results, again):
+    np.testing.assert_array_equal(strokes, strokes_again)
+    assert 0 <= length <= MAX_SEQ_LEN and strokes.shape == (MAX_SEQ_LEN, 5)
+  if mode == "complete":  # Every ending starts with the kept strokes (CAT's first one: 3 rows).
+    prefix = results[0][1][:3]
+    for _, strokes, _ in results:
+      np.testing.assert_array_equal(strokes[:3], prefix)
+  paths = generate.write_outputs(model, config, mode, results, str(tmp_path / "out"), 5)
+  assert [os.path.basename(p) for p in paths] == [f"{mode}.ndjson", f"{mode}.png", f"{mode}.svg"]
+  assert all(os.path.getsize(p) for p in paths[1:]) and not [p for p in os.listdir(tmp_path / "out") if "partial" in p]
+  with open(paths[0]) as f:
+    lines = f.read().splitlines()
+  assert len(lines) == sum(1 for _, _, n in results if n > 0)
+  for line in lines:
+    record = json.loads(line)
+    points = ink_lib.strokes_to_points(record["drawing"])
+    assert points.min() >= 0 and points.max() <= 255 and record["word"] == "+".join(sorted(WORDS))
+
+
+def test_generate_cli_samples_and_errors_in_one_line(model_dir, tmp_path):
+  result = _cli("generate", f"--model_dir={model_dir}", "--mode=sample", "--num=2", f"--output={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / "sample.ndjson") as f:
+    assert len(f.read().splitlines()) <= 2
+  result = _cli("generate", f"--model_dir={model_dir}", "--mode=interpolate", f"--output={tmp_path / 'out'}")
+  ours = [line for line in result.stderr.splitlines() if line.startswith("generate:")]
+  assert result.returncode == 1 and ours == ["generate: error: --mode=interpolate needs --input=FILE (ndjson drawings)"]
+  assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("drawings, message", [
+    ([[]], "not a drawing"), ([[[[5], [5]]]], "single point"),
+    ([[[list(range(0, 250, 2)), list(range(0, 125))]]], "124 stroke-5 rows, more than the model's max_seq_len 60")])
+def test_generate_refuses_bad_drawings_naming_file_and_line(tmp_path, drawings, message):
+  from quickdraw_tf import generate  # pylint: disable=g-import-not-at-top
+  source = _ndjson(tmp_path / "bad.ndjson", [CAT] + drawings)
+  with pytest.raises(generate.GenerateError, match=f"^{source}:2: .*{message}"):
+    generate.read_drawings(source, MAX_SEQ_LEN)
+
+
+def test_generate_refuses_a_classifier_model_dir(tmp_path):
+  from quickdraw_tf import generate  # pylint: disable=g-import-not-at-top
+  (tmp_path / "config.json").write_text(json.dumps({"model": "bilstm", "classes": ["cat"]}))
+  with pytest.raises(generate.GenerateError, match="holds a 'bilstm' classifier, which cannot draw"):
+    generate.load(str(tmp_path))
+  with pytest.raises(generate.GenerateError, match="holds no config.json"):
+    generate.load(str(tmp_path / "missing"))
+
+
+def test_registry_builds_both_variants():
+  assert models.get("sketch_rnn").trainer == models.get("sketch_rnn_uncond").trainer == "quickdraw_tf.sketch_rnn_train"
+  uncond = models.build("sketch_rnn_uncond", 2, **TINY)
+  assert not hasattr(uncond, "encoder") and uncond.latent_size == 0
+  with pytest.raises(ValueError, match="unknown sketch_rnn options"):
+    models.build("sketch_rnn", 2, units=3)
+  layer_norm = models.build("sketch_rnn", 2, **TINY, layer_norm=True)
+  inputs = {"strokes": tf.zeros([2, 6, 5]), "length": tf.constant([3, 6])}
+  assert layer_norm(inputs)["outputs"].shape == (2, 6, 6 * 3 + 3)
+  assert len(layer_norm.cell.weights) == 3 + 2 * 5  # kernels, bias; gamma and beta of 4 gates and the cell
