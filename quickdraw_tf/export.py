@@ -66,7 +66,7 @@ def restore(model_dir, weights=None):
   return model, config
 
 
-def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
+def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K, batch_size=None):
   """Writes the serving SavedModel (atomically: a temporary directory renamed at the end).
 
   Args:
@@ -76,6 +76,7 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
     output_dir: where the SavedModel goes (replaced if present).
     image_size: the model's image side (default: the spec's).
     top_k: classes returned per drawing.
+    batch_size: fixed batch of the signatures (None: any; TFLite's LSTMs need 1).
   """
   classes = tf.constant(class_names)
   k = min(top_k, len(class_names))
@@ -93,14 +94,15 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
   archive = keras.export.ExportArchive()
   archive.track(model)
   archive.add_endpoint("serving_default", serve_ink, input_signature=[
-      tf.TensorSpec([None, None, 3], tf.float32, name="ink"), tf.TensorSpec([None], tf.int32, name="length")])
+      tf.TensorSpec([batch_size, None, 3], tf.float32, name="ink"),
+      tf.TensorSpec([batch_size], tf.int32, name="length")])
   if spec.uses_image and not spec.uses_ink:
 
     def serve_image(image):
       return outputs(data.model_inputs(spec, image=image, image_size=image_size))
 
     archive.add_endpoint("serving_image", serve_image,
-                         input_signature=[tf.TensorSpec([None, None, None, 1], tf.uint8, name="image")])
+                         input_signature=[tf.TensorSpec([batch_size, None, None, 1], tf.uint8, name="image")])
   partial = output_dir.rstrip("/") + ".partial"
   shutil.rmtree(partial, ignore_errors=True)
   archive.write_out(partial, verbose=False)
@@ -115,7 +117,12 @@ def define_flags():
   # Defined only when run as a program: train imports this module and has its own --model_dir.
   flags.DEFINE_string("model_dir", None, "A model_dir written by train.")
   flags.DEFINE_string("weights", None, "Weights file (default: best by eval accuracy, else final).")
-  flags.DEFINE_string("output", None, f"SavedModel directory (default <model_dir>/{SAVED_MODEL}).")
+  flags.DEFINE_string("output", None, f"SavedModel directory (default <model_dir>/{SAVED_MODEL}; tflite: "
+                      "<model_dir>/model.tflite).")
+  flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"], "savedmodel, or TensorFlow Lite (see "
+                    "quickdraw_tf/tflite.py).")
+  flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"], "tflite weights: float16, or int8 (dynamic "
+                    "range).")
 
 
 def main(argv):
@@ -128,6 +135,9 @@ def main(argv):
   except FileNotFoundError as e:
     print(f"export: error: {e}", file=sys.stderr)
     return 1
+  if FLAGS.format == "tflite":
+    from quickdraw_tf import tflite  # pylint: disable=g-import-not-at-top
+    return tflite.main(model, config, FLAGS.output or os.path.join(FLAGS.model_dir, "model.tflite"), FLAGS.quantize)
   output = FLAGS.output or os.path.join(FLAGS.model_dir, SAVED_MODEL)
   export(model, models.get(config["model"]), config["classes"], output, config.get("image_size") or None)
   print(f"wrote {output}; inspect with: saved_model_cli show --dir {output} --all")

@@ -22,6 +22,7 @@ from quickdraw_tf import models
 from quickdraw_tf import predict
 
 DRAWINGS_PER_WORD = 1
+PAGE_TIMEOUT_MS = 600_000  # Waits end on a page state, not a clock: this only bounds a hang on a loaded machine.
 SCALE = 2  # Canvas pixels per drawing unit: the page's canvas is 512 px for 256 units.
 
 
@@ -237,6 +238,7 @@ def test_page_draws_real_drawings_and_shows_predicts_guesses(name, tiny_run, dat
   with demo_cli(saved_model) as url, sync_playwright() as playwright:
     browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
     page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]")
     box = page.locator("#canvas").bounding_box()
