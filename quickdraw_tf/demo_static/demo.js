@@ -79,7 +79,8 @@ function showView(answer) {
   const image = document.getElementById("view");
   image.hidden = !answer;
   if (answer) image.src = `data:image/png;base64,${answer.png}`;
-  document.getElementById("view-title").textContent = answer ? answer.title : "";
+  // Stroke pictures carry their title; the input image gets it as a caption.
+  document.getElementById("view-title").textContent = answer && answer.kind === "image" ? answer.title : "";
 }
 
 async function requestGuesses() {
