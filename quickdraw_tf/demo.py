@@ -208,6 +208,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
       size = int(self.headers.get("Content-Length", ""))
     except ValueError:
       return self._error(411, "a Content-Length header is required")
+    if size < 0:
+      return self._error(400, f"Content-Length {size} is negative")
     if size > MAX_BODY_BYTES:
       self.close_connection = True  # The unread body must not be taken for the next request.
       return self._error(413, f"the body has {size} bytes; at most {MAX_BODY_BYTES} are accepted")

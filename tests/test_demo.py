@@ -117,6 +117,8 @@ def test_bad_requests_get_a_message_not_a_traceback(rnn_demo):
     response = connection.getresponse()
     assert response.status == 413 and "at most" in json.loads(response.read())["error"]
     connection.close()
+    status, answer = request(port, "POST", "/predict", "{}", headers={"Content-Length": "-1"})
+    assert status == 400 and "negative" in answer["error"]
 
 
 def test_ndjson_line_is_google_simplified_format(rnn_demo, data_dir):
@@ -226,12 +228,12 @@ def shown_guesses(page):
   return page.eval_on_selector_all("#guesses li", "items => items.map(i => [i.dataset.class, i.dataset.probability])")
 
 
-@pytest.mark.parametrize("name", ["rnn", "resnet18"])
-def test_page_draws_real_drawings_and_shows_predicts_guesses(name, tiny_run, data_dir, tmp_path):
+@pytest.mark.parametrize("name,word", [("rnn", "cat"), ("resnet18", "snowflake")])
+def test_page_draws_real_drawings_and_shows_predicts_guesses(name, word, tiny_run, data_dir, tmp_path):
   from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
   chromium = _chromium()
   saved_model = os.path.join(tiny_run(name), export.SAVED_MODEL)
-  drawings = real_drawings(data_dir, ["cat", "snowflake"])
+  drawings = real_drawings(data_dir, [word])
   # Every stroke-by-stroke prefix with 2 points or more: the page must show predict's guesses for each.
   prefixes = [d[:i] for d in drawings for i in range(1, len(d) + 1)]
   expected = iter(predict_cli(saved_model, [p for p in prefixes if sum(len(s[0]) for s in p) >= 2], tmp_path))
@@ -256,6 +258,13 @@ def test_page_draws_real_drawings_and_shows_predicts_guesses(name, tiny_run, dat
       # The page recorded exactly the drawing, point for point.
       assert page.evaluate("state.strokes") == strokes
       assert page.get_attribute("#view", "src").startswith("data:image/png;base64,")
+    # "Save as ndjson" downloads the drawing as one simplified line.
+    page.fill("#word", word)
+    with page.expect_download() as download:
+      page.click("#save")
+    with open(download.value.path(), encoding="utf-8") as f:
+      record = json.loads(f.read())
+    assert record["word"] == word and len(record["drawing"]) == len(drawings[-1])
     # Undo takes the last stroke back; the guesses follow.
     page.click("#undo")
     shown_guesses(page)
