@@ -40,6 +40,7 @@ flags.DEFINE_list("quantize", list(tflite.QUANTIZATIONS), "Quantisations to expo
 flags.DEFINE_string("records", None, "Records directory (default: each model's own, from its config.json).")
 flags.DEFINE_integer("max_test", 500, "Test drawings per model.")
 flags.DEFINE_integer("runs", 50, "Timed calls for the latency.")
+flags.DEFINE_string("note", "", "A sentence for the table (what the models are, how busy the machine was).")
 flags.DEFINE_bool("write", True, "Write the table into BENCHMARKS.md.")
 
 
@@ -107,8 +108,8 @@ def main(argv):
     rows += model_rows
     counts.append(f"{os.path.basename(model_dir.rstrip('/'))}: {count}")
   body = report.table(["model", "format", "size MiB", "latency ms (1 drawing)", "test top-1",
-                       "top-1 = SavedModel", "max |dp|"], rows)
-  body += f"\n\nTest drawings per model: {', '.join(counts)}.\n"
+                       "top-1 = SavedModel", "max abs. probability difference"], rows)
+  body += f"\n\nTest drawings per model: {', '.join(counts)}. {FLAGS.note}\n"
   command = "python -m bench.tflite " + " ".join(a for a in sys.argv[1:])
   if FLAGS.write:
     report.write_section("tflite", "TensorFlow Lite exports against the SavedModel (CPU)", command, body)

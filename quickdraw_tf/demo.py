@@ -140,13 +140,13 @@ class Demo:
                          "--model_dir=DIR to see what the model sees", status=404)
     drawing = visualize.Drawing("the page", points=points)
     with self._lock:
-      if self._model is None:
-        self._model, _ = export_lib.restore(self.model_dir)
       features = visualize.model_features(self.spec, drawing, self.config.get("image_size") or None)
       if self.view_kind == "image":
         image = np.round(features["image"].numpy()[0, ..., 0] * 255)
         return {"kind": "image", "title": f"{image.shape[0]}x{image.shape[1]} input image",
                 "png": _png_base64(image)}
+      if self._model is None:  # Built on the first drawing: the page's guesses need only the SavedModel.
+        self._model, _ = export_lib.restore(self.model_dir)
       logits = self._model(features, training=False)
       class_index = int(np.argmax(np.asarray(logits)[0]))
       values, title, kind, signed, _ = visualize.stroke_values(self._model, self.spec, features, class_index,
