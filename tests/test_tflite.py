@@ -57,8 +57,7 @@ def test_cli_writes_an_rnn_that_reads_raw_ink_like_the_saved_model(tiny_run, dat
   assert (agree, worst < TOLERANCE["none"]) == (total, True), (agree, total, worst)
 
 
-@pytest.mark.parametrize("name,quantize", [("rnn", "float16"), ("rnn", "int8"), ("resnet18", "none"),
-                                           ("resnet18", "int8")])
+@pytest.mark.parametrize("name,quantize", [("rnn", "float16"), ("rnn", "int8"), ("resnet18", "none")])
 def test_quantised_and_image_models_agree_with_the_saved_model(name, quantize, tiny_run, data_dir, tmp_path):
   model_dir = tiny_run(name)
   model, config = export.restore(model_dir)
