@@ -29,6 +29,7 @@ import sys
 from absl import app
 from absl import flags
 import keras
+import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import data
@@ -77,6 +78,11 @@ def restore(model_dir, weights=None):
   return model, config
 
 
+def _finite(x):
+  """tf.math.is_finite in ops TFLite has builtins for (NaN compares false)."""
+  return tf.abs(x) <= np.finfo(np.float32).max
+
+
 def serving_ink(ink, length):
   """Enforces the serving contract on a client's ink (see the module docstring).
 
@@ -107,14 +113,14 @@ def serving_ink(ink, length):
   xy = ink[..., :2]
   # The extent overflows for coordinates such as +-3e38, finite though they are.
   extent = tf.reduce_max(tf.where(inside, xy, -3.0e38), 1) - tf.reduce_min(tf.where(inside, xy, 3.0e38), 1)
-  valid = (length >= 2) & tf.reduce_all(tf.math.is_finite(ink), [1, 2]) & tf.reduce_all(tf.math.is_finite(extent), 1)
+  valid = (length >= 2) & tf.reduce_all(_finite(ink), [1, 2]) & tf.reduce_all(_finite(extent), 1)
   placeholder = tf.pad(tf.constant([PLACEHOLDER_POINTS]), [[0, 0], [0, time - 2], [0, 0]])
   ink = tf.concat([tf.where(valid[:, None, None], ink, placeholder), placeholder], 0)
   length = tf.concat([tf.where(valid, length, 2), [2]], 0)
   return ink, length, valid
 
 
-def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
+def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K, batch_size=None):
   """Writes the serving SavedModel: into ``<output_dir>.partial``, renamed into place at the end.
 
   Args:
@@ -124,6 +130,7 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
     output_dir: where the SavedModel goes (replaced if present).
     image_size: the model's image side (default: the spec's).
     top_k: classes returned per drawing.
+    batch_size: fixed batch of the signatures (None: any; TFLite's LSTMs need 1).
   """
   classes = tf.constant(class_names)
   k = min(top_k, len(class_names))
@@ -145,7 +152,8 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
   archive = keras.export.ExportArchive()
   archive.track(model)
   archive.add_endpoint("serving_default", serve_ink, input_signature=[
-      tf.TensorSpec([None, None, 3], tf.float32, name="ink"), tf.TensorSpec([None], tf.int32, name="length")])
+      tf.TensorSpec([batch_size, None, 3], tf.float32, name="ink"),
+      tf.TensorSpec([batch_size], tf.int32, name="length")])
   if spec.uses_image and not spec.uses_ink:
 
     def serve_image(image):
@@ -155,7 +163,7 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K):
                      tf.ones(tf.shape(image)[:1] - 1, tf.bool))
 
     archive.add_endpoint("serving_image", serve_image,
-                         input_signature=[tf.TensorSpec([None, None, None, 1], tf.uint8, name="image")])
+                         input_signature=[tf.TensorSpec([batch_size, None, None, 1], tf.uint8, name="image")])
   partial = output_dir.rstrip("/") + ".partial"
   shutil.rmtree(partial, ignore_errors=True)
   archive.write_out(partial, verbose=False)
@@ -175,7 +183,12 @@ def define_flags():
   # Defined only when run as a program: train imports this module and has its own --model_dir.
   flags.DEFINE_string("model_dir", None, "A model_dir written by train.")
   flags.DEFINE_string("weights", None, "Weights file (default: best by eval accuracy, else final).")
-  flags.DEFINE_string("output", None, f"SavedModel directory (default <model_dir>/{SAVED_MODEL}).")
+  flags.DEFINE_string("output", None, f"SavedModel directory (default <model_dir>/{SAVED_MODEL}; tflite: "
+                      "<model_dir>/model.tflite).")
+  flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"], "savedmodel, or TensorFlow Lite (see "
+                    "quickdraw_tf/tflite.py).")
+  flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"], "tflite weights: float16, or int8 (dynamic "
+                    "range).")
 
 
 def main(argv):
@@ -188,6 +201,9 @@ def main(argv):
   except FileNotFoundError as e:
     print(f"export: error: {e}", file=sys.stderr)
     return 1
+  if FLAGS.format == "tflite":
+    from quickdraw_tf import tflite  # pylint: disable=g-import-not-at-top
+    return tflite.main(model, config, FLAGS.output or os.path.join(FLAGS.model_dir, "model.tflite"), FLAGS.quantize)
   output = FLAGS.output or os.path.join(FLAGS.model_dir, SAVED_MODEL)
   if models.get(config["model"]).trainer:  # A generative model: encode/decode/sample signatures.
     from quickdraw_tf import sketch_rnn_export  # pylint: disable=g-import-not-at-top

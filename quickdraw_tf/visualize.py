@@ -346,6 +346,30 @@ def ink_saliency(model, features, class_index):
   return tf.norm(gradient, axis=-1).numpy()[:int(features["ink_length"][0])]
 
 
+def stroke_values(model, spec, features, class_index, class_names):
+  """Per ink step, what the strokes part colours: rnn contributions, else gradient saliency.
+
+  Args:
+    model: a model reading ink; features: its inputs, batch 1 (`model_features`).
+    class_index: the class explained; class_names: list of str.
+
+  Returns:
+    (values float ``[ink_length]``, title str, kind ``"contribution"`` or
+    ``"saliency"``, signed bool for `stroke_picture`, extra dict for
+    strokes.json).
+  """
+  if spec.name != "rnn":
+    values = ink_saliency(model, features, class_index)
+    return values, f"{spec.name}: |d logit / d ink| for {class_names[class_index]}", "saliency", False, {}
+  contributions, logits, bias = rnn_contributions(model, features)
+  pool = time_step_pooling(model)
+  values = contributions[np.arange(int(features["ink_length"][0])) // pool, class_index]
+  title = f"rnn: step contributions to {class_names[class_index]} (logit {logits[class_index]:.2f})"
+  extra = {"logit": float(logits[class_index]), "bias": float(bias[class_index]),
+           "sum": float(contributions[:, class_index].sum()), "ink_steps_per_time_step": pool}
+  return values, title, "contribution", True, extra
+
+
 def _diverging(values):
   """float ``[n]`` in [-1, 1] -> uint8 ``[n, 3]``: blue, light grey at 0, red."""
   stops = np.array([[33, 102, 172], [146, 197, 222], [225, 225, 225], [244, 165, 130], [178, 24, 43]], np.float64)
@@ -621,19 +645,7 @@ def visualize(model_dir, input_path=None, out_dir=None, index=0, parts=None, lay
            summaries.feature_grid(patterns[..., 0], title, colour=False, labels=labels), path)
 
   if "strokes" in parts:
-    if spec.name == "rnn":
-      contributions, logits, bias = rnn_contributions(model, features)
-      pool = time_step_pooling(model)
-      steps = len(drawing.points) - 1
-      values = contributions[np.arange(steps) // pool, predicted]
-      title = f"rnn: step contributions to {class_names[predicted]} (logit {logits[predicted]:.2f})"
-      kind, signed = "contribution", True
-      extra = {"logit": float(logits[predicted]), "bias": float(bias[predicted]),
-               "sum": float(contributions[:, predicted].sum()), "ink_steps_per_time_step": pool}
-    else:
-      values = ink_saliency(model, features, predicted)
-      title = f"{spec.name}: |d logit / d ink| for {class_names[predicted]}"
-      kind, signed, extra = "saliency", False, {}
+    values, title, kind, signed, extra = stroke_values(model, spec, features, predicted, class_names)
     save("strokes", "strokes", stroke_picture(drawing.points, values, title, signed), kind)
     path = os.path.join(out_dir, "strokes.json")
     with open(path, "w", encoding="utf-8") as f:

@@ -1,0 +1,277 @@
+r"""python -m quickdraw_tf.demo: draw, and watch a trained model guess.
+
+  python -m quickdraw_tf.demo --saved_model=runs/rnn/saved_model [--port=8080] [--host=127.0.0.1]
+
+Serves one page (its script and style come from this package: it works
+offline): a canvas for mouse, pen or finger, "clear" and "undo stroke", the
+model's top guesses after every stroke (and, throttled, while drawing), what
+the model sees, and a button that saves the drawing as one ndjson line of
+Google's simplified format.
+
+Endpoints (JSON bodies; a drawing is ``{"drawing": [[xs, ys], ...]}``, the
+strokes as in QuickDraw's ndjson, any scale):
+  GET  /             the page; GET /static/<file>: its script and style
+  GET  /info         class names, the model's name and what /view shows
+  POST /predict      every output of the SavedModel's ``serving_default`` for
+                     the drawing, as lists (batch row 0)
+  POST /view         what the model sees, a PNG (base64): the rasterised image
+                     (image models, from `data.model_inputs`, the serving
+                     graph's rasteriser) or per-stroke colours (`visualize`'s
+                     rnn contributions / ink saliency); needs the model_dir
+  POST /ndjson       the drawing simplified (`ink.simplify_raw`) as one line
+Bodies over `MAX_BODY_BYTES` get 413; malformed ones 400 with a one-line
+message. The server listens on 127.0.0.1 unless ``--host`` says otherwise.
+"""
+
+import base64
+import datetime
+import http.server
+import json
+import os
+import sys
+import threading
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from quickdraw_tf import export as export_lib
+from quickdraw_tf import ink as ink_lib
+from quickdraw_tf import models
+from quickdraw_tf import raster
+from quickdraw_tf import visualize
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_static")
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".png": "image/png"}
+MAX_BODY_BYTES = 256 * 1024  # About 20k points: far more than anyone draws; bounds the rasteriser's work.
+MAX_POINTS = 5000
+VIEW_SIZE = 256  # Side of the stroke picture, in pixels.
+
+
+class RequestError(ValueError):
+  """A request the page (or a client) got wrong; ``status`` is the HTTP code."""
+
+  def __init__(self, message, status=400):
+    super().__init__(message)
+    self.status = status
+
+
+def parse_drawing(body):
+  """A request body -> (points float32 ``[n, 3]``, the parsed dict).
+
+  Raises:
+    RequestError: not JSON, no ``drawing``, strokes `ink.strokes_to_points`
+      rejects, fewer than 2 or more than `MAX_POINTS` points.
+  """
+  try:
+    request = json.loads(body)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise RequestError(f"the body is not JSON: {e}") from None
+  if not isinstance(request, dict) or "drawing" not in request:
+    raise RequestError('the body must be a JSON object with "drawing": [[xs, ys], ...]')
+  try:
+    points = ink_lib.strokes_to_points(request["drawing"])
+  except (ValueError, TypeError) as e:
+    raise RequestError(f"bad drawing: {e}") from None
+  if not 2 <= len(points) <= MAX_POINTS:
+    raise RequestError(f"a drawing needs 2 to {MAX_POINTS} points; this one has {len(points)}")
+  return points, request
+
+
+def _jsonable(value):
+  """A numpy output row -> lists of floats, ints, bools or str."""
+  if value.dtype.kind in "SO":
+    return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(value).tolist()
+  return value.tolist()
+
+
+def _png_base64(image):
+  return base64.b64encode(raster.encode_png(image)).decode("ascii")
+
+
+class Demo:
+  """The model behind the page: the serving signature, and the Keras model for /view.
+
+  Args:
+    saved_model: a SavedModel written by export.
+    model_dir: the training run (config.json, weights), for /view; default
+      the SavedModel's parent directory when it holds a config.json.
+  """
+
+  def __init__(self, saved_model, model_dir=None):
+    self.signature = tf.saved_model.load(saved_model).signatures["serving_default"]
+    with open(os.path.join(saved_model, export_lib.CLASSES_ASSET), encoding="utf-8") as f:
+      self.classes = f.read().splitlines()
+    parent = os.path.dirname(os.path.abspath(saved_model))
+    if model_dir is None and os.path.exists(os.path.join(parent, export_lib.CONFIG_FILE)):
+      model_dir = parent
+    self.model_dir = model_dir
+    self.config = export_lib.read_config(model_dir) if model_dir else None
+    self.spec = models.get(self.config["model"]) if self.config else None
+    self._model = None
+    self._lock = threading.Lock()  # One drawing at a time through the models: 2 cores do not gain from more.
+
+  @property
+  def view_kind(self):
+    """What /view shows: "image" (image models, fusion's CNN input), "contribution" (rnn), "saliency", or None."""
+    if self.spec is None:
+      return None
+    if self.spec.uses_image:
+      return "image"
+    return "contribution" if self.spec.name == "rnn" else "saliency"
+
+  def info(self):
+    return {"classes": self.classes, "model": self.spec.name if self.spec else None, "view": self.view_kind,
+            "outputs": sorted(self.signature.structured_outputs)}
+
+  def predict(self, points):
+    """Every serving output for one drawing: dict name -> list (batch row 0)."""
+    with self._lock:
+      outputs = self.signature(ink=tf.constant(points[None]), length=tf.constant([len(points)], tf.int32))
+    return {name: _jsonable(value.numpy()[0]) for name, value in outputs.items()}
+
+  def view(self, points):
+    """What the model sees: ``{"kind", "title", "png"}`` (image models: the input image; else stroke colours)."""
+    if self.spec is None:
+      raise RequestError("no model_dir (config.json and weights) next to the SavedModel: restart the demo with "
+                         "--model_dir=DIR to see what the model sees", status=404)
+    drawing = visualize.Drawing("the page", points=points)
+    with self._lock:
+      features = visualize.model_features(self.spec, drawing, self.config.get("image_size") or None)
+      if self.view_kind == "image":
+        image = np.round(features["image"].numpy()[0, ..., 0] * 255)
+        return {"kind": "image", "title": f"{image.shape[0]}x{image.shape[1]} input image",
+                "png": _png_base64(image)}
+      if self._model is None:  # Built on the first drawing: the page's guesses need only the SavedModel.
+        self._model, _ = export_lib.restore(self.model_dir)
+      logits = self._model(features, training=False)
+      class_index = int(np.argmax(np.asarray(logits)[0]))
+      values, title, kind, signed, _ = visualize.stroke_values(self._model, self.spec, features, class_index,
+                                                                self.classes)
+    picture = visualize.stroke_picture(points, values, title, signed, size=VIEW_SIZE)
+    return {"kind": kind, "title": title, "png": _png_base64(picture)}
+
+  def ndjson_line(self, points, request):
+    """The drawing in Google's simplified format, as one ndjson line (str, no newline)."""
+    word = request.get("word") or ""
+    if not isinstance(word, str):
+      raise RequestError('"word" must be a string')
+    strokes = [[xs.astype(int).tolist(), ys.astype(int).tolist()]
+               for xs, ys in ink_lib.points_to_strokes(ink_lib.simplify_raw(points))]
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    guess = request.get("guess")
+    return json.dumps({"word": word, "countrycode": "", "timestamp": now,
+                       "recognized": bool(word) and guess == word, "key_id": "", "drawing": strokes},
+                      separators=(",", ":"))
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+  """The page's requests; ``server.demo`` is the `Demo`."""
+
+  server_version = "quickdraw_tf.demo"
+  ROUTES = {"/predict": "predict", "/view": "view", "/ndjson": "ndjson_line"}
+
+  def _send(self, status, body, content_type="application/json"):
+    if isinstance(body, (dict, list)):
+      body = json.dumps(body)
+    if isinstance(body, str):
+      body = body.encode("utf-8")
+    self.send_response(status)
+    self.send_header("Content-Type", content_type)
+    self.send_header("Content-Length", str(len(body)))
+    self.send_header("Cache-Control", "no-store")
+    self.end_headers()
+    self.wfile.write(body)
+
+  def _error(self, status, message):
+    self._send(status, {"error": message})
+
+  def do_GET(self):  # pylint: disable=invalid-name
+    path = self.path.split("?", 1)[0]
+    if path == "/info":
+      return self._send(200, self.server.demo.info())
+    name = "index.html" if path == "/" else path[len("/static/"):] if path.startswith("/static/") else None
+    # Only the files the package ships: no path from the URL reaches the file system.
+    if name not in os.listdir(STATIC_DIR):
+      return self._error(404, f"no such page: {path}")
+    with open(os.path.join(STATIC_DIR, name), "rb") as f:
+      return self._send(200, f.read(), CONTENT_TYPES.get(os.path.splitext(name)[1], "application/octet-stream"))
+
+  def do_POST(self):  # pylint: disable=invalid-name
+    route = self.ROUTES.get(self.path.split("?", 1)[0])
+    if route is None:
+      return self._error(404, f"no such endpoint: POST {self.path}")
+    try:
+      size = int(self.headers.get("Content-Length", ""))
+    except ValueError:
+      return self._error(411, "a Content-Length header is required")
+    if size < 0:
+      return self._error(400, f"Content-Length {size} is negative")
+    if size > MAX_BODY_BYTES:
+      self.close_connection = True  # The unread body must not be taken for the next request.
+      return self._error(413, f"the body has {size} bytes; at most {MAX_BODY_BYTES} are accepted")
+    try:
+      points, request = parse_drawing(self.rfile.read(size))
+      handler = getattr(self.server.demo, route)
+      result = handler(points, request) if route == "ndjson_line" else handler(points)
+    except RequestError as e:
+      return self._error(e.status, str(e))
+    except Exception as e:  # pylint: disable=broad-except
+      # The page gets one line; the terminal the full story.
+      logging.exception("%s failed", self.path)
+      return self._error(500, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    return self._send(200, {"ndjson": result} if route == "ndjson_line" else result)
+
+  def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+    logging.info("%s - %s", self.address_string(), format % args)
+
+
+def make_server(demo, host="127.0.0.1", port=8080):
+  """A threading HTTP server for `demo` (port 0: any free port; see ``server.server_port``)."""
+  server = http.server.ThreadingHTTPServer((host, port), Handler)
+  server.daemon_threads = True
+  server.demo = demo
+  return server
+
+
+def define_flags():
+  flags.DEFINE_string("saved_model", None, "A SavedModel written by export (or train).")
+  flags.DEFINE_string("model_dir", None, "The training run, for what the model sees (default: the SavedModel's "
+                      "parent directory when it holds config.json).")
+  flags.DEFINE_string("host", "127.0.0.1", "Address to listen on; the default serves this machine only.")
+  flags.DEFINE_integer("port", 8080, "Port (0: any free port).")
+
+
+def main(argv):
+  del argv
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  if not FLAGS.saved_model:
+    raise app.UsageError("--saved_model is required")
+  try:
+    demo = Demo(FLAGS.saved_model, FLAGS.model_dir)
+  except (OSError, ValueError) as e:
+    print(f"demo: error: {FLAGS.saved_model} is not a SavedModel written by export (python -m "
+          f"quickdraw_tf.export --model_dir=DIR): {e}", file=sys.stderr)
+    return 1
+  try:
+    server = make_server(demo, FLAGS.host, FLAGS.port)
+  except OSError as e:
+    print(f"demo: error: cannot listen on {FLAGS.host}:{FLAGS.port}: {e}; try --port=0", file=sys.stderr)
+    return 1
+  # The first line says where: a script (or the browser test) reads the port from it.
+  print(f"serving {FLAGS.saved_model} at http://{FLAGS.host}:{server.server_port}/ (Ctrl-C stops)", flush=True)
+  try:
+    server.serve_forever()
+  except KeyboardInterrupt:
+    pass
+  finally:
+    server.server_close()
+  return 0
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

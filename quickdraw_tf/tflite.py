@@ -1,0 +1,160 @@
+"""TensorFlow Lite: the serving SavedModel converted with TFLite builtin ops only, and its interpreter.
+
+  python -m quickdraw_tf.export --model_dir=runs/rnn --format=tflite [--quantize=float16] --output=rnn.tflite
+
+Sequence models (``rnn``, ``bilstm``): the ``.tflite`` has the SavedModel's
+``serving_default`` signature with the raw-ink preprocessing in the graph:
+``ink`` float32 ``[1, points, 3]`` and ``length`` int32 ``[1]`` in,
+``probabilities``, ``top_k_classes`` and ``top_k_probabilities`` out. The batch
+is fixed at 1 (one drawing, as on a phone): Keras' LSTM loops convert to
+builtins only with a static batch.
+
+Image models (``sketchanet``, ``alexnet``, ``resnet18``, ``vgg19``): a split.
+The in-graph rasteriser needs TensorFlow ops TFLite has no builtin for
+(``UpperBound``, the binary search of its row coverage, and ``StridedSlice``
+forms), and the interpreters here cannot run TensorFlow (Flex) ops: neither
+``tf.lite.Interpreter`` from TF 2.21 nor LiteRT. So the ``.tflite`` has the
+SavedModel's ``serving_image`` signature, ``image`` uint8 ``[1, h, w, 1]``
+(255 = ink, any size, resized in the graph) in, the same outputs out; the
+drawing is rasterised before, by `rasterize` here (the serving graph's own
+rasteriser, `raster.rasterize`, at `data.RASTER_SIZE`) or by an app drawing
+strokes with the same geometry (`raster.render`). ``fusion`` reads both ink
+and the rasterised image in one graph and is not converted.
+
+The class names, in the order of ``probabilities``, go to
+``<output>.classes.txt``. Quantisation (``--quantize``): ``float16`` stores
+weights as float16 (dequantised at load), ``int8`` quantises weights to int8
+with float activations (dynamic range); neither needs calibration data.
+
+The interpreter is LiteRT's (``pip install quickdraw_tf[litert]``, package
+``ai-edge-litert``) when installed, else ``tf.lite.Interpreter`` (deprecated
+since TF 2.20, still in 2.21).
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from quickdraw_tf import data
+from quickdraw_tf import raster
+
+QUANTIZATIONS = ("none", "float16", "int8")
+INK_SIGNATURE = "serving_default"
+IMAGE_SIGNATURE = "serving_image"
+
+
+class TFLiteError(ValueError):
+  """A model the TFLite export does not convert; the message says why and what to use instead."""
+
+
+def signature_for(spec):
+  """The serving signature converted for a `models.ModelSpec`; TFLiteError for fusion."""
+  if spec.uses_ink and spec.uses_image:
+    raise TFLiteError(f"model {spec.name!r} reads ink and the in-graph raster together; the rasteriser has no "
+                      "TFLite builtins (see quickdraw_tf/tflite.py): serve its SavedModel instead "
+                      "(python -m quickdraw_tf.export --format=savedmodel)")
+  return INK_SIGNATURE if spec.uses_ink else IMAGE_SIGNATURE
+
+
+def convert_saved_model(saved_model_dir, signature, quantize="none"):
+  """Converts one signature of a serving SavedModel (batch 1) to TFLite builtins.
+
+  Args:
+    saved_model_dir: written by `export.export` with ``batch_size=1``.
+    signature: `INK_SIGNATURE` or `IMAGE_SIGNATURE`.
+    quantize: one of `QUANTIZATIONS`.
+
+  Returns:
+    the ``.tflite`` flatbuffer, bytes.
+  """
+  if quantize not in QUANTIZATIONS:
+    raise TFLiteError(f"unknown quantisation {quantize!r}; valid: {', '.join(QUANTIZATIONS)}")
+  converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature])
+  if quantize != "none":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # Alone: dynamic-range int8 weights.
+  if quantize == "float16":
+    converter.target_spec.supported_types = [tf.float16]
+  return converter.convert()
+
+
+def export(model, spec, class_names, output, image_size=None, quantize="none"):
+  """Writes ``output`` (.tflite) and ``output.classes.txt`` through a temporary batch-1 serving SavedModel.
+
+  Args: as `export.export`, plus quantize (one of `QUANTIZATIONS`).
+
+  Raises:
+    TFLiteError: fusion, or an unknown quantisation.
+  """
+  from quickdraw_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+  signature = signature_for(spec)
+  with tempfile.TemporaryDirectory() as tmp:
+    saved_model = os.path.join(tmp, "saved_model")
+    export_lib.export(model, spec, class_names, saved_model, image_size, batch_size=1)
+    flatbuffer = convert_saved_model(saved_model, signature, quantize)
+    shutil.copyfile(os.path.join(saved_model, export_lib.CLASSES_ASSET), output + ".classes.txt")
+  partial = output + ".partial"
+  with open(partial, "wb") as f:
+    f.write(flatbuffer)
+  os.replace(partial, output)  # Never a half-written model under the final name.
+
+
+def interpreter(model_path, num_threads=None):
+  """LiteRT's interpreter for a ``.tflite`` file when ai-edge-litert is installed, else tf.lite's."""
+  try:
+    from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return tf.lite.Interpreter(model_path=model_path, num_threads=num_threads)
+  return litert.Interpreter(model_path=model_path, num_threads=num_threads)
+
+
+@tf.function(input_signature=[tf.TensorSpec([1, None, 3], tf.float32), tf.TensorSpec([1], tf.int32)])
+def _rasterize_graph(points, lengths):
+  return raster.rasterize(points, lengths, data.RASTER_SIZE)  # A graph, as in serving: eager ops are ~10x slower.
+
+
+def rasterize(points):
+  """The image side of the split: points float32 ``[n, 3]`` -> uint8 ``[1, s, s, 1]``, as serving rasterises."""
+  points = np.asarray(points, np.float32)
+  image = _rasterize_graph(points[None], np.array([len(points)], np.int32))
+  return np.round(image.numpy() * 255).astype(np.uint8)
+
+
+class Classifier:
+  """One drawing at a time through a ``.tflite`` written by `export`, raw ink in either way.
+
+  Args:
+    model_path: the ``.tflite`` file.
+    num_threads: interpreter threads (None: its default).
+  """
+
+  def __init__(self, model_path, num_threads=None):
+    runner = interpreter(model_path, num_threads)
+    self.signature = next(iter(runner.get_signature_list()))
+    self.runner = runner.get_signature_runner(self.signature)
+
+  def __call__(self, points):
+    """points float32 ``[n, 3]`` -> dict of the signature's outputs, batch row 0 (numpy)."""
+    points = np.asarray(points, np.float32)
+    if self.signature == IMAGE_SIGNATURE:
+      outputs = self.runner(image=rasterize(points))
+    else:
+      outputs = self.runner(ink=points[None], length=np.array([len(points)], np.int32))
+    return {name: value[0] for name, value in outputs.items()}
+
+
+def main(model, config, output, quantize):
+  """export's ``--format=tflite``: writes ``output``; returns the exit status."""
+  from quickdraw_tf import models  # pylint: disable=g-import-not-at-top
+  try:
+    export(model, models.get(config["model"]), config["classes"], output, config.get("image_size") or None,
+           quantize)
+  except TFLiteError as e:
+    print(f"export: error: {e}", file=sys.stderr)
+    return 1
+  print(f"wrote {output} ({os.path.getsize(output) / 2**20:.1f} MiB) and {output}.classes.txt; run it with "
+        "quickdraw_tf.tflite.Classifier")
+  return 0

@@ -1,0 +1,82 @@
+"""TFLite export: the interpreter against the SavedModel on real drawings, per model kind and quantisation."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from quickdraw_tf import export
+from quickdraw_tf import models
+from quickdraw_tf import predict
+from quickdraw_tf import tflite
+
+WORDS = ("cat", "snowflake")
+PER_WORD = 6
+# Largest allowed |p_tflite - p_savedmodel| over classes and drawings: float32 arithmetic reordered; float16
+# weights; int8 weights (dynamic range).
+TOLERANCE = {"none": 1e-4, "float16": 1e-2, "int8": 5e-2}
+
+
+def real_points(data_dir):
+  points = []
+  for word in WORDS:
+    path = os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{word}.ndjson")
+    points += [p for _, p in predict.ndjson_requests(path)][:PER_WORD]
+  return points
+
+
+def parity(tflite_path, saved_model, drawings):
+  """(top-1 agreements, drawings, max |probability difference|) of a .tflite vs its SavedModel."""
+  classifier = tflite.Classifier(tflite_path)
+  signature = tf.saved_model.load(saved_model).signatures["serving_default"]
+  agree, worst = 0, 0.0
+  for points in drawings:
+    got = classifier(points)["probabilities"]
+    want = signature(ink=points[None], length=np.array([len(points)], np.int32))["probabilities"].numpy()[0]
+    agree += int(got.argmax() == want.argmax())
+    worst = max(worst, float(np.abs(got - want).max()))
+  return agree, len(drawings), worst
+
+
+def test_cli_writes_an_rnn_that_reads_raw_ink_like_the_saved_model(tiny_run, data_dir, tmp_path):
+  model_dir = tiny_run("rnn")
+  output = str(tmp_path / "rnn.tflite")
+  result = subprocess.run([sys.executable, "-m", "quickdraw_tf.export", f"--model_dir={model_dir}", "--format=tflite",
+                           f"--output={output}"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"wrote {output}" in result.stdout and not os.path.exists(output + ".partial")
+  with open(output + ".classes.txt", encoding="utf-8") as f:
+    assert f.read().splitlines() == export.read_config(model_dir)["classes"]
+  classifier = tflite.Classifier(output)
+  assert classifier.signature == tflite.INK_SIGNATURE
+  agree, total, worst = parity(output, os.path.join(model_dir, export.SAVED_MODEL), real_points(data_dir))
+  assert (agree, worst < TOLERANCE["none"]) == (total, True), (agree, total, worst)
+
+
+@pytest.mark.parametrize("name,quantize", [("rnn", "float16"), ("rnn", "int8"), ("resnet18", "none")])
+def test_quantised_and_image_models_agree_with_the_saved_model(name, quantize, tiny_run, data_dir, tmp_path):
+  model_dir = tiny_run(name)
+  model, config = export.restore(model_dir)
+  output = str(tmp_path / f"{name}_{quantize}.tflite")
+  tflite.export(model, models.get(name), config["classes"], output, config["image_size"] or None, quantize)
+  agree, total, worst = parity(output, os.path.join(model_dir, export.SAVED_MODEL), real_points(data_dir))
+  print(f"{name} {quantize}: top-1 agreement {agree}/{total}, max probability difference {worst:.2e}")
+  assert worst < TOLERANCE[quantize], worst
+  if quantize != "int8":  # int8 may flip near-ties of a 2-step model; its probabilities stay close (above).
+    assert agree == total
+  if quantize == "int8":  # Weights stored in 8 bits: well under half the float32 file.
+    float_size = sum(w.numpy().nbytes for w in model.weights)
+    assert os.path.getsize(output) < 0.5 * float_size
+
+
+def test_models_that_cannot_convert_say_why():
+  with pytest.raises(tflite.TFLiteError, match="fusion.*--format=savedmodel"):
+    tflite.signature_for(models.get("fusion"))
+  with pytest.raises(tflite.TFLiteError, match="float16, int8"):
+    tflite.convert_saved_model("unused", tflite.INK_SIGNATURE, "int4")
+  assert tflite.signature_for(models.get("bilstm")) == tflite.INK_SIGNATURE
+  assert tflite.signature_for(models.get("vgg19")) == tflite.IMAGE_SIGNATURE
