@@ -42,9 +42,6 @@ FINAL_WEIGHTS = "final.weights.h5"
 SAVED_MODEL = "saved_model"
 CLASSES_ASSET = os.path.join("assets", "classes.txt")  # the class names, in probability order
 TOP_K = 3
-# Served in place of rows that cannot be classified, and appended to every
-# batch so that no model ever runs on an empty one: a diagonal line.
-PLACEHOLDER_POINTS = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
 def read_config(model_dir):
@@ -90,10 +87,12 @@ def serving_ink(ink, length):
     ink: float32 ``[batch, time, 3]`` absolute points; length: int32 ``[batch]``.
 
   Returns:
-    ink: float32 ``[batch + 1, max(time, 2), 3]``, rows that cannot be
-      classified replaced by `PLACEHOLDER_POINTS`, zero past their length, and
-      one placeholder row appended (drop the last row of every output).
-    length: int32 ``[batch + 1]``, clamped to ``[0, time]``.
+    ink: float32 ``[batch (+ 1), time + 2, 3]``, rows that cannot be
+      classified replaced by a placeholder (a diagonal stroke from 0, 0 to
+      1, 1), zero past their length, and, where the batch size is not
+      static, one placeholder row appended (keep the first ``batch`` rows of
+      every output).
+    length: int32 ``[batch (+ 1)]``, clamped to ``[0, time]``.
     valid: bool ``[batch]``.
 
   Raises:
@@ -105,18 +104,22 @@ def serving_ink(ink, length):
                                          message="ink and length must have the same batch size")
   with tf.control_dependencies([same_batch]):
     ink = tf.identity(ink)
-  ink = tf.pad(ink, [[0, 0], [0, tf.maximum(2 - tf.shape(ink)[1], 0)], [0, 0]])
+  length = tf.clip_by_value(length, 0, tf.shape(ink)[1])
+  # Room for the placeholder's 2 points whatever was sent. Constant paddings and no
+  # other shape-changing op: TFLite converts LSTMs of a static batch only.
+  ink = tf.pad(ink, [[0, 0], [0, 2], [0, 0]])
   time = tf.shape(ink)[1]
-  length = tf.clip_by_value(length, 0, time)
   inside = tf.sequence_mask(length, time)[..., None]
   ink = tf.where(inside, ink, 0.0)
   xy = ink[..., :2]
   # The extent overflows for coordinates such as +-3e38, finite though they are.
   extent = tf.reduce_max(tf.where(inside, xy, -3.0e38), 1) - tf.reduce_min(tf.where(inside, xy, 3.0e38), 1)
   valid = (length >= 2) & tf.reduce_all(_finite(ink), [1, 2]) & tf.reduce_all(_finite(extent), 1)
-  placeholder = tf.pad(tf.constant([PLACEHOLDER_POINTS]), [[0, 0], [0, time - 2], [0, 0]])
-  ink = tf.concat([tf.where(valid[:, None, None], ink, placeholder), placeholder], 0)
-  length = tf.concat([tf.where(valid, length, 2), [2]], 0)
+  # A diagonal stroke from (0, 0) to (1, 1), zero-padded to ``time``: [1, time, 3].
+  placeholder = tf.cast(tf.range(time) == 1, tf.float32)[None, :, None] * tf.ones([1, 1, 3])
+  ink, length = tf.where(valid[:, None, None], ink, placeholder), tf.where(valid, length, 2)
+  if ink.shape[0] is None:  # A batch that may be empty (a static one, as TFLite's, cannot be).
+    ink, length = tf.concat([ink, placeholder], 0), tf.concat([length, [2]], 0)
   return ink, length, valid
 
 
@@ -132,16 +135,17 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K, b
     top_k: classes returned per drawing.
     batch_size: fixed batch of the signatures (None: any; TFLite's LSTMs need 1).
   """
-  classes = tf.constant(class_names)
+  named = tf.constant(list(class_names) + [""])
   k = min(top_k, len(class_names))
 
   def outputs(features, valid):
     """The model's answers for all rows but the appended placeholder; zeros where not ``valid``."""
-    probabilities = tf.nn.softmax(tf.cast(model(features, training=False), tf.float32))[:-1]
+    probabilities = tf.nn.softmax(tf.cast(model(features, training=False), tf.float32))[:tf.shape(valid)[0]]
     probabilities = tf.where(valid[:, None], probabilities, 0.0)
     top = tf.math.top_k(probabilities, k)
     return {"probabilities": probabilities, "valid": valid,
-            "top_k_classes": tf.where(valid[:, None], tf.gather(classes, top.indices), ""),
+            # Past the last class, the empty name: a select on indices (TFLite has none for strings).
+            "top_k_classes": tf.gather(named, tf.where(valid[:, None], top.indices, len(class_names))),
             "top_k_probabilities": top.values}
 
   def serve_ink(ink, length):
