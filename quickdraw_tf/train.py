@@ -212,8 +212,8 @@ def _ink_pictures(features):
 
 def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval_steps=0, batch_size=64,
           learning_rate=1e-3, weight_decay=0.0, clip_norm=0.0, lr_factor=0.3, lr_patience=2, lr_monitor="eval_loss",
-          stop_patience=0, strategy="auto", tpu=None, mixed_precision="auto", jit_compile=False, image_size=0, image_source="auto",
-          augment=None,
+          stop_patience=0, strategy="auto", tpu=None, mixed_precision="auto", jit_compile=False, image_size=0,
+          image_source="auto", augment=None,
           checkpoint_steps=100, profile_batch="", seed=0, model_options=None, export=True, verbose=2,
           time_budget=0, budget_clock="wall", head_epochs=2):
   """Trains one model; see the module docstring for what lands in ``model_dir``.
