@@ -562,7 +562,8 @@ def main(_):
   vec_prior = prior_rate(vec_dir)
   bmp_prior = prior_rate(bmp_dir) if bmp_dir else None
   threads = "".join(f"{k}={os.environ[k]} " for k in THREAD_VARIABLES if k in os.environ)
-  command = threads + "python -m bench.accuracy " + " ".join(a for a in sys.argv[1:] if a not in ("--reuse", "--noreuse"))
+  arguments = [a for a in sys.argv[1:] if a not in ("--reuse", "--noreuse")]
+  command = threads + "python -m bench.accuracy " + " ".join(arguments)
   stopping = ""
   if patience:
     stopping = (f"Converged mode: each model trains until its eval top-1 has not improved for {patience} "
@@ -610,7 +611,8 @@ def main(_):
   body += ["\n### Beside the reference report (table 2)\n",
            "`../shared/reference/cnn-rnn-sketch-classification-report.zh.txt`: 25 categories of **70,000 training "
            "drawings each** (1,750,000, plus 2,500 validation drawings a category), CNNs on its 28 px images "
-           "resized to 225 px (its train_cnn.py resizes every CNN's input), RNNs on stroke-5 sequences, its best weights by validation accuracy (its training "
+           "resized to 225 px (its train_cnn.py resizes every CNN's input), RNNs on stroke-5 sequences, its best "
+           "weights by validation accuracy (its training "
            "snippet runs 5 epochs). Ours: "
            f"{vec_name} has {records.read_stats(vec_dir)['totals']['train']:,} training drawings in all"
            + (f", {bmp_name} {records.read_stats(bmp_dir)['totals']['train']:,}" if bmp_dir else "")
