@@ -120,14 +120,16 @@ def saved_model_parity(model, spec, class_names, records_dir, tmp, device):
   """Largest probability difference of the SavedModel served on ``device`` and on the CPU (None: no device)."""
   path = os.path.join(tmp, "saved_model")
   export_lib.export(model, spec, class_names, path)
+  # Read on the host, before any device scope: tf.data stays on the CPU.
+  test_split = evaluate._drawings(records_dir, "test", 64)  # pylint: disable=protected-access
+  drawings = [raw for raw, _ in _take(test_split, PARITY_BATCHES)]
   served = {}
   for where in ("CPU:0", device):
     if where is None:
       continue
     with tf.device(where):  # Variables and ops of this copy live here.
       signature = tf.saved_model.load(path).signatures["serving_default"]
-      served[where] = [signature(**raw)["probabilities"].numpy()
-                       for raw, _ in _take(evaluate._drawings(records_dir, "test", 64), PARITY_BATCHES)]  # pylint: disable=protected-access
+      served[where] = [signature(**raw)["probabilities"].numpy() for raw in drawings]
   if device is None:
     return None
   return max(float(np.abs(a - b).max()) for a, b in zip(served["CPU:0"], served[device]))
@@ -228,7 +230,8 @@ def main(_):
           f"{strategy.num_replicas_in_sync} replica(s); precision `auto`: {policy}. Records: "
           f"{len(words)} words of the shared simplified data, {stats['totals']['train']:,} training drawings, "
           f"no stored images. Global batch {FLAGS.device_batch_size}, {FLAGS.steps} steps per row with "
-          f"`train_on_batch` on {FLAGS.step_batches} batches held in memory; step time is the median after the first pass "
+          f"`train_on_batch` on {FLAGS.step_batches} batches held in memory; step time is the median after the first "
+          "pass "
           "over them (*first pass*: its seconds, tracing and XLA compilation included). Image models rasterise "
           "ink in the step where the replicas are accelerators (`data.rasterise_in_step`), else in the pipeline. "
           "*cuDNN*: op and kernel names with `cudnn` in a `tf.profiler` trace of "

@@ -271,8 +271,9 @@ def main(_):
   with tempfile.TemporaryDirectory() as tmp:
     speed = speed_table(tmp)
   if FLAGS.images_only:
-    body = (f"### 28-px images: cairo against cairosvg\n\n{speed}\n\nBoth run as in the section above (the fastest "
-            f"of {FLAGS.trials} trials, in turn).\n\n### Fidelity on the shared data\n\n{fidelity_table()}\n")
+    body = (f"### 28-px images: cairo against cairosvg\n\n{speed}\n\nBoth run as in the `make_records` section, on "
+            f"its 1x input (the fastest of {FLAGS.trials} trial(s), in turn).\n\n"
+            f"### Fidelity on the shared data\n\n{fidelity_table()}\n")
     report.write_section("make_records_images", "make_records: rendering images",
                          "python -m bench.make_records " + " ".join(sys.argv[1:]), body)
     return
