@@ -35,8 +35,9 @@ import tensorflow as tf
 from quickdraw_tf import data
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
+from quickdraw_tf import run_dir
 
-CONFIG_FILE = "config.json"  # written by train into its model_dir
+CONFIG_FILE = run_dir.CONFIG_FILE  # written by train into its model_dir
 BEST_WEIGHTS = "best.weights.h5"
 FINAL_WEIGHTS = "final.weights.h5"
 SAVED_MODEL = "saved_model"

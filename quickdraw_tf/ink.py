@@ -12,7 +12,6 @@ Three representations appear throughout the package:
 """
 
 import hashlib
-import itertools
 
 import numpy as np
 

@@ -24,10 +24,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from quickdraw_tf import backup
 from quickdraw_tf import distribute
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
 from quickdraw_tf import records
+from quickdraw_tf import run_dir
 from quickdraw_tf import sketch_rnn_data
 from quickdraw_tf import summaries
 from quickdraw_tf.models import sketch_rnn
@@ -134,13 +136,14 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
     raise ValueError(f"no complete records in {records_dir!r}: create them with python -m quickdraw_tf.make_records")
   class_names = records.read_classes(records_dir)
   keras.utils.set_random_seed(seed)
-  os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
   options, counts = data_options(records_dir, model_dir, model_options or {})
   print(f"train: {model_name} on {counts['train']['kept']} drawings (skipped: {counts['train']['too_long']} "
         f"longer than {options['max_seq_len']} rows, {counts['train']['empty']} of one point); "
         f"scale factor {options['scale_factor']:.4f}", flush=True)
   config = {"model": model_name, "classes": class_names, "image_size": 0, "model_options": options,
             "records": os.path.abspath(records_dir), "data": counts}
+  run_dir.check_compatible(model_dir, config)
+  os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
   with open(os.path.join(model_dir, export_lib.CONFIG_FILE), "w", encoding="utf-8") as f:
     json.dump(config, f, indent=1)
   keras.mixed_precision.set_global_policy(distribute.precision_policy(mixed_precision, strategy_obj))
@@ -156,8 +159,8 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
   steps = steps_per_epoch or max(1, counts["train"]["kept"] // batch_size)
   log_dir, backup_dir = os.path.join(model_dir, "logs"), os.path.join(model_dir, "backup")
   callbacks = [
-      keras.callbacks.BackupAndRestore(backup_dir, save_freq=checkpoint_steps, delete_checkpoint=False),
-      keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False),
+      backup.BackupAndRestore(backup_dir, save_freq=checkpoint_steps),
+      backup.BackupAndRestore(backup_dir, save_freq="epoch"),
       *callbacks,
       keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
                                       save_weights_only=True),

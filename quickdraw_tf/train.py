@@ -41,6 +41,7 @@ from quickdraw_tf import distribute
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
 from quickdraw_tf import records
+from quickdraw_tf import run_dir
 from quickdraw_tf import summaries
 
 WORKERS_DIR = "quickdraw_tf_workers"  # under the temporary directory: non-chief workers' outputs
@@ -109,38 +110,6 @@ def _parse_options(items):
     except ValueError:
       options[key] = value
   return options
-
-
-# What a run directory's weights depend on: a run may continue only with the same.
-COMPATIBILITY_KEYS = ("model", "classes", "image_size", "model_options")
-
-
-def _check_compatible(model_dir, config):
-  """Raises TrainError unless ``model_dir`` is new or holds a run of the same model, classes and options.
-
-  Called before anything is written there, so that a mistaken --model_dir
-  leaves the run it names as it was.
-  """
-  path = os.path.join(model_dir, export_lib.CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  try:
-    with open(path, encoding="utf-8") as f:
-      previous = json.load(f)
-    differences = [key for key in COMPATIBILITY_KEYS if previous.get(key) != config[key]]
-  except (OSError, ValueError, AttributeError) as e:
-    raise TrainError(f"{path} cannot be read ({e}): use another --model_dir") from None
-  if differences:
-    details = "; ".join(_difference(key, previous.get(key), config[key]) for key in differences)
-    raise TrainError(f"{model_dir} holds another run ({details}): use another --model_dir, or the same "
-                     "model, records and options to continue that run")
-
-
-def _difference(key, before, now):
-  if key == "classes" and isinstance(before, list):
-    return (f"it was trained on {len(before)} classes, the records have {len(now)}"
-            f"{' (different ones)' if len(before) == len(now) else ''}")
-  return f"{key} {before!r} there, {now!r} now"
 
 
 class StartingStep(keras.callbacks.Callback):
@@ -277,7 +246,7 @@ def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eva
   size = image_size or spec.image_size
   config = {"model": model_name, "classes": class_names, "image_size": size if spec.uses_image else 0,
             "model_options": model_options, "records": os.path.abspath(records_dir)}
-  _check_compatible(model_dir, config)
+  run_dir.check_compatible(model_dir, config)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, export_lib.CONFIG_FILE), "w", encoding="utf-8") as f:
     json.dump(config, f, indent=1)
@@ -534,7 +503,7 @@ def main(argv):
           image_source=FLAGS.image_source, augment=augment, checkpoint_steps=FLAGS.checkpoint_steps,
           profile_batch=FLAGS.profile_batch, seed=FLAGS.seed, model_options=options, export=FLAGS.export,
           time_budget=FLAGS.time_budget, budget_clock=FLAGS.budget_clock, head_epochs=FLAGS.vgg19_head_epochs)
-  except (TrainError, backup.BackupError) as e:
+  except (TrainError, backup.BackupError, run_dir.IncompatibleRun) as e:
     print(f"train: error: {e}", file=sys.stderr)
     return 1
   logging.info("done")
