@@ -72,8 +72,6 @@ def read_drawings(path, max_seq_len):
       where = f"{path}:{number}"
       if isinstance(points, str):
         raise GenerateError(f"{where}: not a drawing: {points}")
-      if len(points) < 2:
-        raise GenerateError(f"{where}: the drawing has a single point, nothing to encode")
       if len(points) - 1 > max_seq_len:
         raise GenerateError(f"{where}: {len(points) - 1} stroke-5 rows, more than the model's max_seq_len "
                             f"{max_seq_len}: simplify the drawing (Google's simplified format) or shorten it")

@@ -270,7 +270,7 @@ def test_generate_cli_samples_and_errors_in_one_line(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("drawings, message", [
-    ([[]], "not a drawing"), ([[[[5], [5]]]], "single point"),
+    ([[]], "not a drawing"), ([[[[5], [5]]]], "1 point\\(s\\); at least 2 are needed"),
     ([[[list(range(0, 250, 2)), list(range(0, 125))]]], "124 stroke-5 rows, more than the model's max_seq_len 60")])
 def test_generate_refuses_bad_drawings_naming_file_and_line(tmp_path, drawings, message):
   from quickdraw_tf import generate  # pylint: disable=g-import-not-at-top
