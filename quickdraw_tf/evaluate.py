@@ -46,6 +46,12 @@ def metrics(labels, probabilities, class_names, k=3):
   if probabilities.ndim != 2 or probabilities.shape != (len(labels), len(class_names)) or not len(labels):
     raise ValueError(f"need probabilities of shape [n >= 1, {len(class_names)}] for {len(labels)} labels, "
                      f"got {probabilities.shape}")
+  if labels.min() < 0 or labels.max() >= len(class_names):
+    raise ValueError(f"labels must index the {len(class_names)} classes, got {labels.min()}..{labels.max()}")
+  bad = int((~np.isfinite(probabilities).all(axis=1)).sum())
+  if bad:  # A NaN would rank somewhere and give a figure that looks right.
+    raise ValueError(f"the model gave NaN or infinite probabilities for {bad} of {len(labels)} drawings: its "
+                     "weights have diverged; evaluate an earlier checkpoint (--weights=checkpoints/epochNNN.weights.h5)")
   k = min(k, len(class_names))
   # A stable sort: ties rank in class order, the same way on every run.
   ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]

@@ -69,6 +69,13 @@ def test_metrics_refuse_mismatched_shapes():
     evaluate.metrics([0, 1], np.ones((2, 3)), ["a", "b"])
   with pytest.raises(ValueError, match="shape"):
     evaluate.metrics([], np.ones((0, 2)), ["a", "b"])
+  with pytest.raises(ValueError, match="labels must index the 2 classes"):
+    evaluate.metrics([0, 2], np.ones((2, 2)), ["a", "b"])
+
+
+def test_metrics_refuse_non_finite_probabilities():
+  with pytest.raises(ValueError, match="NaN or infinite probabilities for 1 of 2 drawings"):
+    evaluate.metrics([0, 1], np.array([[0.5, 0.5], [np.nan, 0.2]]), ["a", "b"])
 
 
 # --- Evaluating a SavedModel on records that hold a subset of its classes ---
