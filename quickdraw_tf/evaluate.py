@@ -132,6 +132,9 @@ def predict_checkpoint(model_dir, records_dir, split, batch_size=64, weights=Non
   Returns:
     (labels int [n], probabilities float [n, classes of the records]).
   """
+  if models.get(export_lib.read_config(model_dir)["model"]).trainer:
+    raise ValueError(f"{model_dir} holds a generative model, which evaluate does not score: its held-out losses "
+                     "are in its TensorBoard logs; draw with python -m quickdraw_tf.generate")
   model, config = export_lib.restore(model_dir, weights)
   class_names = records.read_classes(records_dir)
   if class_names != config["classes"]:

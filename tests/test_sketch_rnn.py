@@ -298,3 +298,9 @@ def test_registry_builds_both_variants():
   inputs = {"strokes": tf.zeros([2, 6, 5]), "length": tf.constant([3, 6])}
   assert layer_norm(inputs)["outputs"].shape == (2, 6, 6 * 3 + 3)
   assert len(layer_norm.cell.weights) == 3 + 2 * 5  # kernels, bias; gamma and beta of 4 gates and the cell
+
+
+def test_evaluate_refuses_a_generative_model_dir_in_one_line(model_dir):
+  result = _cli("evaluate", f"--model_dir={model_dir}")
+  assert result.returncode == 1 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith(f"evaluate: error: {model_dir} holds a generative model")
