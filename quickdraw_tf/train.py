@@ -288,7 +288,9 @@ def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eva
   train_data = data.make_dataset(records_dir, "train", spec, batch_size, training=True, seed=seed,
                                  augment=augment, **common)
   has_eval = bool(records.shard_paths(records_dir, "eval"))
-  eval_data = data.make_dataset(records_dir, "eval", spec, batch_size, **common) if has_eval else None
+  # In a fixed order: with --eval_steps every worker (and every run) evaluates the same batches.
+  eval_data = (data.make_dataset(records_dir, "eval", spec, batch_size, deterministic=True, **common)
+               if has_eval else None)
   if eval_data is not None and eval_steps:
     eval_data = eval_data.take(eval_steps)
   steps = steps_per_epoch or max(1, stats["totals"]["train"] // batch_size)
