@@ -147,9 +147,9 @@ def run_measured(command):
 
 
 # make_records with `raster.render_svg` as its renderer (forked workers inherit it).
-WITH_CAIROSVG = ("import sys; from absl import app; from quickdraw_tf import make_records, raster; "
+WITH_CAIROSVG = ("from quickdraw_tf import cli, make_records, raster; "
                  "raster.render_png = lambda p, s: raster.encode_png(raster.render_svg(p, s)); "
-                 "app.run(make_records.main)")
+                 "cli.run(make_records.define_flags, make_records.main)")
 
 
 def _converters(tmp, input_dir, cores, images):
@@ -160,14 +160,14 @@ def _converters(tmp, input_dir, cores, images):
            [sys.executable, "-c", NAIVE, input_dir, f"{tmp}/naive.tfr", f"{tmp}/naive.json"], f"{tmp}/naive.json")]
   for name, extra, out in (("make_records --workers=1", ["--workers=1"], "w1"),
                            (f"make_records --workers={cores}", [f"--workers={cores}"], "wn"),
-                           (f"make_records --workers={cores} --image_size=28",
-                            [f"--workers={cores}", "--image_size=28"], "img")):
+                           (f"make_records --workers={cores} --stored_image_size=28",
+                            [f"--workers={cores}", "--stored_image_size=28"], "img")):
     if "image_size" in name and not images:
       continue
     runs.append((name, ours + extra + [f"--output_dir={tmp}/{out}"], os.path.join(tmp, out, "stats.json")))
   if images:
-    runs.append((f"make_records --workers={cores} --image_size=28, cairosvg renderer (before)",
-                 [sys.executable, "-c", WITH_CAIROSVG] + args + [f"--workers={cores}", "--image_size=28",
+    runs.append((f"make_records --workers={cores} --stored_image_size=28, cairosvg renderer (before)",
+                 [sys.executable, "-c", WITH_CAIROSVG] + args + [f"--workers={cores}", "--stored_image_size=28",
                                                                  f"--output_dir={tmp}/svg"],
                  os.path.join(tmp, "svg", "stats.json")))
   return runs

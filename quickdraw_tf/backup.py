@@ -14,11 +14,13 @@ import os
 import h5py
 import keras
 
+from quickdraw_tf import cli
+
 STATE_ATTR = "quickdraw_tf_training_state"  # JSON {"epoch", "batch"} on the weights file
 PARTIAL_WEIGHTS = "partial.weights.h5"  # written here first (Keras wants the .weights.h5 ending)
 
 
-class BackupError(Exception):
+class BackupError(cli.Error):
   """A backup that cannot be restored; the message names the file and the way out."""
 
 

@@ -28,15 +28,14 @@ import datetime
 import http.server
 import json
 import os
-import sys
 import threading
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from quickdraw_tf import cli
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
@@ -238,8 +237,8 @@ def make_server(demo, host="127.0.0.1", port=8080):
 
 
 def define_flags():
-  flags.DEFINE_string("saved_model", None, "A SavedModel written by export (or train).")
-  flags.DEFINE_string("model_dir", None, "The training run, for what the model sees (default: the SavedModel's "
+  cli.define_saved_model()
+  cli.define_model_dir("The training run, for what the model sees (default: the SavedModel's "
                       "parent directory when it holds config.json).")
   flags.DEFINE_string("host", "127.0.0.1", "Address to listen on; the default serves this machine only.")
   flags.DEFINE_integer("port", 8080, "Port (0: any free port).")
@@ -248,19 +247,16 @@ def define_flags():
 def main(argv):
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if not FLAGS.saved_model:
-    raise app.UsageError("--saved_model is required")
+  cli.require("saved_model")
   try:
     demo = Demo(FLAGS.saved_model, FLAGS.model_dir)
   except (OSError, ValueError) as e:
-    print(f"demo: error: {FLAGS.saved_model} is not a SavedModel written by export (python -m "
-          f"quickdraw_tf.export --model_dir=DIR): {e}", file=sys.stderr)
-    return 1
+    raise cli.Error(f"{FLAGS.saved_model} is not a SavedModel written by export (python -m quickdraw_tf.export "
+                    f"--model_dir=DIR): {e}") from None
   try:
     server = make_server(demo, FLAGS.host, FLAGS.port)
   except OSError as e:
-    print(f"demo: error: cannot listen on {FLAGS.host}:{FLAGS.port}: {e}; try --port=0", file=sys.stderr)
-    return 1
+    raise cli.Error(f"cannot listen on {FLAGS.host}:{FLAGS.port}: {e}; try --port=0") from None
   # The first line says where: a script (or the browser test) reads the port from it.
   print(f"serving {FLAGS.saved_model} at http://{FLAGS.host}:{server.server_port}/ (Ctrl-C stops)", flush=True)
   try:
@@ -273,5 +269,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  cli.run(define_flags, main)

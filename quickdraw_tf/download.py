@@ -11,6 +11,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from quickdraw_tf import cli
+
 BASE_URL = "https://storage.googleapis.com/quickdraw_dataset"
 # kind -> (path in the bucket, file suffix)
 KINDS = {
@@ -24,7 +26,7 @@ DEFAULT_CACHE_DIR = os.environ.get("QUICKDRAW_CACHE",
 _BLOCK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(cli.Error, RuntimeError):
   """A file that could not be fetched; the message names word, kind and URL."""
 
 

@@ -10,13 +10,13 @@ into --output_dir (default <model_dir or saved_model>/eval_<split>).
 
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from quickdraw_tf import cli
 from quickdraw_tf import data
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import ink as ink_lib
@@ -161,10 +161,10 @@ def write_report(result, class_names, output_dir):
 
 
 def define_flags():
-  flags.DEFINE_string("model_dir", None, "A model_dir written by train (its best weights are evaluated).")
-  flags.DEFINE_string("weights", None, "A weights file inside --model_dir to evaluate instead.")
-  flags.DEFINE_string("saved_model", None, "A SavedModel written by export, evaluated through its signature.")
-  flags.DEFINE_string("records", None, "Records directory (default: the one the model was trained on).")
+  cli.define_model_dir("A model_dir written by train (its best weights are evaluated).")
+  cli.define_weights()
+  cli.define_saved_model()
+  cli.define_records(help_text="Records directory (default: the one the model was trained on).")
   flags.DEFINE_enum("split", "test", list(records.SPLITS), "Which split.")
   flags.DEFINE_integer("batch_size", 64, "Batch size.")
   flags.DEFINE_string("output_dir", None, "Where the reports go (default <model>/eval_<split>).")
@@ -186,9 +186,8 @@ def main(argv):
       records_dir = records_dir or data.default_records_dir()
       labels, probabilities, class_names = predict_saved_model(FLAGS.saved_model, records_dir, FLAGS.split,
                                                                FLAGS.batch_size)
-  except (ValueError, OSError, data.RecordsError) as e:  # OSError: no SavedModel, weights or records there.
-    print(f"evaluate: error: {e}", file=sys.stderr)
-    return 1
+  except (ValueError, OSError) as e:  # OSError: no SavedModel, weights or records there.
+    raise cli.Error(str(e)) from None
   result = metrics(labels, probabilities, class_names)
   output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir or FLAGS.saved_model, f"eval_{FLAGS.split}")
   write_report(result, class_names, output_dir)
@@ -201,5 +200,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  cli.run(define_flags, main)

@@ -24,14 +24,13 @@ outputs.
 import json
 import os
 import shutil
-import sys
 
-from absl import app
 from absl import flags
 import keras
 import numpy as np
 import tensorflow as tf
 
+from quickdraw_tf import cli
 from quickdraw_tf import data
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
@@ -185,9 +184,8 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K, b
 
 
 def define_flags():
-  # Defined only when run as a program: train imports this module and has its own --model_dir.
-  flags.DEFINE_string("model_dir", None, "A model_dir written by train.")
-  flags.DEFINE_string("weights", None, "Weights file (default: best by eval accuracy, else final).")
+  cli.define_model_dir()
+  cli.define_weights()
   flags.DEFINE_string("output", None, f"SavedModel directory (default <model_dir>/{SAVED_MODEL}; tflite: "
                       "<model_dir>/model.tflite).")
   flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"], "savedmodel, or TensorFlow Lite (see "
@@ -199,13 +197,11 @@ def define_flags():
 def main(argv):
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if not FLAGS.model_dir:
-    raise app.UsageError("--model_dir is required")
+  cli.require("model_dir")
   try:
     model, config = restore(FLAGS.model_dir, FLAGS.weights)
   except FileNotFoundError as e:
-    print(f"export: error: {e}", file=sys.stderr)
-    return 1
+    raise cli.Error(str(e)) from None
   if FLAGS.format == "tflite":
     from quickdraw_tf import tflite  # pylint: disable=g-import-not-at-top
     return tflite.main(model, config, FLAGS.output or os.path.join(FLAGS.model_dir, "model.tflite"), FLAGS.quantize)
@@ -220,5 +216,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  cli.run(define_flags, main)

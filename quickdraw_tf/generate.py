@@ -22,13 +22,12 @@ integer coordinates in 0-255, readable by predict and make_records),
 
 import json
 import os
-import sys
 
-from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from quickdraw_tf import cli
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
@@ -45,7 +44,7 @@ DEFAULT_TEMPERATURE = 0.5
 SVG_CELL = 128
 
 
-class GenerateError(Exception):
+class GenerateError(cli.Error):
   """A problem the user can act on; the message is one line."""
 
 
@@ -202,8 +201,7 @@ def define_flags():
 def main(argv):
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if not FLAGS.model_dir or not FLAGS.output:
-    raise app.UsageError("--model_dir and --output are required")
+  cli.require("model_dir", "output")
   try:
     temperatures = [float(t) for t in FLAGS.temperature] if FLAGS.temperature else (
         list(RECONSTRUCT_TEMPERATURES) if FLAGS.mode == "reconstruct" else [DEFAULT_TEMPERATURE])
@@ -212,14 +210,12 @@ def main(argv):
     model, config = load(FLAGS.model_dir)
     drawings = read_drawings(FLAGS.input, model.hparams.max_seq_len) if FLAGS.input else []
     results = generate(model, FLAGS.mode, drawings, FLAGS.num, temperatures, FLAGS.seed, FLAGS.prefix_strokes)
-  except (GenerateError, ValueError) as e:
-    print(f"generate: error: {e}", file=sys.stderr)
-    return 1
+  except ValueError as e:
+    raise GenerateError(str(e)) from None
   paths = write_outputs(model, config, FLAGS.mode, results, FLAGS.output, FLAGS.seed)
   print(f"wrote {len(results)} drawings: {', '.join(paths)}")
   return 0
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  cli.run(define_flags, main)

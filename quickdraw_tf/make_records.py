@@ -1,7 +1,7 @@
 r"""QuickDraw drawings -> sharded TFRecords (train / eval / test).
 
   python -m quickdraw_tf.make_records --input=../shared/data/quickdraw/strokes
-  python -m quickdraw_tf.make_records --download=cat,dog --image_size=28
+  python -m quickdraw_tf.make_records --download=cat,dog --stored_image_size=28
 
 Reads Google's simplified and raw ndjson (plain or gzipped), sketch-rnn .npz
 and numpy_bitmap .npy; writes the schema of `records.py`. Splits come from a
@@ -44,6 +44,7 @@ except ImportError:  # Optional: json alone gives the same records, slower.
   orjson = None
 
 from quickdraw_tf import DEFAULT_RECORDS_ROOT
+from quickdraw_tf import cli
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import raster
 from quickdraw_tf import records
@@ -56,7 +57,7 @@ BITMAP_SIDE = 28
 _UNKNOWN_RECOGNIZED = -1
 
 
-class MakeRecordsError(Exception):
+class MakeRecordsError(cli.Error):
   """An error that stops the run, with a message for the user."""
 
 
@@ -614,6 +615,7 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
                       max_points=max_points, eval_fraction=eval_fraction, test_fraction=test_fraction,
                       num_shards=_shard_counts(num_shards, eval_fraction, test_fraction),
                       categories_given=categories is not None)
+    frozen_before = gc.get_freeze_count()
     gc.freeze()  # Imported objects: out of the collector's way, and not copied into forked workers.
     pool = _Workers(workers, options) if workers > 1 else None
     if not pool:
@@ -625,6 +627,9 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
       if pool:
         pool.close(wait=False)
       raise
+    finally:
+      if not frozen_before:  # As the caller had it.
+        gc.unfreeze()
   except BaseException:
     shutil.rmtree(partial, ignore_errors=True)
     raise
@@ -651,7 +656,7 @@ def _plan(inputs, categories, image_size, skips):
     raise MakeRecordsError("numpy_bitmap .npy files hold images only and cannot share a records directory with "
                            f"vector drawings: convert them separately ({[f for f in files if f.endswith('.npy')][:3]})")
   if not has_ink and image_size not in (0, BITMAP_SIDE):
-    raise MakeRecordsError(f"numpy_bitmap images are {BITMAP_SIDE}x{BITMAP_SIDE}: --image_size must be 0 or "
+    raise MakeRecordsError(f"numpy_bitmap images are {BITMAP_SIDE}x{BITMAP_SIDE}: --stored_image_size must be 0 or "
                            f"{BITMAP_SIDE}, got {image_size} (the input pipeline resizes them)")
   if not has_ink:
     image_size = BITMAP_SIDE
@@ -933,56 +938,66 @@ def _stats(class_names, counts, lengths, skips, has_ink, options, files, workers
 
 # --- Command line ------------------------------------------------------------
 
-flags.DEFINE_multi_string("input", [], "Input files, directories or globs (repeatable).")
-flags.DEFINE_string("output_dir", None, f"Records directory (default {DEFAULT_RECORDS_ROOT}/<name>).")
-flags.DEFINE_string("name", "quickdraw", "Name of the records directory under tfrecords/.")
-flags.DEFINE_string("categories", None, "Comma-separated class names, or a file with one a line (default: all found).")
-flags.DEFINE_integer("max_per_class", 0, "Keep at most this many drawings per class (0: all).", lower_bound=0)
-flags.DEFINE_float("eval_fraction", 0.1, "Share of drawings in the eval split.")
-flags.DEFINE_float("test_fraction", 0.1, "Share of drawings in the test split.")
-flags.DEFINE_integer("num_shards", 8, "Number of train shards (eval and test get a proportional number).",
-                     lower_bound=1)
-flags.DEFINE_integer("workers", None, "Converter processes (default: number of cores).", lower_bound=1)
-flags.DEFINE_integer("image_size", 0, "Also store a rendered image of this side (0: no images).", lower_bound=0)
-flags.DEFINE_integer("max_points", 0, "Skip drawings with more points than this (0: no limit).", lower_bound=0)
-flags.DEFINE_bool("strict", False, "Stop at the first bad record instead of skipping and counting it.")
-flags.DEFINE_list("download", [], "Categories to fetch from the public QuickDraw bucket first, e.g. cat,dog.")
-flags.DEFINE_enum("download_kind", "simplified", ["simplified", "raw", "numpy_bitmap", "sketchrnn"],
-                  "Which variant of the dataset to download.")
-flags.DEFINE_string("download_url", None, "Base URL of the bucket (default: Google's public bucket).")
-flags.DEFINE_string("cache_dir", None, "Where downloads are kept (default ~/.cache/quickdraw_tf).")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
+def define_flags():
+  flags.DEFINE_multi_string("input", [], "Input files, directories or globs (repeatable).")
+  flags.DEFINE_string("output_dir", None, f"Records directory (default {DEFAULT_RECORDS_ROOT}/<name>).")
+  flags.DEFINE_string("name", "quickdraw", "Name of the records directory under tfrecords/.")
+  flags.DEFINE_string("categories", None, "Comma-separated class names, or a file with one a line (default: all found).")
+  flags.DEFINE_integer("max_per_class", 0, "Keep at most this many drawings per class (0: all).", lower_bound=0)
+  flags.DEFINE_float("eval_fraction", 0.1, "Share of drawings in the eval split.")
+  flags.DEFINE_float("test_fraction", 0.1, "Share of drawings in the test split.")
+  flags.DEFINE_integer("num_shards", 8, "Number of train shards (eval and test get a proportional number).",
+                       lower_bound=1)
+  flags.DEFINE_integer("workers", None, "Converter processes (default: number of cores).", lower_bound=1)
+  flags.DEFINE_integer("stored_image_size", 0, "Also store a rendered image of this side (0: no images).",
+                       lower_bound=0)
+  flags.DEFINE_integer("image_size", None, "Deprecated name of --stored_image_size (train's --image_size is the "
+                       "side a model reads).", lower_bound=0)
+  flags.DEFINE_integer("max_points", 0, "Skip drawings with more points than this (0: no limit).", lower_bound=0)
+  flags.DEFINE_bool("strict", False, "Stop at the first bad record instead of skipping and counting it.")
+  flags.DEFINE_list("download", [], "Categories to fetch from the public QuickDraw bucket first, e.g. cat,dog.")
+  flags.DEFINE_enum("download_kind", "simplified", ["simplified", "raw", "numpy_bitmap", "sketchrnn"],
+                    "Which variant of the dataset to download.")
+  flags.DEFINE_string("download_url", None, "Base URL of the bucket (default: Google's public bucket).")
+  flags.DEFINE_string("cache_dir", None, "Where downloads are kept (default ~/.cache/quickdraw_tf).")
+  flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def _stored_image_size():
+  """--stored_image_size, or the deprecated --image_size with a note."""
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  if FLAGS.image_size is None:
+    return FLAGS.stored_image_size
+  if FLAGS["stored_image_size"].present:
+    raise app.UsageError("give --stored_image_size only (--image_size is its deprecated name)")
+  print("make_records: --image_size is deprecated; it is now --stored_image_size", file=sys.stderr)
+  return FLAGS.image_size
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   inputs = list(FLAGS.input)
   output_dir = FLAGS.output_dir or os.path.join(DEFAULT_RECORDS_ROOT, FLAGS.name)
+  image_size = _stored_image_size()
   try:
     if not FLAGS.output_dir:
       os.makedirs(DEFAULT_RECORDS_ROOT, exist_ok=True)
     _check_output_dir(output_dir)  # Before a download too.
-  except (MakeRecordsError, OSError) as e:
-    print(f"make_records: error: {e}", file=sys.stderr)
-    return 1
+  except OSError as e:
+    raise MakeRecordsError(str(e)) from None
   if FLAGS.download:
     from quickdraw_tf import download  # pylint: disable=g-import-not-at-top
     kwargs = {k: v for k, v in (("base_url", FLAGS.download_url), ("cache_dir", FLAGS.cache_dir)) if v}
     inputs += download.fetch(FLAGS.download, kind=FLAGS.download_kind, progress=FLAGS.progress, **kwargs)
   if not inputs:
     raise app.UsageError("give --input (files, directories, globs) or --download=word,word")
-  try:
-    stats = convert(
-        inputs, output_dir,
-        categories=_read_categories(FLAGS.categories) if FLAGS.categories else None,
-        max_per_class=FLAGS.max_per_class, eval_fraction=FLAGS.eval_fraction, test_fraction=FLAGS.test_fraction,
-        num_shards=FLAGS.num_shards, workers=FLAGS.workers, image_size=FLAGS.image_size,
-        max_points=FLAGS.max_points, strict=FLAGS.strict, progress=FLAGS.progress)
-  except MakeRecordsError as e:
-    print(f"make_records: error: {e}", file=sys.stderr)
-    return 1
+  stats = convert(
+      inputs, output_dir,
+      categories=_read_categories(FLAGS.categories) if FLAGS.categories else None,
+      max_per_class=FLAGS.max_per_class, eval_fraction=FLAGS.eval_fraction, test_fraction=FLAGS.test_fraction,
+      num_shards=FLAGS.num_shards, workers=FLAGS.workers, image_size=image_size,
+      max_points=FLAGS.max_points, strict=FLAGS.strict, progress=FLAGS.progress)
   bad = {k: v for k, v in stats["skipped"].items() if k not in NOT_ERRORS}
   print(f"wrote {sum(stats['totals'].values())} drawings of {len(stats['classes'])} classes to {output_dir} "
         f"({stats['totals']}) in {stats['seconds']} s, {stats['drawings_per_second']} drawings/s; "
@@ -995,4 +1010,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(define_flags, main)

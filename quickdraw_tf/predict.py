@@ -14,11 +14,11 @@ classify is an error (exit status 1).
 import json
 import sys
 
-from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from quickdraw_tf import cli
 from quickdraw_tf import ink as ink_lib
 
 
@@ -47,26 +47,22 @@ def png_request(path):
 
 
 def define_flags():
-  flags.DEFINE_string("saved_model", None, "A SavedModel written by export (or train).")
-  flags.DEFINE_string("input", None, "An ndjson file of drawings, or a PNG of one drawing.")
+  cli.define_saved_model()
+  cli.define_input()
 
 
 def main(argv):
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if not FLAGS.saved_model or not FLAGS.input:
-    raise app.UsageError("--saved_model and --input are required")
+  cli.require("saved_model", "input")
   try:
     loaded = tf.saved_model.load(FLAGS.saved_model)
   except OSError as e:
-    print(f"predict: error: {FLAGS.saved_model} is not a SavedModel written by export: {e}", file=sys.stderr)
-    return 1
+    raise cli.Error(f"{FLAGS.saved_model} is not a SavedModel written by export: {e}") from None
   try:
     if FLAGS.input.lower().endswith(".png"):
       if "serving_image" not in loaded.signatures:
-        print("predict: error: this model reads strokes, not pixels; give an ndjson file of drawings",
-              file=sys.stderr)
-        return 1
+        raise cli.Error("this model reads strokes, not pixels; give an ndjson file of drawings")
       requests = [(FLAGS.input, {"image": tf.constant(png_request(FLAGS.input))})]
       signature = loaded.signatures["serving_image"]
     else:
@@ -78,8 +74,7 @@ def main(argv):
         requests.append((f"{FLAGS.input}:{number}", {"ink": tf.constant(points[None]),
                                                      "length": tf.constant([len(points)], tf.int32)}))
   except (OSError, UnicodeDecodeError) as e:  # Missing, unreadable or not a PNG / not text.
-    print(f"predict: error: cannot read {FLAGS.input}: {e}", file=sys.stderr)
-    return 1
+    raise cli.Error(f"cannot read {FLAGS.input}: {e}") from None
   answered = 0
   for where, inputs in requests:
     outputs = signature(**inputs)
@@ -92,11 +87,9 @@ def main(argv):
     print(f"{where}: {ranked}")
     answered += 1
   if not answered:
-    print(f"predict: error: {FLAGS.input} holds no drawing that can be classified", file=sys.stderr)
-    return 1
+    raise cli.Error(f"{FLAGS.input} holds no drawing that can be classified")
   return 0
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  cli.run(define_flags, main)

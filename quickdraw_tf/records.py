@@ -20,6 +20,8 @@ import unicodedata
 
 import numpy as np
 
+from quickdraw_tf import cli
+
 DATASET_NAME = "quickdraw"
 SPLITS = ("train", "eval", "test")
 FILE_FORMAT = "tfrecord"
@@ -34,7 +36,7 @@ METADATA_FILES = (CLASSES_FILE, STATS_FILE, "features.json", "class_index.labels
 SHARD_NAME_RE = re.compile(rf"{DATASET_NAME}-({'|'.join(SPLITS)})\.{FILE_FORMAT}-\d{{5}}-of-\d{{5}}")
 
 
-class RecordsError(ValueError):
+class RecordsError(cli.Error, ValueError):
   """Records that cannot be read or cannot feed the requested model; the message says what to run."""
 
 
@@ -59,7 +61,6 @@ FIELDS = (
     Field("origin", "float32", (3,), "the dropped first point: absolute x, y, stroke-end bit"),
 )
 IMAGE_FIELD = "image"  # optional PNG, uint8 [size, size, 1], 0 = background, 255 = ink
-FIELD_NAMES = tuple(f.name for f in FIELDS)
 
 
 # --- Writing: tf.train.Example's protobuf wire format, encoded directly ---------

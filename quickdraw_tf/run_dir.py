@@ -9,12 +9,14 @@ it was.
 import json
 import os
 
+from quickdraw_tf import cli
+
 CONFIG_FILE = "config.json"
 # What a run directory's weights depend on: a run may continue only with the same.
 COMPATIBILITY_KEYS = ("model", "classes", "image_size", "model_options")
 
 
-class IncompatibleRun(ValueError):
+class IncompatibleRun(cli.Error, ValueError):
   """``model_dir`` holds another run; the message says what differs and what to do."""
 
 

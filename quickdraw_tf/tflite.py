@@ -33,12 +33,12 @@ since TF 2.20, still in 2.21).
 
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
+from quickdraw_tf import cli
 from quickdraw_tf import data
 from quickdraw_tf import raster
 
@@ -47,7 +47,7 @@ INK_SIGNATURE = "serving_default"
 IMAGE_SIGNATURE = "serving_image"
 
 
-class TFLiteError(ValueError):
+class TFLiteError(cli.Error, ValueError):
   """A model the TFLite export does not convert; the message says why and what to use instead."""
 
 
@@ -149,12 +149,7 @@ class Classifier:
 def main(model, config, output, quantize):
   """export's ``--format=tflite``: writes ``output``; returns the exit status."""
   from quickdraw_tf import models  # pylint: disable=g-import-not-at-top
-  try:
-    export(model, models.get(config["model"]), config["classes"], output, config.get("image_size") or None,
-           quantize)
-  except TFLiteError as e:
-    print(f"export: error: {e}", file=sys.stderr)
-    return 1
+  export(model, models.get(config["model"]), config["classes"], output, config.get("image_size") or None, quantize)
   print(f"wrote {output} ({os.path.getsize(output) / 2**20:.1f} MiB) and {output}.classes.txt; run it with "
         "quickdraw_tf.tflite.Classifier")
   return 0

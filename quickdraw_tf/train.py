@@ -6,7 +6,8 @@ r"""python -m quickdraw_tf.train --model=NAME: train a sketch classifier on reco
 Each model's defaults (table 1 of the reference report, the tutorial's for
 ``rnn``) live in ``configs/<model>.cfg`` and are read automatically; flags on
 the command line override them. Writes into ``--model_dir``:
-  config.json            model, classes, options: what evaluate/export rebuild
+  config.json            model, classes, options: what evaluate/export rebuild; and under
+                         "training" every setting it trained with (train_config.record)
   backup/                state for resuming an interrupted run with the same flags
                          (every --checkpoint_steps steps and every epoch)
   checkpoints/           weights after every epoch
@@ -23,7 +24,6 @@ import hashlib
 import importlib
 import json
 import os
-import sys
 import tempfile
 import time
 
@@ -34,8 +34,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import quickdraw_tf
 from quickdraw_tf import augment as augment_lib
 from quickdraw_tf import backup
+from quickdraw_tf import cli
 from quickdraw_tf import data
 from quickdraw_tf import distribute
 from quickdraw_tf import export as export_lib
@@ -43,59 +45,64 @@ from quickdraw_tf import models
 from quickdraw_tf import records
 from quickdraw_tf import run_dir
 from quickdraw_tf import summaries
+from quickdraw_tf import train_config
 
 WORKERS_DIR = "quickdraw_tf_workers"  # under the temporary directory: non-chief workers' outputs
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 # --lr_monitor -> the Keras log ReduceLROnPlateau watches.
 LR_MONITORS = {"eval_loss": "val_loss", "train_loss": "loss"}
-flags.DEFINE_string("model", None, f"One of: {', '.join(models.MODELS)}.")
-flags.DEFINE_string("records", data.default_records_dir(), "Records directory written by make_records.")
-flags.DEFINE_string("model_dir", None, "Output directory (default runs/<model>).")
-flags.DEFINE_integer("epochs", 10, "Epochs.", lower_bound=1)
-flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch (0: one pass over the training split).", lower_bound=0)
-flags.DEFINE_integer("eval_steps", 0, "Eval batches per evaluation (0: the whole eval split).", lower_bound=0)
-flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_float("weight_decay", 0.0, "Adam weight decay (decoupled, as Keras applies it).")
-flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: no clipping).")
-flags.DEFINE_float("lr_factor", 0.3, "ReduceLROnPlateau factor (1: a constant learning rate).", upper_bound=1)
-flags.DEFINE_enum("lr_monitor", "eval_loss", list(LR_MONITORS), "The loss ReduceLROnPlateau watches: each epoch's "
-                  "eval loss, or its mean training loss (the reference report's PyTorch code).")
-flags.DEFINE_integer("lr_patience", 2, "ReduceLROnPlateau patience, in epochs.")
-flags.DEFINE_integer("stop_patience", 0, "Stop when eval accuracy has not improved for this many epochs "
-                     "(0: never).", lower_bound=0)
-flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES), "tf.distribute strategy.")
-flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU VM).")
-flags.DEFINE_enum("mixed_precision", "auto", list(distribute.PRECISIONS),
-                  "auto: float16 on GPU, bfloat16 on TPU, float32 on CPU.")
-flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-flags.DEFINE_integer("image_size", 0, "Image input side (0: the model's default).", lower_bound=0)
-flags.DEFINE_enum("image_source", "auto", ["auto", "stored", "raster"], "Images from records or rasterised.")
-flags.DEFINE_bool("augment", False, "Augment training drawings (on ink, before rasterising).")
-flags.DEFINE_float("augment_rotation", augment_lib.Ranges.rotation, "Max rotation, degrees.")
-flags.DEFINE_float("augment_scale", augment_lib.Ranges.scale, "Max relative scale change, per axis.")
-flags.DEFINE_float("augment_shear", augment_lib.Ranges.shear, "Max shear.")
-flags.DEFINE_float("augment_translation", augment_lib.Ranges.translation, "Max shift, share of drawing size.")
-flags.DEFINE_float("augment_stroke_dropout", augment_lib.Ranges.stroke_dropout, "Chance to drop a stroke.")
-flags.DEFINE_integer("checkpoint_steps", 100, "Back up the training state every N steps (also every epoch).",
-                     lower_bound=1)
-flags.DEFINE_float("time_budget", 0, "Stop training after this many seconds (0: no limit); the epoch in progress "
-                   "is cut short, then evaluated and saved as usual.", lower_bound=0)
-flags.DEFINE_enum("budget_clock", "wall", ["wall", "cpu"],
-                  "What --time_budget counts: wall-clock seconds, or CPU seconds of this process (all threads; "
-                  "fair between runs that share a machine).")
-flags.DEFINE_string("profile_batch", "", "Profile these batches in TensorBoard, e.g. '10,20'.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_multi_string("model_option", [], "Model builder option key=value, e.g. activation=relu.")
-flags.DEFINE_string("vgg19_weights", None, "Local Keras VGG19 notop weights file (ImageNet).")
-flags.DEFINE_integer("vgg19_head_epochs", 2, "With --vgg19_weights: epochs that train only the head on the frozen "
-                     "backbone, before its last block is unfrozen too.", lower_bound=0)
-flags.DEFINE_bool("export", True, "Write the serving SavedModel at the end.")
+
+
+def define_flags():
+  flags.DEFINE_string("model", None, f"One of: {', '.join(models.MODELS)}.")
+  cli.define_records(data.default_records_dir())
+  cli.define_model_dir("Output directory (default runs/<model>).")
+  flags.DEFINE_integer("epochs", 10, "Epochs.", lower_bound=1)
+  flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch (0: one pass over the training split).", lower_bound=0)
+  flags.DEFINE_integer("eval_steps", 0, "Eval batches per evaluation (0: the whole eval split).", lower_bound=0)
+  flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
+  flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+  flags.DEFINE_float("weight_decay", 0.0, "Adam weight decay (decoupled, as Keras applies it).")
+  flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: no clipping).")
+  flags.DEFINE_float("lr_factor", 0.3, "ReduceLROnPlateau factor (1: a constant learning rate).", upper_bound=1)
+  flags.DEFINE_enum("lr_monitor", "eval_loss", list(LR_MONITORS), "The loss ReduceLROnPlateau watches: each epoch's "
+                    "eval loss, or its mean training loss (the reference report's PyTorch code).")
+  flags.DEFINE_integer("lr_patience", 2, "ReduceLROnPlateau patience, in epochs.")
+  flags.DEFINE_integer("stop_patience", 0, "Stop when eval accuracy has not improved for this many epochs "
+                       "(0: never).", lower_bound=0)
+  flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES), "tf.distribute strategy.")
+  flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU VM).")
+  flags.DEFINE_enum("mixed_precision", "auto", list(distribute.PRECISIONS),
+                    "auto: float16 on GPU, bfloat16 on TPU, float32 on CPU.")
+  flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+  flags.DEFINE_integer("image_size", 0, "Image input side (0: the model's default).", lower_bound=0)
+  flags.DEFINE_enum("image_source", "auto", ["auto", "stored", "raster"], "Images from records or rasterised.")
+  flags.DEFINE_bool("augment", False, "Augment training drawings (on ink, before rasterising).")
+  flags.DEFINE_float("augment_rotation", augment_lib.Ranges.rotation, "Max rotation, degrees.")
+  flags.DEFINE_float("augment_scale", augment_lib.Ranges.scale, "Max relative scale change, per axis.")
+  flags.DEFINE_float("augment_shear", augment_lib.Ranges.shear, "Max shear.")
+  flags.DEFINE_float("augment_translation", augment_lib.Ranges.translation, "Max shift, share of drawing size.")
+  flags.DEFINE_float("augment_stroke_dropout", augment_lib.Ranges.stroke_dropout, "Chance to drop a stroke.")
+  flags.DEFINE_integer("checkpoint_steps", 100, "Back up the training state every N steps (also every epoch).",
+                       lower_bound=1)
+  flags.DEFINE_float("time_budget", 0, "Stop training after this many seconds (0: no limit); the epoch in progress "
+                     "is cut short, then evaluated and saved as usual.", lower_bound=0)
+  flags.DEFINE_enum("budget_clock", "wall", ["wall", "cpu"],
+                    "What --time_budget counts: wall-clock seconds, or CPU seconds of this process (all threads; "
+                    "fair between runs that share a machine).")
+  flags.DEFINE_string("profile_batch", "", "Profile these batches in TensorBoard, e.g. '10,20'.")
+  flags.DEFINE_integer("seed", 0, "Random seed.")
+  flags.DEFINE_multi_string("model_option", [], "Model builder option key=value, e.g. activation=relu.")
+  flags.DEFINE_string("vgg19_weights", None, "Local Keras VGG19 notop weights file (ImageNet).")
+  flags.DEFINE_integer("vgg19_head_epochs", 2, "With --vgg19_weights: epochs that train only the head on the frozen "
+                       "backbone, before its last block is unfrozen too.", lower_bound=0)
+  flags.DEFINE_bool("export", True, "Write the serving SavedModel at the end.")
+
+
 FLAGS = flags.FLAGS
 
 
-class TrainError(Exception):
+class TrainError(cli.Error):
   """A problem the user can act on."""
 
 
@@ -148,14 +155,13 @@ class TimeBudget(keras.callbacks.Callback):
 class Summaries(keras.callbacks.Callback):
   """Learning rate, examples/s, sample drawings and a confusion matrix in TensorBoard."""
 
-  def __init__(self, log_dir, eval_batches, class_names, batch_size, spec):
+  def __init__(self, log_dir, eval_batches, class_names, batch_size):
     super().__init__()
     self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
     self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
     self.eval_batches = eval_batches
     self.class_names = class_names
     self.batch_size = batch_size
-    self.spec = spec
     self.started = None
     self.steps = 0
 
@@ -224,6 +230,7 @@ def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eva
   train_args = dict(locals())
   try:
     spec = models.get(model_name)
+    models.check_options(model_name, model_options or {})
     if spec.trainer:  # A generative model trains its own way (its module's train), with these callbacks.
       budget = [TimeBudget(time_budget, budget_clock)] if time_budget else []
       return importlib.import_module(spec.trainer).train(callbacks=[StartingStep(), *budget], **train_args)
@@ -245,7 +252,8 @@ def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eva
   model_options = dict(model_options or {})
   size = image_size or spec.image_size
   config = {"model": model_name, "classes": class_names, "image_size": size if spec.uses_image else 0,
-            "model_options": model_options, "records": os.path.abspath(records_dir)}
+            "model_options": model_options, "records": os.path.abspath(records_dir),
+            "training": train_config.record(train_args), "version": quickdraw_tf.__version__}
   run_dir.check_compatible(model_dir, config)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, export_lib.CONFIG_FILE), "w", encoding="utf-8") as f:
@@ -314,7 +322,7 @@ def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eva
         keras.callbacks.ModelCheckpoint(os.path.join(out_dir, export_lib.BEST_WEIGHTS), monitor="val_accuracy",
                                         mode="max", save_best_only=True, save_weights_only=True),
         Summaries(log_dir, eval_data.take(4).map(lambda f, label: (data.replica_inputs(spec, f, size), label)),
-                  class_names, batch_size, spec),
+                  class_names, batch_size),
     ]
   if lr_factor < 1 and (eval_data is not None or lr_monitor == "train_loss"):
     callbacks.append(keras.callbacks.ReduceLROnPlateau(LR_MONITORS[lr_monitor], factor=lr_factor,
@@ -471,46 +479,34 @@ def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epo
   return model.history
 
 
-def _read_config_file(model):
-  """Flags of configs/<model>.cfg that the command line did not set."""
-  path = os.path.join(CONFIG_DIR, f"{model}.cfg")
-  if not os.path.exists(path):
-    return
-  with open(path, encoding="utf-8") as f:
-    lines = [line.strip() for line in f if line.strip().startswith("--")]
-  for line in lines:
-    name, _, value = line[2:].partition("=")
-    if name in FLAGS and not FLAGS[name].present:
-      FLAGS[name].parse(value)
-
-
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv
   if not FLAGS.model:
     raise app.UsageError(f"--model is required; one of: {', '.join(models.MODELS)}")
-  _read_config_file(FLAGS.model)
+  try:
+    models.get(FLAGS.model)
+  except ValueError as e:
+    raise TrainError(str(e)) from None
+  # The model's published defaults, beneath what the command line gives; any flag of train's own.
+  train_flags = {flag.name for flag in FLAGS.get_flags_for_module(FLAGS.find_module_defining_flag("model"))}
+  train_config.apply_defaults(FLAGS.model, FLAGS, train_flags)
   options = _parse_options(FLAGS.model_option)
   if FLAGS.vgg19_weights:
     options["weights_path"] = FLAGS.vgg19_weights
   augment = augment_lib.Ranges(FLAGS.augment_rotation, FLAGS.augment_scale, FLAGS.augment_shear,
                                FLAGS.augment_translation, FLAGS.augment_stroke_dropout) if FLAGS.augment else None
-  try:
-    train(FLAGS.model, FLAGS.records, FLAGS.model_dir or os.path.join("runs", FLAGS.model), epochs=FLAGS.epochs,
-          steps_per_epoch=FLAGS.steps_per_epoch, eval_steps=FLAGS.eval_steps, batch_size=FLAGS.batch_size,
-          learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm,
-          lr_factor=FLAGS.lr_factor, lr_patience=FLAGS.lr_patience, lr_monitor=FLAGS.lr_monitor,
-          stop_patience=FLAGS.stop_patience, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
-          mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile, image_size=FLAGS.image_size,
-          image_source=FLAGS.image_source, augment=augment, checkpoint_steps=FLAGS.checkpoint_steps,
-          profile_batch=FLAGS.profile_batch, seed=FLAGS.seed, model_options=options, export=FLAGS.export,
-          time_budget=FLAGS.time_budget, budget_clock=FLAGS.budget_clock, head_epochs=FLAGS.vgg19_head_epochs)
-  except (TrainError, backup.BackupError, run_dir.IncompatibleRun) as e:
-    print(f"train: error: {e}", file=sys.stderr)
-    return 1
+  train(FLAGS.model, FLAGS.records, FLAGS.model_dir or os.path.join("runs", FLAGS.model), epochs=FLAGS.epochs,
+        steps_per_epoch=FLAGS.steps_per_epoch, eval_steps=FLAGS.eval_steps, batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm,
+        lr_factor=FLAGS.lr_factor, lr_patience=FLAGS.lr_patience, lr_monitor=FLAGS.lr_monitor,
+        stop_patience=FLAGS.stop_patience, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
+        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile, image_size=FLAGS.image_size,
+        image_source=FLAGS.image_source, augment=augment, checkpoint_steps=FLAGS.checkpoint_steps,
+        profile_batch=FLAGS.profile_batch, seed=FLAGS.seed, model_options=options, export=FLAGS.export,
+        time_budget=FLAGS.time_budget, budget_clock=FLAGS.budget_clock, head_epochs=FLAGS.vgg19_head_epochs)
   logging.info("done")
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(define_flags, main)

@@ -32,9 +32,7 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 import keras
@@ -43,6 +41,7 @@ from PIL import Image
 from PIL import ImageDraw
 import tensorflow as tf
 
+from quickdraw_tf import cli
 from quickdraw_tf import data
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import ink as ink_lib
@@ -59,7 +58,7 @@ SPRITE_SIZE = 28
 EPSILON = 1e-5  # Against division by a zero gradient (the report's fix for its overflow).
 
 
-class VisualizeError(ValueError):
+class VisualizeError(cli.Error, ValueError):
   """A problem with the user's input; the message names the file or flag."""
 
 
@@ -664,9 +663,8 @@ def visualize(model_dir, input_path=None, out_dir=None, index=0, parts=None, lay
 
 
 def define_flags():
-  # Defined only when run as a program: tests import this module beside train, which has its own --model_dir.
-  flags.DEFINE_string("model_dir", None, "A model_dir written by train.")
-  flags.DEFINE_string("input", None, "An ndjson file of drawings, or a PNG of one drawing (image models).")
+  cli.define_model_dir()
+  cli.define_input("An ndjson file of drawings, or a PNG of one drawing (image models).")
   flags.DEFINE_integer("index", 0, "Which drawing of the ndjson file (0-based); also the TensorBoard step.",
                        lower_bound=0)
   flags.DEFINE_string("out", None, "Where the PNGs go (default <model_dir>/visualize).")
@@ -675,26 +673,20 @@ def define_flags():
   flags.DEFINE_integer("max_filters", 64, "Filters per layer (the first ones).", lower_bound=1)
   flags.DEFINE_integer("filter_steps", 40, "Gradient ascent steps per filter.", lower_bound=0)
   flags.DEFINE_float("filter_step_size", 0.01, "Gradient ascent step, in image units ([0, 1]) per normalised step.")
-  flags.DEFINE_string("records", None, "Records for embeddings (default: those in the model_dir's config.json).")
+  cli.define_records(help_text="Records for embeddings (default: those in the model_dir's config.json).")
   flags.DEFINE_string("split", "test", "Records split for embeddings.")
   flags.DEFINE_integer("max_embeddings", 1000, "Drawings in the projector.", lower_bound=1)
-  flags.DEFINE_string("weights", None, "Weights file (default: best by eval accuracy, else final).")
+  cli.define_weights()
   flags.DEFINE_integer("seed", 0, "Seed of the filters' starting noise.")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if not FLAGS.model_dir:
-    raise app.UsageError("--model_dir is required")
-  try:
-    written = visualize(FLAGS.model_dir, FLAGS.input, FLAGS.out, FLAGS.index, FLAGS.parts, FLAGS.layers,
-                        FLAGS.max_filters, FLAGS.filter_steps, FLAGS.filter_step_size, FLAGS.records, FLAGS.split,
-                        FLAGS.max_embeddings, FLAGS.weights, FLAGS.seed)
-  except VisualizeError as e:
-    print(f"visualize: error: {e}", file=sys.stderr)
-    return 1
+  cli.require("model_dir")
+  written = visualize(FLAGS.model_dir, FLAGS.input, FLAGS.out, FLAGS.index, FLAGS.parts, FLAGS.layers,
+                      FLAGS.max_filters, FLAGS.filter_steps, FLAGS.filter_step_size, FLAGS.records, FLAGS.split,
+                      FLAGS.max_embeddings, FLAGS.weights, FLAGS.seed)
   for part, paths in written.items():
     for path in paths:
       print(f"{part}: {path}")
@@ -704,5 +696,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  cli.run(define_flags, main)

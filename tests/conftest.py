@@ -24,12 +24,11 @@ TINY_IMAGE_SIZE = {"resnet18": 28, "sketchanet": 64, "alexnet": 64, "fusion": 64
 def tiny_run(data_dir, tmp_path_factory):
   """A function: model name -> the model_dir of that model trained for 2 steps on 4 real words (cached).
 
-  Trained through ``python -m quickdraw_tf.train``, which also exports
+  Trained through train's command line (in this process), which also exports
   ``<model_dir>/saved_model``. Shared by the demo and TFLite tests.
   """
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   from quickdraw_tf import make_records  # pylint: disable=g-import-not-at-top
+  from tests import verbs  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("tiny")
   records = str(root / "records")
   inputs = [os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson") for w in TINY_WORDS]
@@ -41,13 +40,12 @@ def tiny_run(data_dir, tmp_path_factory):
     if name not in runs:
       model_dir = str(root / name)
       size = [f"--image_size={TINY_IMAGE_SIZE[name]}"] if name in TINY_IMAGE_SIZE else []
-      result = subprocess.run(
-          [sys.executable, "-m", "quickdraw_tf.train", f"--model={name}", f"--records={records}",
-           f"--model_dir={model_dir}", "--epochs=1", "--steps_per_epoch=2", "--eval_steps=1", "--batch_size=8",
-           *size], capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+      result = verbs.run("train", f"--model={name}", f"--records={records}", f"--model_dir={model_dir}", "--epochs=1",
+                         "--steps_per_epoch=2", "--eval_steps=1", "--batch_size=8", *size)
       assert result.returncode == 0, result.stderr[-3000:]
       runs[name] = model_dir
     return runs[name]
 
   run.records = records
   return run
+

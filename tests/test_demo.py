@@ -20,6 +20,7 @@ from quickdraw_tf import export
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
 from quickdraw_tf import predict
+from tests import verbs
 
 DRAWINGS_PER_WORD = 1
 PAGE_TIMEOUT_MS = 600_000  # Waits end on a page state, not a clock: this only bounds a hang on a loaded machine.
@@ -205,9 +206,7 @@ def predict_cli(saved_model, drawings, tmp_path):
   """predict's ranked guesses for each drawing: list of [(class, probability str)]."""
   path = tmp_path / "drawings.ndjson"
   path.write_text("".join(json.dumps({"drawing": d}) + "\n" for d in drawings))
-  result = subprocess.run([sys.executable, "-m", "quickdraw_tf.predict", f"--saved_model={saved_model}",
-                           f"--input={path}"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  result = verbs.run("predict", f"--saved_model={saved_model}", f"--input={path}")
   assert result.returncode == 0, result.stderr[-2000:]
   lines = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith(str(path))]
   assert len(lines) == len(drawings)

@@ -345,7 +345,17 @@ def test_wrong_flags_are_rejected(tmp_path):
   assert result.returncode != 0 and "no_such_flag" in result.stderr
   result = _cli(f"--input={tmp_path}", "--eval_fraction=0.7", "--test_fraction=0.5")
   assert result.returncode == 1 and "eval_fraction" in result.stderr
-  assert "--image_size" in _cli("--help").stdout
+  assert "--stored_image_size" in _cli("--help").stdout
+
+
+def test_the_deprecated_image_size_flag_still_stores_images(real_inputs, tmp_path):
+  source = str(real_inputs / "simplified_lamnguyen" / f"{WORDS[0]}.ndjson")
+  result = _cli(f"--input={source}", f"--output_dir={tmp_path / 'out'}", "--image_size=28", "--workers=1")
+  assert result.returncode == 0 and "--image_size is deprecated; it is now --stored_image_size" in result.stderr
+  with open(tmp_path / "out" / records.STATS_FILE) as f:
+    assert json.load(f)["image_size"] == 28
+  result = _cli(f"--input={source}", f"--output_dir={tmp_path / 'out2'}", "--image_size=28", "--stored_image_size=28")
+  assert result.returncode == 1 and "give --stored_image_size only" in result.stderr
 
 
 def test_categories_file_orders_classes(real_inputs, tmp_path):

@@ -16,10 +16,11 @@ from quickdraw_tf import make_records
 from quickdraw_tf import models
 from quickdraw_tf import sketch_rnn_data
 from quickdraw_tf.models import sketch_rnn
+from tests import verbs
 
 TINY = {"encoder_units": 8, "latent_size": 4, "decoder_units": 16, "num_mixtures": 3}
 MAX_SEQ_LEN = 60
-QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+QUIET = verbs.QUIET
 WORDS = ("cat", "fish")
 
 
@@ -33,8 +34,7 @@ def records_dir(data_dir, tmp_path_factory):
 
 
 def _cli(verb, *args):
-  return subprocess.run([sys.executable, "-m", f"quickdraw_tf.{verb}", *args], capture_output=True, text=True,
-                        timeout=600, env={**os.environ, **QUIET})
+  return verbs.run(verb, *args)
 
 
 @pytest.fixture(scope="module")

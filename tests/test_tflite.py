@@ -1,8 +1,6 @@
 """TFLite export: the interpreter against the SavedModel on real drawings, per model kind and quantisation."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from quickdraw_tf import export
 from quickdraw_tf import models
 from quickdraw_tf import predict
 from quickdraw_tf import tflite
+from tests import verbs
 
 WORDS = ("cat", "snowflake")
 PER_WORD = 6
@@ -44,9 +43,7 @@ def parity(tflite_path, saved_model, drawings):
 def test_cli_writes_an_rnn_that_reads_raw_ink_like_the_saved_model(tiny_run, data_dir, tmp_path):
   model_dir = tiny_run("rnn")
   output = str(tmp_path / "rnn.tflite")
-  result = subprocess.run([sys.executable, "-m", "quickdraw_tf.export", f"--model_dir={model_dir}", "--format=tflite",
-                           f"--output={output}"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  result = verbs.run("export", f"--model_dir={model_dir}", "--format=tflite", f"--output={output}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"wrote {output}" in result.stdout and not os.path.exists(output + ".partial")
   with open(output + ".classes.txt", encoding="utf-8") as f:

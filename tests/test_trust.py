@@ -19,13 +19,9 @@ from quickdraw_tf import export
 from quickdraw_tf import make_records
 from quickdraw_tf import models
 from tests import test_download
+from tests import verbs
 
-QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def _run(verb, *args, **kwargs):
-  return subprocess.run([sys.executable, "-m", f"quickdraw_tf.{verb}", *args], capture_output=True, text=True,
-                        timeout=600, env={**os.environ, **QUIET}, **kwargs)
+QUIET = verbs.QUIET
 
 
 # --- Metrics: 1, 2, 3 and many classes ---
@@ -112,13 +108,13 @@ def test_evaluate_saved_model_ranks_over_all_of_its_classes(dog_records, tmp_pat
 
 def test_evaluate_records_with_a_class_the_model_lacks_is_an_error(dog_records, tmp_path):
   saved_model = _constant_saved_model(tmp_path / "sm", ["cat", "fish"], [0.0, 0.0])
-  result = _run("evaluate", f"--saved_model={saved_model}", f"--records={dog_records}")
+  result = verbs.run("evaluate", f"--saved_model={saved_model}", f"--records={dog_records}")
   assert result.returncode == 1 and "does not know 1 class(es) of the records: ['dog']" in result.stderr
 
 
 def test_evaluate_an_empty_split_is_a_one_line_error(dog_records, tmp_path):
   saved_model = _constant_saved_model(tmp_path / "sm", ["dog"], [0.0])
-  result = _run("evaluate", f"--saved_model={saved_model}", f"--records={dog_records}", "--split=eval")
+  result = verbs.run("evaluate", f"--saved_model={saved_model}", f"--records={dog_records}", "--split=eval")
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith("evaluate: error: the eval split of")
   assert "Traceback" not in result.stderr
@@ -198,7 +194,7 @@ def test_predict_skips_every_bad_line_with_its_number(data_dir, tmp_path):
   ]
   path = tmp_path / "in.ndjson"
   path.write_text("".join(lines))
-  result = _run("predict", f"--saved_model={saved_model}", f"--input={path}")
+  result = verbs.run("predict", f"--saved_model={saved_model}", f"--input={path}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "Traceback" not in result.stderr and "nan" not in result.stdout
   assert result.stdout.strip() == f"{path}:1: cat 0.665, dog 0.245, fish 0.090"
@@ -209,7 +205,7 @@ def test_predict_skips_every_bad_line_with_its_number(data_dir, tmp_path):
 def test_predict_an_empty_file_is_an_error(tmp_path):
   saved_model = _constant_saved_model(tmp_path / "sm", ["cat", "dog"], [0.0, 0.0])
   (tmp_path / "empty.ndjson").write_text("")
-  result = _run("predict", f"--saved_model={saved_model}", f"--input={tmp_path / 'empty.ndjson'}")
+  result = verbs.run("predict", f"--saved_model={saved_model}", f"--input={tmp_path / 'empty.ndjson'}")
   assert result.returncode == 1 and "holds no drawing that can be classified" in result.stderr
 
 
@@ -238,7 +234,7 @@ def _snapshot(directory):
 @pytest.fixture(scope="module")
 def trained_run(records_dir, tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("trained") / "run"
-  result = _run("train", *_train_args(records_dir, model_dir))
+  result = verbs.run("train", *_train_args(records_dir, model_dir))
   assert result.returncode == 0, result.stderr[-3000:]
   return model_dir
 
@@ -248,20 +244,19 @@ def test_an_incompatible_model_dir_is_left_as_it_was(records_dir, trained_run, t
   shutil.copytree(trained_run, model_dir)
   before, config = _snapshot(model_dir), (model_dir / "config.json").read_bytes()
   for args, difference in ((("rnn",), "model 'bilstm' there, 'rnn' now"),
-                           (("bilstm", "--model_option=units=64"), "model_options {} there, {'units': 64} now")):
-    result = _run("train", *_train_args(records_dir, model_dir, *args))
+                           (("bilstm", "--model_option=init=torch"), "model_options {} there, {'init': 'torch'} now")):
+    result = verbs.run("train", *_train_args(records_dir, model_dir, *args))
     assert result.returncode == 1 and difference in result.stderr, result.stderr[-2000:]
     assert "use another --model_dir" in result.stderr
   assert _snapshot(model_dir) == before and (model_dir / "config.json").read_bytes() == config
-  result = _run("evaluate", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'eval'}")
+  result = verbs.run("evaluate", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'eval'}")
   assert result.returncode == 0, result.stderr[-2000:]
 
 
 # Trains, holding the process at a known point of its N-th backup; the test kills it there.
 HELD_TRAIN = textwrap.dedent("""
     import os, sys
-    from absl import app
-    from quickdraw_tf import backup, train
+    from quickdraw_tf import backup, cli, train
     hold_at, stage = int(sys.argv[1]), sys.argv[2]
     saves, replaces = [0], [0]
 
@@ -290,7 +285,8 @@ HELD_TRAIN = textwrap.dedent("""
 
     backup.BackupAndRestore._save_model = held_save
     os.replace = held_replace
-    app.run(train.main, argv=["train", *sys.argv[3:]])
+    sys.argv = ["train", *sys.argv[3:]]
+    cli.run(train.define_flags, train.main)
     """)
 
 
@@ -330,7 +326,7 @@ def test_a_kill_at_any_stage_of_a_backup_leaves_one_that_resumes(records_dir, tm
   assert backup.read_state(str(model_dir / "backup")) == state
   assert _backed_up_step(model_dir) == step
   if stage == "done":
-    result = _run("train", *args)
+    result = verbs.run("train", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"starting at step {step}, epoch {state[0] + 1}" in result.stdout, result.stdout
 
@@ -341,11 +337,11 @@ def test_an_unreadable_backup_names_the_file_and_the_way_out(records_dir, traine
   args = _train_args(records_dir, model_dir)
   # Keras' own metadata file empty: the weights file carries the state, the run resumes.
   (model_dir / "backup" / "training_metadata.json").write_text("")
-  result = _run("train", *[arg.replace("--epochs=2", "--epochs=3") for arg in args])
+  result = verbs.run("train", *[arg.replace("--epochs=2", "--epochs=3") for arg in args])
   assert result.returncode == 0 and "starting at step 8, epoch 3" in result.stdout, result.stderr[-3000:]
   weights = model_dir / "backup" / "latest.weights.h5"
   weights.write_bytes(weights.read_bytes()[:96])  # Damaged by something else than a kill.
-  result = _run("train", *args)
+  result = verbs.run("train", *args)
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert f"the backup file {weights} cannot be read" in result.stderr
   assert f"remove {model_dir / 'backup'}" in result.stderr
@@ -358,14 +354,14 @@ def test_the_readme_cat_dog_flow_end_to_end(data_dir, tmp_path):
   """make_records --download=cat,dog -> train -> evaluate -> export -> evaluate the SavedModel -> predict."""
   bucket = test_download.Bucket(data_dir)
   try:
-    result = _run("make_records", "--download=cat,dog", f"--download_url={bucket.url}",
+    result = verbs.subprocess_run("make_records", "--download=cat,dog", f"--download_url={bucket.url}",
                   f"--cache_dir={tmp_path / 'cache'}", f"--output_dir={tmp_path / 'records'}", "--progress=false")
   finally:
     bucket.server.shutdown()
     bucket.server.server_close()
   assert result.returncode == 0, result.stderr[-3000:]
   model_dir = tmp_path / "run"
-  result = _run("train", "--model=rnn", f"--records={tmp_path / 'records'}", f"--model_dir={model_dir}",
+  result = verbs.run("train", "--model=rnn", f"--records={tmp_path / 'records'}", f"--model_dir={model_dir}",
                 "--epochs=1", "--steps_per_epoch=3", "--batch_size=8", "--export=false")
   assert result.returncode == 0, result.stderr[-3000:]
   reports = {}
@@ -373,9 +369,9 @@ def test_the_readme_cat_dog_flow_end_to_end(data_dir, tmp_path):
                     ("saved_model", [f"--saved_model={model_dir / 'saved_model'}",
                                      f"--records={tmp_path / 'records'}"])):
     if key == "saved_model":
-      result = _run("export", f"--model_dir={model_dir}")
+      result = verbs.run("export", f"--model_dir={model_dir}")
       assert result.returncode == 0, result.stderr[-3000:]
-    result = _run("evaluate", *args, f"--output_dir={tmp_path / key}")
+    result = verbs.run("evaluate", *args, f"--output_dir={tmp_path / key}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "top-2" in result.stdout and "MAP@2" in result.stdout
     reports[key] = json.loads((tmp_path / key / "metrics.json").read_text())
@@ -385,7 +381,7 @@ def test_the_readme_cat_dog_flow_end_to_end(data_dir, tmp_path):
     assert report["map3"] == pytest.approx((1 + report["top1_accuracy"]) / 2)
   assert reports["checkpoint"]["top1_accuracy"] == pytest.approx(reports["saved_model"]["top1_accuracy"])
   drawings = os.path.join(data_dir, "strokes", "simplified_lamnguyen", "dog.ndjson")
-  result = _run("predict", f"--saved_model={model_dir / 'saved_model'}", f"--input={drawings}")
+  result = verbs.run("predict", f"--saved_model={model_dir / 'saved_model'}", f"--input={drawings}")
   assert result.returncode == 0, result.stderr[-3000:]
   rows = result.stdout.strip().splitlines()
   assert len(rows) == 25 and all(len(row.split(": ", 1)[1].split(", ")) == 2 for row in rows)

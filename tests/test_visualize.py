@@ -3,9 +3,6 @@
 import glob
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -13,33 +10,22 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from quickdraw_tf import make_records
 from quickdraw_tf import models
 from quickdraw_tf import summaries
+from quickdraw_tf import train
 from quickdraw_tf import visualize
+from tests import verbs
 
 WORDS = ("cat", "bicycle", "fish")
 SIZES = {"sketchanet": 64, "rnn": 0, "fusion": 64}
-QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def _python(script, timeout=300):
-  result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **QUIET})
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result
 
 
 @pytest.fixture(scope="module")
 def records_dir(data_dir, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("records"))
   inputs = [os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson") for w in WORDS]
-  # make_records and train both define absl flags when imported, and other test modules import make_records:
-  # each runs in a process of its own.
-  _python(f"""
-      from quickdraw_tf import make_records
-      make_records.convert({inputs!r}, {out!r}, workers=1, progress=False, num_shards=1, eval_fraction=0.2,
-                           test_fraction=0.3)
-      """)
+  make_records.convert(inputs, out, workers=1, progress=False, num_shards=1, eval_fraction=0.2, test_fraction=0.3)
   return out
 
 
@@ -48,12 +34,9 @@ def model_dirs(records_dir, tmp_path_factory):
   """sketchanet (64 px), rnn and fusion (64 px), each trained for 2 steps of 8 drawings."""
   root = tmp_path_factory.mktemp("runs")
   dirs = {name: str(root / name) for name in SIZES}
-  _python(f"""
-      from quickdraw_tf import train
-      for name, size in {SIZES!r}.items():
-        train.train(name, {records_dir!r}, {str(root)!r} + "/" + name, epochs=1, steps_per_epoch=2, eval_steps=1,
-                    batch_size=8, image_size=size, export=False, verbose=0)
-      """, timeout=600)
+  for name, size in SIZES.items():
+    train.train(name, records_dir, dirs[name], epochs=1, steps_per_epoch=2, eval_steps=1, batch_size=8,
+                image_size=size, export=False, verbose=0)
   return dirs
 
 
@@ -103,10 +86,8 @@ def test_feature_grid_layout_and_per_map_scaling():
 
 def test_cli_image_model_writes_every_part_and_logs_them(model_dirs, drawings, tmp_path, records_dir):
   model_dir, out = model_dirs["sketchanet"], tmp_path / "out"
-  result = subprocess.run([sys.executable, "-m", "quickdraw_tf.visualize", f"--model_dir={model_dir}",
-                           f"--input={drawings}", "--index=1", f"--out={out}", "--layers=conv1,conv2",
-                           "--max_filters=6", "--filter_steps=8", "--max_embeddings=12"],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, **QUIET})
+  result = verbs.run("visualize", f"--model_dir={model_dir}", f"--input={drawings}", "--index=1", f"--out={out}",
+                     "--layers=conv1,conv2", "--max_filters=6", "--filter_steps=8", "--max_embeddings=12")
   assert result.returncode == 0, result.stderr[-3000:]
   model, _ = visualize.export_lib.restore(model_dir)
   layers = visualize.conv_layers(model)
@@ -242,9 +223,7 @@ def test_embeddings_for_the_projector(model_dirs, records_dir):
 
 
 def test_bad_input_is_named(model_dirs, drawings, tmp_path):
-  result = subprocess.run([sys.executable, "-m", "quickdraw_tf.visualize", f"--model_dir={tmp_path / 'none'}",
-                           f"--input={drawings}"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **QUIET})
+  result = verbs.run("visualize", f"--model_dir={tmp_path / 'none'}", f"--input={drawings}")
   assert result.returncode == 1 and f"{tmp_path / 'none'} does not exist" in result.stderr
   with pytest.raises(visualize.VisualizeError, match=r"fish\.ndjson:3: not a QuickDraw drawing"):
     visualize.read_drawing(drawings, 2)

@@ -6,6 +6,7 @@ Generative models (``trainer`` set) read and train their own way.
 """
 
 import dataclasses
+import inspect
 from typing import Callable
 
 from quickdraw_tf.models import alexnet
@@ -53,6 +54,17 @@ def get(name):
   return MODELS[name]
 
 
+def check_options(name, options):
+  """ValueError naming the valid options unless every key of ``options`` is one of model ``name``'s."""
+  spec = get(name)
+  if spec.trainer:  # A generative model checks its own (many) options when built.
+    return
+  valid = ["init", *(p for p in inspect.signature(spec.build).parameters if p not in ("num_classes", "image_size"))]
+  unknown = sorted(set(options) - set(valid))
+  if unknown:
+    raise ValueError(f"unknown option(s) {', '.join(unknown)} for model {name!r}; valid: {', '.join(valid)}")
+
+
 def build(name, num_classes, image_size=None, init="keras", **kwargs):
   """Builds a model by name (under the current strategy scope and dtype policy).
 
@@ -69,6 +81,7 @@ def build(name, num_classes, image_size=None, init="keras", **kwargs):
     keras.Model.
   """
   spec = get(name)
+  check_options(name, {"init": init, **kwargs})
   if init not in common.INITS:
     raise ValueError(f"init must be one of {', '.join(common.INITS)}, got {init!r}")
   if init == "torch" and kwargs.get("weights_path"):

@@ -75,7 +75,7 @@ def _fully_connected(x, variant, name):
   return layers.Dropout(0.5, name=f"{name}_dropout")(x)
 
 
-def build(num_classes, image_size=IMAGE_SIZE, variant="report", **unused):
+def build(num_classes, image_size=IMAGE_SIZE, variant="report"):
   """keras.Model: {image [b, s, s, 1]} -> logits float32 [b, classes].
 
   Args:

@@ -42,7 +42,7 @@ def encoder(stroke5, ink_length, name="bilstm", units=UNITS):
   return layers.Bidirectional(layers.LSTM(units), name=name)(stroke5, mask=mask)
 
 
-def build(num_classes, **unused):
+def build(num_classes):
   """keras.Model: {ink [b, t, 5], ink_length [b]} -> logits float32 [b, classes]."""
   ink, ink_length = common.ink_inputs(5)
   features = encoder(ink, ink_length)

@@ -23,7 +23,7 @@ from quickdraw_tf.models import sketchanet
 IMAGE_SIZE = sketchanet.IMAGE_SIZE
 
 
-def build(num_classes, image_size=IMAGE_SIZE, **unused):
+def build(num_classes, image_size=IMAGE_SIZE):
   """keras.Model: {image [b, s, s, 1], ink [b, t, 5], ink_length [b]} -> logits float32 [b, classes]."""
   image = common.image_input(image_size)
   ink, ink_length = common.ink_inputs(5)

@@ -57,7 +57,7 @@ def _stem(image, stem):
   return _conv_bn(image, 64, 3, 1, "conv1")
 
 
-def build(num_classes, image_size=IMAGE_SIZE, stem=None, **unused):
+def build(num_classes, image_size=IMAGE_SIZE, stem=None):
   """keras.Model: {image [b, s, s, 1]} -> logits float32 [b, classes].
 
   Args:

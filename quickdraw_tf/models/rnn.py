@@ -29,7 +29,7 @@ LSTM_UNITS = 128
 LSTM_LAYERS = 3
 
 
-def build(num_classes, activation="linear", pooling=0, batch_norm=False, dropout=0.3, **unused):
+def build(num_classes, activation="linear", pooling=0, batch_norm=False, dropout=0.3):
   """Builds the model.
 
   Args:

@@ -46,7 +46,7 @@ def trunk(image, size):
   return layers.Flatten(name="fc7_flat")(x)
 
 
-def build(num_classes, image_size=IMAGE_SIZE, **unused):
+def build(num_classes, image_size=IMAGE_SIZE):
   """keras.Model: {image [b, s, s, 1]} -> logits float32 [b, classes]."""
   image = common.image_input(image_size)
   return keras.Model({"image": image}, common.logits(trunk(image, image_size), num_classes), name="sketchanet")

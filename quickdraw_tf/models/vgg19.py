@@ -31,7 +31,7 @@ IMAGE_SIZE = 64  # VGG19 needs at least 32 px.
 BACKBONE = "vgg19"
 
 
-def build(num_classes, image_size=IMAGE_SIZE, weights_path=None, **unused):
+def build(num_classes, image_size=IMAGE_SIZE, weights_path=None):
   """keras.Model: {image [b, s, s, 1]} -> logits float32 [b, classes].
 
   Raises:

@@ -1,0 +1,93 @@
+"""The training config: published defaults that reach a normal install, strict keys and options, recorded runs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from quickdraw_tf import make_records
+from quickdraw_tf import models
+from quickdraw_tf import train_config
+from tests import verbs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_ARGS = ("--epochs=1", "--steps_per_epoch=1", "--eval_steps=1", "--export=false")
+
+
+@pytest.fixture(scope="module")
+def records_dir(data_dir, tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("records"))
+  make_records.convert([os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson") for w in ("cat", "fish")],
+                       out, workers=1, progress=False, num_shards=1, eval_fraction=0.2, test_fraction=0.2)
+  return out
+
+
+def _training(model_dir):
+  with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+    return json.load(f)
+
+
+def test_every_model_has_a_config_that_reads(tmp_path):
+  for name in models.MODELS:
+    assert train_config.read_defaults(name), name
+
+
+def test_a_run_records_its_config_file_and_flags(records_dir, tmp_path):
+  # configs/bilstm.cfg: weight decay 6e-4, lr 1e-3 (table 1 of the report); the command line wins over it.
+  result = verbs.run("train", "--model=bilstm", f"--records={records_dir}", f"--model_dir={tmp_path / 'run'}",
+                     "--learning_rate=0.002", "--seed=3", "--augment", *TRAIN_ARGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  config = _training(tmp_path / "run")
+  training = config["training"]
+  assert training["weight_decay"] == 0.0006 and training["learning_rate"] == 0.002 and training["seed"] == 3
+  assert training["batch_size"] == 64 and training["augment"]["rotation"] > 0  # configs/bilstm.cfg; --augment.
+  assert config["version"] and "records_dir" not in training
+
+
+def test_unknown_options_and_config_keys_fail_with_the_valid_names(records_dir, tmp_path, monkeypatch):
+  result = verbs.run("train", "--model=rnn", f"--records={records_dir}", f"--model_dir={tmp_path / 'a'}",
+                     "--model_option=activaton=relu", *TRAIN_ARGS)
+  assert result.returncode == 1 and "unknown option(s) activaton for model 'rnn'; valid: init, activation" in (
+      result.stderr)
+  assert not os.path.exists(tmp_path / "a")
+  cfg = tmp_path / "rnn.cfg"
+  monkeypatch.setattr(train_config, "config_path", lambda model: cfg)
+  for text, message in (("# a comment\n--learning_rat=0.1\n", f"{cfg}:2: unknown flag --learning_rat; valid: "),
+                        ("--batch_size=-3\n", f"{cfg}:1: "), ("learning_rate 0.1\n", f"{cfg}:1: not a --flag=value")):
+    cfg.write_text(text)
+    result = verbs.run("train", "--model=rnn", f"--records={records_dir}", f"--model_dir={tmp_path / 'b'}",
+                       *TRAIN_ARGS)
+    assert result.returncode == 1 and message in result.stderr, (text, result.stderr)
+    assert "Traceback" not in result.stderr and not os.path.exists(tmp_path / "b")
+    if "learning_rat=" in text:  # The valid names are train's flags.
+      valid = result.stderr.split("valid: ", 1)[1].split(", ")
+      assert {"learning_rate", "clip_norm", "batch_size"} <= set(valid) and "verbosity" not in valid
+  cfg.unlink()
+  result = verbs.run("train", "--model=rnn", f"--records={records_dir}", f"--model_dir={tmp_path / 'c'}", *TRAIN_ARGS)
+  assert result.returncode == 1 and "cannot read the training config of model 'rnn'" in result.stderr
+
+
+def test_a_normal_install_trains_with_the_published_defaults(records_dir, tmp_path):
+  """pip install . (not editable) into a new environment, run from outside the source tree."""
+  source = tmp_path / "source"
+  shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+      ".git", "build", "dist", "*.egg-info", "__pycache__", "tfrecords", "runs", ".pytest_cache"))
+  venv = tmp_path / "venv"
+  subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+  python = str(venv / "bin" / "python")
+  # The dependencies are this environment's; the package itself is built and installed from the copy.
+  result = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                           str(source)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  shutil.rmtree(source)  # Nothing can come from the source tree now.
+  model_dir = tmp_path / "run"
+  result = subprocess.run([python, "-m", "quickdraw_tf.train", "--model=rnn", f"--records={records_dir}",
+                           f"--model_dir={model_dir}", *TRAIN_ARGS], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path, env={**os.environ, **verbs.QUIET})
+  assert result.returncode == 0, result.stderr[-3000:]
+  training = _training(model_dir)["training"]
+  # Google's tutorial, configs/rnn.cfg: Adam at 1e-4, gradients clipped to norm 9, batches of 8.
+  assert (training["learning_rate"], training["clip_norm"], training["batch_size"]) == (1e-4, 9.0, 8)
