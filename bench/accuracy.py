@@ -55,7 +55,6 @@ import numpy as np
 import psutil
 from PIL import Image
 from PIL import ImageDraw
-from PIL import ImageFont
 
 from bench import report
 import quickdraw_tf
@@ -65,6 +64,7 @@ from quickdraw_tf import export as export_lib
 from quickdraw_tf import make_records
 from quickdraw_tf import models
 from quickdraw_tf import records
+from quickdraw_tf import summaries
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,8 +94,6 @@ flags.DEFINE_string("runs_dir", None, "Model directories (default runs/bench_acc
 flags.DEFINE_string("plot", os.path.join(REPO, "bench", "accuracy.png"), "The plot (full run only).")
 FLAGS = flags.FLAGS
 
-VEC17 = ("horse", "dog", "monkey", "cat", "flamingo", "bird", "circle", "scorpion", "duck", "swan", "owl",
-         "mosquito", "butterfly", "squiggle", "ant", "square", "triangle")
 QUICK_VEC = ("circle", "square", "triangle", "squiggle")  # Simple shapes: learnt in seconds.
 QUICK_BMP = ("airplane", "banana", "cat", "rainbow")
 QUICK_MODELS = ("rnn", "sketchanet")
@@ -152,15 +150,6 @@ def build_records(name, inputs, categories=None, max_per_class=0):
 def image_side(spec):
   """The image side a model trains at: the smaller of --image_side and its default (0 for sequence models)."""
   return min(FLAGS.image_side, spec.image_size) if spec.uses_image else 0
-
-
-def batch_size_of(model):
-  """The batch size train takes for ``model``: its configs/<model>.cfg, read as a flagfile by absl."""
-  values = flags.FlagValues()
-  flags.DEFINE_integer("batch_size", 64, "", flag_values=values)  # train's default
-  path = os.path.join(REPO, "configs", f"{model}.cfg")
-  values(["cfg"] + ([f"--flagfile={path}"] if os.path.exists(path) else []), known_only=True)
-  return values.batch_size
 
 
 def eval_curve(model_dir):
@@ -260,7 +249,7 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
       raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{f.read()[-3000:]}")
   curve = eval_curve(run_dir)
   steps = curve[-1][1]
-  batch = batch_size_of(model)
+  batch = export_lib.read_config(run_dir)["training"]["batch_size"]  # What train recorded.
   train_count = records.read_stats(records_dir)["totals"]["train"]
   fit_seconds = curve[-1][0] - fit_started
 
@@ -269,13 +258,12 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   restored, config = export_lib.restore(run_dir)
   params = restored.count_params()
   metrics["top1_batch_stats"] = batch_stats_top1(restored, config, records_dir)
-  trained = params
   keras.backend.clear_session()
   # Checkpoints of every epoch are only needed by train: keep logs, config and the best/final weights.
   for bulky in ("checkpoints", "backup"):
     shutil.rmtree(os.path.join(run_dir, bulky), ignore_errors=True)
   result = {
-      "key": key, "label": label, "model": model, "image_size": side, "params": params, "trained_params": trained,
+      "key": key, "label": label, "model": model, "image_size": side, "params": params,
       "batch_size": batch, "steps": steps, "epochs": steps * batch / train_count,
       "fit_wall_s": fit_seconds, "fit_cpu_s": cpu_total - cpu_at_fit, "run_wall_s": time.time() - started,
       "examples_per_s": steps * batch / fit_seconds, "examples_per_cpu_s": steps * batch / (cpu_total - cpu_at_fit),
@@ -332,8 +320,6 @@ def results_table(results, prior):
     if abs(r["test"]["top1_accuracy"] - prior) < 1e-9:
       top1 += " (prior)"
     params = f"{r['params']:,}"
-    if r["trained_params"] != r["params"]:
-      params += f" ({r['trained_params']:,} trained)"
     rows.append([r["label"], input_of(r), params, f"{r['steps']:,}", f"{r['epochs']:.1f}",
                  f"{r['fit_wall_s']:.0f}", f"{r['fit_cpu_s']:.0f}", f"{r['examples_per_s']:,.0f}",
                  f"{r['examples_per_cpu_s']:,.0f}", top1,
@@ -423,14 +409,6 @@ _COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 
             (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 
 
-def _font(size):
-  """Pillow's default font at ``size`` where Pillow can scale it."""
-  try:
-    return ImageFont.load_default(size=size)
-  except TypeError:  # Pillow < 10.1: one size only.
-    return ImageFont.load_default()
-
-
 def _nice_step(span, ticks=6):
   """A 1, 2 or 5 times a power of ten step giving about ``ticks`` ticks over ``span``."""
   raw = max(span / ticks, 1e-9)
@@ -441,7 +419,7 @@ def _nice_step(span, ticks=6):
 def _panel(draw, box, title, results, x_max, x_axis="seconds"):
   """Eval top-1 after each epoch against training wall seconds or epochs, the test top-1 as a ringed dot."""
   left, top, right, bottom = box
-  small, large = _font(13), _font(16)
+  small, large = summaries.font(13), summaries.font(16)
   curves = [_curve(r, x_axis) for r in results]
   accuracies = [acc for curve in curves for _, acc in curve] + [r["test"]["top1_accuracy"] for r in results]
   y_max = min(1.0, np.ceil(max(accuracies) * 10 + 0.5) / 10)
@@ -496,7 +474,7 @@ def settings():
   if converge and not FLAGS.quick and FLAGS.converge_cap < 1800:
     raise app.UsageError(f"--converge_cap={FLAGS.converge_cap:g}: the converged run's cap is >= 1800 CPU s")
   budget = FLAGS.converge_cap if converge else FLAGS.budget
-  run = dict(budget=budget, vec_words=VEC17, bmp_words=None, models=FLAGS.models, vec_name="vec17",
+  run = dict(budget=budget, vec_words=report.VEC17, bmp_words=None, models=FLAGS.models, vec_name="vec17",
              bmp_name="bmp22", bmp_cap=0 if converge else FLAGS.bmp_max_per_class,
              patience=FLAGS.converge_patience if converge else 0,
              section="accuracy_converged" if converge else "accuracy",
@@ -603,7 +581,7 @@ def main(_):
                 "of it from random weights (with them, the head first on the frozen backbone, then its last block).")
   if bmp:
     body += [f"\n### {bmp_name}: {bmp_n} categories of 28 px bitmaps (Google's numpy_bitmap)\n",
-             f"Records: `bitmaps28/numpy_bitmap_prefix`, image models only"
+             "Records: `bitmaps28/numpy_bitmap_prefix`, image models only"
              + (f", the first {bmp_cap:,} rows of each category" if bmp_cap else "")
              + f": {sizes(bmp_dir)}. Chance: {1 / bmp_n:.3f} top-1; always answering the most frequent training "
              f"class ({bmp_prior[1]}): {bmp_prior[0]:.4f}.\n",

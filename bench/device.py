@@ -62,7 +62,7 @@ PROFILED_STEPS = 3
 PARITY_BATCHES = 4
 # --quick: fusion covers both paths (LSTMs and images), without XLA (which takes minutes to compile on a CPU).
 QUICK = dict(models=["fusion"], jit_compile=["no"], steps=2, step_batches=1, device_batch_size=8, seconds=0.5,
-             words=pipeline.VEC17[:2], max_per_class=40)
+             words=report.VEC17[:2], max_per_class=40)
 
 
 def devices_line():
@@ -205,7 +205,7 @@ def model_rows(spec, records_dir, class_names, strategy, tmp):
 
 
 def main(_):
-  words, max_per_class = pipeline.VEC17, 0
+  words, max_per_class = report.VEC17, 0
   if FLAGS.quick:
     for name in ("steps", "step_batches", "device_batch_size", "seconds", "models", "jit_compile"):
       if not FLAGS[name].present:

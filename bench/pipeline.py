@@ -49,11 +49,9 @@ FLAGS = flags.FLAGS
 
 STEP_BATCHES = 8  # Distinct batches the training step cycles through.
 
-VEC17 = ("horse", "dog", "monkey", "cat", "flamingo", "bird", "circle", "scorpion", "duck", "swan", "owl",
-         "mosquito", "butterfly", "squiggle", "ant", "square", "triangle")
 
 
-def make_vec17(out, words=VEC17, max_per_class=0, image_size=0):
+def make_vec17(out, words=report.VEC17, max_per_class=0, image_size=0):
   """Records of every simplified drawing of ``words`` (no stored images by default); returns make_records' stats."""
   inputs = [os.path.join(FLAGS.data_dir, "strokes", source, f"{word}.ndjson")
             for source in ("simplified_lamnguyen", "simplified_codybenlewis", "simplified_vlandham") for word in words]
@@ -249,7 +247,7 @@ def raster_placement_table(records_dir):
     png_bytes = (records_bytes(stored) - records_bytes(records_dir)) / sum(stats["totals"].values())
     for name in ("resnet18", "sketchanet"):
       spec = models.get(name)
-      rows.append([f"{name} pipeline from stored 28-px PNGs (`make_records --image_size=28`, cairo renderer), "
+      rows.append([f"{name} pipeline from stored 28-px PNGs (`make_records --stored_image_size=28`, cairo renderer), "
                    f"{spec.image_size} px", f"{pipeline_rate(stored, spec, image_source='stored'):,.0f}",
                    f"{png_bytes:,.0f} bytes a drawing more on disk"])
   memory = [[f"{batch} drawings x {points} points, {size} px ({size * 8} sample rows)",

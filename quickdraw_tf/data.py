@@ -150,14 +150,15 @@ def image_source_for(records_dir, spec, image_source="auto"):
 
 
 def _parse_fn(image_source):
-  spec = records.parse_spec(with_image=image_source == "stored")
+  """serialized example -> (features the pipeline reads, class index), with `records.parse`."""
+  with_image = image_source == "stored"
 
   def parse(serialized):
-    example = tf.io.parse_single_example(serialized, spec)
-    ink = tf.reshape(example["ink"], [-1, 3])
-    features = {"ink": ink, "ink_length": tf.shape(ink)[0], "bbox": example["bbox"], "origin": example["origin"]}
-    if image_source == "stored":
-      features["image"] = tf.io.decode_png(example[records.IMAGE_FIELD], channels=1)
+    example = records.parse(serialized, with_image)
+    features = {"ink": example["ink"], "ink_length": tf.shape(example["ink"])[0], "bbox": example["bbox"],
+                "origin": example["origin"]}
+    if with_image:
+      features["image"] = example[records.IMAGE_FIELD]
     return features, example["class_index"]
 
   return parse
@@ -265,12 +266,6 @@ def distributed_dataset(strategy, records_dir, split, spec, global_batch_size, *
                         input_context=input_context, **kwargs)
 
   return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def num_classes(records_dir):
-  """Number of classes of a records directory."""
-  _stats(records_dir)
-  return len(records.read_classes(records_dir))
 
 
 def default_records_dir():
