@@ -60,10 +60,10 @@ from bench import report
 import quickdraw_tf
 from quickdraw_tf import data
 from quickdraw_tf import evaluate
-from quickdraw_tf import export as export_lib
 from quickdraw_tf import make_records
 from quickdraw_tf import models
 from quickdraw_tf import records
+from quickdraw_tf import run_dir as run_dir_lib
 from quickdraw_tf import summaries
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -186,7 +186,7 @@ def batch_stats_top1(model, config, records_dir, batch_size=64):
   spec = models.get(config["model"])
   hits = [np.argmax(model(features, training=True), axis=1) == labels.numpy()
           for features, labels in data.make_dataset(records_dir, "test", spec, batch_size,
-                                                    image_size=config.get("image_size") or None)]
+                                                    image_size=run_dir_lib.image_size(config))]
   return float(np.concatenate(hits).mean())
 
 
@@ -213,7 +213,7 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
     if result["key"] == key:
       print(f"accuracy: reusing {run_dir}", flush=True)
       if "top1_batch_stats" not in result["test"]:  # Results from before this figure existed.
-        restored, config = export_lib.restore(run_dir)
+        restored, config = run_dir_lib.restore(run_dir)
         result["test"]["top1_batch_stats"] = batch_stats_top1(restored, config, records_dir)
         keras.backend.clear_session()
         with open(result_path, "w", encoding="utf-8") as f:
@@ -249,13 +249,13 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
       raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{f.read()[-3000:]}")
   curve = eval_curve(run_dir)
   steps = curve[-1][1]
-  batch = export_lib.read_config(run_dir)["training"]["batch_size"]  # What train recorded.
+  batch = run_dir_lib.read_config(run_dir)["training"]["batch_size"]  # What train recorded.
   train_count = records.read_stats(records_dir)["totals"]["train"]
   fit_seconds = curve[-1][0] - fit_started
 
   labels, probabilities = evaluate.predict_checkpoint(run_dir, records_dir, "test")
   metrics = evaluate.metrics(labels, probabilities, records.read_classes(records_dir))
-  restored, config = export_lib.restore(run_dir)
+  restored, config = run_dir_lib.restore(run_dir)
   params = restored.count_params()
   metrics["top1_batch_stats"] = batch_stats_top1(restored, config, records_dir)
   keras.backend.clear_session()

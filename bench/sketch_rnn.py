@@ -36,10 +36,10 @@ import quickdraw_tf
 from bench import report
 from quickdraw_tf import data
 from quickdraw_tf import evaluate
-from quickdraw_tf import export as export_lib
 from quickdraw_tf import make_records
 from quickdraw_tf import models
 from quickdraw_tf import records
+from quickdraw_tf import run_dir as run_dir_lib
 from quickdraw_tf import sketch_rnn_data
 from quickdraw_tf.models import sketch_rnn
 
@@ -173,8 +173,8 @@ def main(_):
   classifier_dir = os.path.join(FLAGS.runs_dir, FLAGS.classifier)
   train(FLAGS.classifier, all_records, classifier_dir, FLAGS.classifier_budget,
         extra=["--image_size=64"] if models.get(FLAGS.classifier).uses_image else [])
-  classifier = tf.saved_model.load(os.path.join(classifier_dir, export_lib.SAVED_MODEL))
-  labels, probabilities = evaluate.predict_saved_model(os.path.join(classifier_dir, export_lib.SAVED_MODEL),
+  classifier = tf.saved_model.load(os.path.join(classifier_dir, run_dir_lib.SAVED_MODEL))
+  labels, probabilities = evaluate.predict_saved_model(os.path.join(classifier_dir, run_dir_lib.SAVED_MODEL),
                                                        all_records, "test")
   class_names = records.read_classes(all_records)
   curve_rows, test_rows, recognition_rows = [], [], []
@@ -185,7 +185,7 @@ def main(_):
                  extra=[f"--steps_per_epoch={FLAGS.steps_per_epoch}"])
     curve = loss_curve(run_dir, FLAGS.steps_per_epoch)
     curve_rows += [[name, steps, f"{r:.3f}", f"{kl:.3f}"] for steps, r, kl in curve]
-    model, config = export_lib.restore(run_dir)
+    model, config = run_dir_lib.restore(run_dir)
     test_r, test_kl = test_losses(model, records_dir)
     kept = config["data"]["train"]
     test_rows.append([name, f"{kept['kept']:,} ({kept['too_long']} skipped)", curve[-1][0] if curve else 0,

@@ -29,10 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from bench import report
-from quickdraw_tf import export as export_lib
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
 from quickdraw_tf import records
+from quickdraw_tf import run_dir
 from quickdraw_tf import tflite
 
 flags.DEFINE_list("model_dirs", None, "Trained model_dirs (train's output).")
@@ -69,11 +69,11 @@ def directory_size(path):
 
 def bench_model(model_dir, quantizations, records_dir, max_test, runs):
   """Table rows for one model_dir: the SavedModel, then each quantisation."""
-  model, config = export_lib.restore(model_dir)
+  model, config = run_dir.restore(model_dir)
   spec = models.get(config["model"])
   drawings = test_drawings(records_dir or config["records"], max_test)
   labels = np.array([label for _, label in drawings])
-  saved_model = os.path.join(model_dir, export_lib.SAVED_MODEL)
+  saved_model = os.path.join(model_dir, run_dir.SAVED_MODEL)
   signature = tf.saved_model.load(saved_model).signatures["serving_default"]
   base_latency, base = measure(
       lambda p: signature(ink=p[None], length=np.array([len(p)], np.int32))["probabilities"].numpy()[0], drawings,
@@ -84,7 +84,7 @@ def bench_model(model_dir, quantizations, records_dir, max_test, runs):
   with tempfile.TemporaryDirectory() as tmp:
     for quantize in quantizations:
       path = os.path.join(tmp, f"{quantize}.tflite")
-      tflite.export(model, spec, config["classes"], path, config.get("image_size") or None, quantize)
+      tflite.export(model, spec, config["classes"], path, run_dir.image_size(config), quantize)
       classifier = tflite.Classifier(path, num_threads=1)
       latency, got = measure(lambda p: classifier(p)["probabilities"], drawings, runs)  # pylint: disable=cell-var-from-loop
       rows.append([name, f"TFLite {quantize}", f"{os.path.getsize(path) / 2**20:.1f}", f"{latency * 1e3:.2f}",

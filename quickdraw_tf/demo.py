@@ -40,6 +40,7 @@ from quickdraw_tf import export as export_lib
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
 from quickdraw_tf import raster
+from quickdraw_tf import run_dir
 from quickdraw_tf import visualize
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_static")
@@ -105,10 +106,10 @@ class Demo:
     with open(os.path.join(saved_model, export_lib.CLASSES_ASSET), encoding="utf-8") as f:
       self.classes = f.read().splitlines()
     parent = os.path.dirname(os.path.abspath(saved_model))
-    if model_dir is None and os.path.exists(os.path.join(parent, export_lib.CONFIG_FILE)):
+    if model_dir is None and os.path.exists(os.path.join(parent, run_dir.CONFIG_FILE)):
       model_dir = parent
     self.model_dir = model_dir
-    self.config = export_lib.read_config(model_dir) if model_dir else None
+    self.config = run_dir.read_config(model_dir) if model_dir else None
     self.spec = models.get(self.config["model"]) if self.config else None
     self._model = None
     self._lock = threading.Lock()  # One drawing at a time through the models: 2 cores do not gain from more.
@@ -139,13 +140,13 @@ class Demo:
                          "--model_dir=DIR to see what the model sees", status=404)
     drawing = visualize.Drawing("the page", points=points)
     with self._lock:
-      features = visualize.model_features(self.spec, drawing, self.config.get("image_size") or None)
+      features = visualize.model_features(self.spec, drawing, run_dir.image_size(self.config))
       if self.view_kind == "image":
         image = np.round(features["image"].numpy()[0, ..., 0] * 255)
         return {"kind": "image", "title": f"{image.shape[0]}x{image.shape[1]} input image",
                 "png": _png_base64(image)}
       if self._model is None:  # Built on the first drawing: the page's guesses need only the SavedModel.
-        self._model, _ = export_lib.restore(self.model_dir)
+        self._model, _ = run_dir.restore(self.model_dir)
       logits = self._model(features, training=False)
       class_index = int(np.argmax(np.asarray(logits)[0]))
       values, title, kind, signed, _ = visualize.stroke_values(self._model, self.spec, features, class_index,

@@ -22,6 +22,7 @@ from quickdraw_tf import export as export_lib
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
 from quickdraw_tf import records
+from quickdraw_tf import run_dir
 from quickdraw_tf import summaries
 
 
@@ -132,16 +133,16 @@ def predict_checkpoint(model_dir, records_dir, split, batch_size=64, weights=Non
   Returns:
     (labels int [n], probabilities float [n, classes of the records]).
   """
-  if models.get(export_lib.read_config(model_dir)["model"]).trainer:
+  if models.get(run_dir.read_config(model_dir)["model"]).trainer:
     raise ValueError(f"{model_dir} holds a generative model, which evaluate does not score: its held-out losses "
                      "are in its TensorBoard logs; draw with python -m quickdraw_tf.generate")
-  model, config = export_lib.restore(model_dir, weights)
+  model, config = run_dir.restore(model_dir, weights)
   class_names = records.read_classes(records_dir)
   if class_names != config["classes"]:
     raise ValueError(f"{model_dir} was trained on {len(config['classes'])} classes, the records in {records_dir} "
                      f"have {len(class_names)} ({'same count, other names' if len(class_names) == len(config['classes']) else 'another count'})")
   spec = models.get(config["model"])
-  dataset = data.make_dataset(records_dir, split, spec, batch_size, image_size=config.get("image_size") or None)
+  dataset = data.make_dataset(records_dir, split, spec, batch_size, image_size=run_dir.image_size(config))
   labels, probabilities = [], []
   for features, batch_labels in dataset:
     probabilities.append(tf.nn.softmax(tf.cast(model(features, training=False), tf.float32)).numpy())
@@ -178,7 +179,7 @@ def main(argv):
   records_dir = FLAGS.records
   try:
     if FLAGS.model_dir:
-      records_dir = records_dir or export_lib.read_config(FLAGS.model_dir)["records"]
+      records_dir = records_dir or run_dir.read_config(FLAGS.model_dir)["records"]
       labels, probabilities = predict_checkpoint(FLAGS.model_dir, records_dir, FLAGS.split, FLAGS.batch_size,
                                                  FLAGS.weights)
       class_names = records.read_classes(records_dir)

@@ -21,7 +21,6 @@ probabilities and empty class names, never NaN; an empty batch gives empty
 outputs.
 """
 
-import json
 import os
 import shutil
 
@@ -36,43 +35,8 @@ from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
 from quickdraw_tf import run_dir
 
-CONFIG_FILE = run_dir.CONFIG_FILE  # written by train into its model_dir
-BEST_WEIGHTS = "best.weights.h5"
-FINAL_WEIGHTS = "final.weights.h5"
-SAVED_MODEL = "saved_model"
 CLASSES_ASSET = os.path.join("assets", "classes.txt")  # the class names, in probability order
 TOP_K = 3
-
-
-def read_config(model_dir):
-  path = os.path.join(model_dir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{model_dir} holds no {CONFIG_FILE}: is it a model_dir written by "
-                            "python -m quickdraw_tf.train?")
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
-def restore(model_dir, weights=None):
-  """Rebuilds a trained model from its model_dir.
-
-  Args:
-    model_dir: written by train.
-    weights: a weights file; default the best by eval accuracy, else the final.
-
-  Returns:
-    (keras.Model, config dict).
-  """
-  config = read_config(model_dir)
-  model = models.build(config["model"], len(config["classes"]), image_size=config.get("image_size") or None,
-                       **config.get("model_options", {}))
-  if weights is None:
-    weights = next((os.path.join(model_dir, w) for w in (BEST_WEIGHTS, FINAL_WEIGHTS)
-                    if os.path.exists(os.path.join(model_dir, w))), None)
-    if weights is None:
-      raise FileNotFoundError(f"{model_dir} holds neither {BEST_WEIGHTS} nor {FINAL_WEIGHTS}")
-  model.load_weights(weights)
-  return model, config
 
 
 def _finite(x):
@@ -186,7 +150,7 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K, b
 def define_flags():
   cli.define_model_dir()
   cli.define_weights()
-  flags.DEFINE_string("output", None, f"SavedModel directory (default <model_dir>/{SAVED_MODEL}; tflite: "
+  flags.DEFINE_string("output", None, f"SavedModel directory (default <model_dir>/{run_dir.SAVED_MODEL}; tflite: "
                       "<model_dir>/model.tflite).")
   flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"], "savedmodel, or TensorFlow Lite (see "
                     "quickdraw_tf/tflite.py).")
@@ -199,18 +163,18 @@ def main(argv):
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   cli.require("model_dir")
   try:
-    model, config = restore(FLAGS.model_dir, FLAGS.weights)
+    model, config = run_dir.restore(FLAGS.model_dir, FLAGS.weights)
   except FileNotFoundError as e:
     raise cli.Error(str(e)) from None
   if FLAGS.format == "tflite":
     from quickdraw_tf import tflite  # pylint: disable=g-import-not-at-top
     return tflite.main(model, config, FLAGS.output or os.path.join(FLAGS.model_dir, "model.tflite"), FLAGS.quantize)
-  output = FLAGS.output or os.path.join(FLAGS.model_dir, SAVED_MODEL)
+  output = FLAGS.output or os.path.join(FLAGS.model_dir, run_dir.SAVED_MODEL)
   if models.get(config["model"]).trainer:  # A generative model: encode/decode/sample signatures.
     from quickdraw_tf import sketch_rnn_export  # pylint: disable=g-import-not-at-top
     sketch_rnn_export.export(model, output)
   else:
-    export(model, models.get(config["model"]), config["classes"], output, config.get("image_size") or None)
+    export(model, models.get(config["model"]), config["classes"], output, run_dir.image_size(config))
   print(f"wrote {output}; inspect with: saved_model_cli show --dir {output} --all")
   return 0
 

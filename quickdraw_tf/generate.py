@@ -28,11 +28,11 @@ import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import cli
-from quickdraw_tf import export as export_lib
+from quickdraw_tf import drawing_files
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
-from quickdraw_tf import predict
 from quickdraw_tf import raster
+from quickdraw_tf import run_dir
 from quickdraw_tf import sketch_rnn_data
 from quickdraw_tf import sketch_rnn_train
 from quickdraw_tf import summaries
@@ -51,14 +51,14 @@ class GenerateError(cli.Error):
 def load(model_dir):
   """(SketchRNN, config) of a sketch-rnn model_dir; GenerateError for anything else."""
   try:
-    config = export_lib.read_config(model_dir)
+    config = run_dir.read_config(model_dir)
   except FileNotFoundError as e:
     raise GenerateError(str(e)) from None
   if models.get(config["model"]).trainer != sketch_rnn_train.__name__:
     raise GenerateError(f"{model_dir} holds a {config['model']!r} classifier, which cannot draw: give the model_dir "
                         "of python -m quickdraw_tf.train --model=sketch_rnn (or sketch_rnn_uncond)")
   try:
-    return export_lib.restore(model_dir)
+    return run_dir.restore(model_dir)
   except FileNotFoundError as e:
     raise GenerateError(str(e)) from None
 
@@ -67,7 +67,7 @@ def read_drawings(path, max_seq_len):
   """An ndjson file -> list of (where "file:line", points float32 [n, 3], word); GenerateError on a bad line."""
   drawings = []
   try:
-    for number, points in predict.ndjson_requests(path):
+    for number, points in drawing_files.read_ndjson(path):
       where = f"{path}:{number}"
       if isinstance(points, str):
         raise GenerateError(f"{where}: not a drawing: {points}")

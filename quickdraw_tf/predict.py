@@ -11,39 +11,13 @@ skipped and reported with its line number; a file with no drawing to
 classify is an error (exit status 1).
 """
 
-import json
 import sys
 
 from absl import flags
-import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import cli
-from quickdraw_tf import ink as ink_lib
-
-
-def ndjson_requests(path):
-  """Yields (line number, points float32 [n, 3] or an error message)."""
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-        points = ink_lib.strokes_to_points(record["drawing"] if isinstance(record, dict) else record)
-        ink_lib.check_usable(points)  # What make_records would skip is not served either.
-        yield number, points
-      except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:
-        yield number, f"{type(e).__name__}: {e}"
-
-
-def png_request(path):
-  """A PNG -> uint8 ``[1, h, w, 1]`` with ink bright, as the models were trained."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  image = np.asarray(Image.open(path).convert("L"))
-  if image.mean() > 127:  # Dark strokes on a light page: invert.
-    image = 255 - image
-  return image[None, ..., None].astype(np.uint8)
+from quickdraw_tf import drawing_files
 
 
 def define_flags():
@@ -63,11 +37,11 @@ def main(argv):
     if FLAGS.input.lower().endswith(".png"):
       if "serving_image" not in loaded.signatures:
         raise cli.Error("this model reads strokes, not pixels; give an ndjson file of drawings")
-      requests = [(FLAGS.input, {"image": tf.constant(png_request(FLAGS.input))})]
+      requests = [(FLAGS.input, {"image": tf.constant(drawing_files.read_png(FLAGS.input))})]
       signature = loaded.signatures["serving_image"]
     else:
       requests, signature = [], loaded.signatures["serving_default"]
-      for number, points in ndjson_requests(FLAGS.input):
+      for number, points in drawing_files.read_ndjson(FLAGS.input):
         if isinstance(points, str):
           print(f"{FLAGS.input}:{number}: skipped: {points}", file=sys.stderr)
           continue

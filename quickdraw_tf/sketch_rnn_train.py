@@ -24,9 +24,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import quickdraw_tf
 from quickdraw_tf import backup
 from quickdraw_tf import distribute
-from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
 from quickdraw_tf import records
 from quickdraw_tf import run_dir
@@ -103,7 +103,7 @@ def data_options(records_dir, model_dir, model_options):
   if not counts.get("train", {}).get("kept"):
     raise ValueError(f"{records_dir} has no training drawings of 1 to {options['max_seq_len']} stroke-5 rows: "
                      "raise --model_option=max_seq_len=N or make records from other drawings")
-  previous = os.path.join(model_dir, export_lib.CONFIG_FILE)
+  previous = os.path.join(model_dir, run_dir.CONFIG_FILE)
   if "scale_factor" not in options and os.path.exists(previous):
     with open(previous, encoding="utf-8") as f:
       options["scale_factor"] = json.load(f).get("model_options", {}).get("scale_factor")
@@ -112,11 +112,8 @@ def data_options(records_dir, model_dir, model_options):
   return options, counts
 
 
-def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval_steps=0, batch_size=64,
-          learning_rate=1e-4, clip_norm=1.0, strategy="auto", tpu=None, mixed_precision="auto", jit_compile=False,
-          checkpoint_steps=100, profile_batch="", seed=0, model_options=None, export=True, verbose=2,
-          callbacks=(), **unused):
-  """Trains a sketch-rnn model; the arguments are `train.train`'s (classifier-only ones are ignored).
+def train(config, callbacks=()):
+  """Trains a sketch-rnn model as ``config`` (a `train_config.TrainConfig`) says; classifier-only fields are unused.
 
   ``clip_norm`` clips every gradient element to ``[-clip_norm, clip_norm]``,
   as magenta's sketch-rnn clips (``tf.clip_by_value``), not by global norm.
@@ -128,7 +125,8 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
   Raises:
     ValueError: records or options that cannot train it (a one-line message).
   """
-  strategy_obj = distribute.make_strategy(strategy, tpu)
+  records_dir, model_dir, batch_size, seed = config.records, config.model_dir, config.batch_size, config.seed
+  strategy_obj = distribute.make_strategy(config.strategy, config.tpu)
   if isinstance(strategy_obj, tf.distribute.MultiWorkerMirroredStrategy):
     raise ValueError("sketch_rnn trains with fit, which Keras 3 cannot run under MultiWorkerMirroredStrategy: "
                      "use --strategy=mirrored (or tpu) on one machine")
@@ -136,47 +134,49 @@ def train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval
     raise ValueError(f"no complete records in {records_dir!r}: create them with python -m quickdraw_tf.make_records")
   class_names = records.read_classes(records_dir)
   keras.utils.set_random_seed(seed)
-  options, counts = data_options(records_dir, model_dir, model_options or {})
-  print(f"train: {model_name} on {counts['train']['kept']} drawings (skipped: {counts['train']['too_long']} "
+  options, counts = data_options(records_dir, model_dir, dict(config.model_options))
+  print(f"train: {config.model} on {counts['train']['kept']} drawings (skipped: {counts['train']['too_long']} "
         f"longer than {options['max_seq_len']} rows, {counts['train']['empty']} of one point); "
         f"scale factor {options['scale_factor']:.4f}", flush=True)
-  config = {"model": model_name, "classes": class_names, "image_size": 0, "model_options": options,
-            "records": os.path.abspath(records_dir), "data": counts}
-  run_dir.check_compatible(model_dir, config)
+  run = {"model": config.model, "classes": class_names, "image_size": 0, "model_options": options,
+         "records": os.path.abspath(records_dir), "data": counts, "training": config.record(),
+         "version": quickdraw_tf.__version__}
+  run_dir.check_compatible(model_dir, run)
   os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
-  with open(os.path.join(model_dir, export_lib.CONFIG_FILE), "w", encoding="utf-8") as f:
-    json.dump(config, f, indent=1)
-  keras.mixed_precision.set_global_policy(distribute.precision_policy(mixed_precision, strategy_obj))
+  with open(os.path.join(model_dir, run_dir.CONFIG_FILE), "w", encoding="utf-8") as f:
+    json.dump(run, f, indent=1)
+  keras.mixed_precision.set_global_policy(distribute.precision_policy(config.mixed_precision, strategy_obj))
   with strategy_obj.scope():
-    model = models.build(model_name, len(class_names), **options)
-    model.compile(keras.optimizers.Adam(learning_rate, clipvalue=clip_norm or None), jit_compile=jit_compile)
+    model = models.build(config.model, len(class_names), **options)
+    model.compile(keras.optimizers.Adam(config.learning_rate, clipvalue=config.clip_norm or None),
+                  jit_compile=config.jit_compile)
   make = lambda split, **kw: sketch_rnn_data.make_dataset(  # pylint: disable=unnecessary-lambda-assignment
       records_dir, split, batch_size, options["max_seq_len"], options["scale_factor"], **kw)
   train_data = make("train", training=True, seed=seed)
   eval_data = make("eval") if counts.get("eval", {}).get("kept") else None
-  if eval_data is not None and eval_steps:
-    eval_data = eval_data.take(eval_steps)
-  steps = steps_per_epoch or max(1, counts["train"]["kept"] // batch_size)
+  if eval_data is not None and config.eval_steps:
+    eval_data = eval_data.take(config.eval_steps)
+  steps = config.steps_per_epoch or max(1, counts["train"]["kept"] // batch_size)
   log_dir, backup_dir = os.path.join(model_dir, "logs"), os.path.join(model_dir, "backup")
   callbacks = [
-      backup.BackupAndRestore(backup_dir, save_freq=checkpoint_steps),
+      backup.BackupAndRestore(backup_dir, save_freq=config.checkpoint_steps),
       backup.BackupAndRestore(backup_dir, save_freq="epoch"),
       *callbacks,
       keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
                                       save_weights_only=True),
-      keras.callbacks.TensorBoard(log_dir, profile_batch=profile_batch or 0),
+      keras.callbacks.TensorBoard(log_dir, profile_batch=config.profile_batch or 0),
       SketchSummaries(log_dir, next(iter(eval_data)) if eval_data is not None else None, batch_size, seed),
   ]
   if eval_data is not None:
-    callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(model_dir, export_lib.BEST_WEIGHTS),
+    callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(model_dir, run_dir.BEST_WEIGHTS),
                                                      monitor="val_loss", save_best_only=True, save_weights_only=True))
-  history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps, validation_data=eval_data,
-                      callbacks=callbacks, verbose=verbose)
-  model.save_weights(os.path.join(model_dir, export_lib.FINAL_WEIGHTS))
-  if export:
+  history = model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
+                      callbacks=callbacks, verbose=config.verbose)
+  model.save_weights(os.path.join(model_dir, run_dir.FINAL_WEIGHTS))
+  if config.export:
     from quickdraw_tf import sketch_rnn_export  # pylint: disable=g-import-not-at-top
-    best = os.path.join(model_dir, export_lib.BEST_WEIGHTS)
+    best = os.path.join(model_dir, run_dir.BEST_WEIGHTS)
     if os.path.exists(best):
       model.load_weights(best)
-    sketch_rnn_export.export(model, os.path.join(model_dir, export_lib.SAVED_MODEL))
+    sketch_rnn_export.export(model, os.path.join(model_dir, run_dir.SAVED_MODEL))
   return history

@@ -41,6 +41,7 @@ import tensorflow as tf
 from quickdraw_tf import cli
 from quickdraw_tf import data
 from quickdraw_tf import raster
+from quickdraw_tf import run_dir
 
 QUANTIZATIONS = ("none", "float16", "int8")
 INK_SIGNATURE = "serving_default"
@@ -149,7 +150,7 @@ class Classifier:
 def main(model, config, output, quantize):
   """export's ``--format=tflite``: writes ``output``; returns the exit status."""
   from quickdraw_tf import models  # pylint: disable=g-import-not-at-top
-  export(model, models.get(config["model"]), config["classes"], output, config.get("image_size") or None, quantize)
+  export(model, models.get(config["model"]), config["classes"], output, run_dir.image_size(config), quantize)
   print(f"wrote {output} ({os.path.getsize(output) / 2**20:.1f} MiB) and {output}.classes.txt; run it with "
         "quickdraw_tf.tflite.Classifier")
   return 0

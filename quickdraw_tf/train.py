@@ -49,10 +49,6 @@ from quickdraw_tf import train_config
 
 WORKERS_DIR = "quickdraw_tf_workers"  # under the temporary directory: non-chief workers' outputs
 
-# --lr_monitor -> the Keras log ReduceLROnPlateau watches.
-LR_MONITORS = {"eval_loss": "val_loss", "train_loss": "loss"}
-
-
 def define_flags():
   flags.DEFINE_string("model", None, f"One of: {', '.join(models.MODELS)}.")
   cli.define_records(data.default_records_dir())
@@ -65,7 +61,7 @@ def define_flags():
   flags.DEFINE_float("weight_decay", 0.0, "Adam weight decay (decoupled, as Keras applies it).")
   flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: no clipping).")
   flags.DEFINE_float("lr_factor", 0.3, "ReduceLROnPlateau factor (1: a constant learning rate).", upper_bound=1)
-  flags.DEFINE_enum("lr_monitor", "eval_loss", list(LR_MONITORS), "The loss ReduceLROnPlateau watches: each epoch's "
+  flags.DEFINE_enum("lr_monitor", "eval_loss", list(train_config.LR_MONITORS), "The loss ReduceLROnPlateau watches: each epoch's "
                     "eval loss, or its mean training loss (the reference report's PyTorch code).")
   flags.DEFINE_integer("lr_patience", 2, "ReduceLROnPlateau patience, in epochs.")
   flags.DEFINE_integer("stop_patience", 0, "Stop when eval accuracy has not improved for this many epochs "
@@ -104,19 +100,6 @@ FLAGS = flags.FLAGS
 
 class TrainError(cli.Error):
   """A problem the user can act on."""
-
-
-def _parse_options(items):
-  options = {}
-  for item in items:
-    key, sep, value = item.partition("=")
-    if not sep:
-      raise TrainError(f"--model_option={item!r} is not key=value")
-    try:
-      options[key] = json.loads(value)
-    except ValueError:
-      options[key] = value
-  return options
 
 
 class StartingStep(keras.callbacks.Callback):
@@ -207,153 +190,155 @@ def _ink_pictures(features):
   return raster.rasterize(points, lengths, 28).numpy()
 
 
-def train(*args, **kwargs):
-  """Trains one model (see `_train` for the arguments), leaving Keras' global dtype policy as it found it."""
-  policy = keras.mixed_precision.global_policy()
-  try:
-    return _train(*args, **kwargs)
-  finally:
-    keras.mixed_precision.set_global_policy(policy)
-
-
-def _train(model_name, records_dir, model_dir, epochs=10, steps_per_epoch=0, eval_steps=0, batch_size=64,
-           learning_rate=1e-3, weight_decay=0.0, clip_norm=0.0, lr_factor=0.3, lr_patience=2, lr_monitor="eval_loss",
-           stop_patience=0, strategy="auto", tpu=None, mixed_precision="auto", jit_compile=False, image_size=0,
-           image_source="auto", augment=None,
-           checkpoint_steps=100, profile_batch="", seed=0, model_options=None, export=True, verbose=2,
-           time_budget=0, budget_clock="wall", head_epochs=2):
-  """Trains one model; see the module docstring for what lands in ``model_dir``.
+def train(config):
+  """Trains one model as ``config`` (a `train_config.TrainConfig`) says; see the module docstring for what lands
+  in ``config.model_dir``. Leaves Keras' global dtype policy as it found it.
 
   Returns:
     the Keras ``History`` of this run.
   """
-  train_args = dict(locals())
+  policy = keras.mixed_precision.global_policy()
   try:
-    spec = models.get(model_name)
-    models.check_options(model_name, model_options or {})
+    try:
+      spec = models.get(config.model)
+      models.check_options(config.model, config.model_options)
+    except ValueError as e:
+      raise TrainError(str(e)) from None
     if spec.trainer:  # A generative model trains its own way (its module's train), with these callbacks.
-      budget = [TimeBudget(time_budget, budget_clock)] if time_budget else []
-      return importlib.import_module(spec.trainer).train(callbacks=[StartingStep(), *budget], **train_args)
-  except ValueError as e:
-    raise TrainError(str(e)) from None
-  # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op runs.
-  strategy_obj = distribute.make_strategy(strategy, tpu)
+      budget = [TimeBudget(config.time_budget, config.budget_clock)] if config.time_budget else []
+      try:
+        return importlib.import_module(spec.trainer).train(config, callbacks=[StartingStep(), *budget])
+      except ValueError as e:  # Its records or options: one line.
+        raise TrainError(str(e)) from None
+    return _train_classifier(config, spec)
+  finally:
+    keras.mixed_precision.set_global_policy(policy)
 
-  try:
-    data.image_source_for(records_dir, spec, image_source)
-    class_names = records.read_classes(records_dir)
-    stats = records.read_stats(records_dir)
-  except data.RecordsError as e:
-    raise TrainError(str(e)) from None
-  keras.utils.set_random_seed(seed)
-  chief = distribute.is_chief(strategy_obj)
+
+def _train_classifier(config, spec):
+  """`train` for a classifier: the run directory, the model, its data and callbacks, the stages, the export."""
+  strategy = distribute.make_strategy(config.strategy, config.tpu)  # First: before any TensorFlow op runs.
+  size = (config.image_size or spec.image_size) if spec.uses_image else None
   # Non-chief workers write into a directory of their own (tf.distribute's recipe).
-  out_dir = model_dir if chief else _worker_dir(model_dir, strategy_obj)
-  model_options = dict(model_options or {})
-  size = image_size or spec.image_size
-  config = {"model": model_name, "classes": class_names, "image_size": size if spec.uses_image else 0,
-            "model_options": model_options, "records": os.path.abspath(records_dir),
-            "training": train_config.record(train_args), "version": quickdraw_tf.__version__}
-  run_dir.check_compatible(model_dir, config)
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, export_lib.CONFIG_FILE), "w", encoding="utf-8") as f:
-    json.dump(config, f, indent=1)
-  keras.mixed_precision.set_global_policy(distribute.precision_policy(mixed_precision, strategy_obj))
-
-  with strategy_obj.scope():
-    model = models.build(model_name, len(class_names), image_size=size if spec.uses_image else None,
-                         **model_options)
-
-  def compile_model():  # Again after a change of what is trainable: a fresh optimizer for those weights.
-    with strategy_obj.scope():
-      optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None,
-                                        global_clipnorm=clip_norm or None)
-      model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                             keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3_accuracy")],
-                    jit_compile=jit_compile)
-
-  # Stages of (what trains, until which epoch). vgg19 with ImageNet weights:
-  # its head on the frozen backbone first, then also the last block (the
-  # visualisation report's transfer learning); without them, all of it.
-  stages = [(None, epochs)]
-  if model_name == "vgg19":
-    from quickdraw_tf.models import vgg19  # pylint: disable=g-import-not-at-top
-    if model_options.get("weights_path"):
-      stages = [("head", min(head_epochs, epochs)), ("finetune", epochs)]
-    else:
-      stages = [("all", epochs)]
-
+  out_dir = config.model_dir if distribute.is_chief(strategy) else _worker_dir(config.model_dir, strategy)
+  class_names, steps = _prepare_run(config, spec, out_dir, size)
+  keras.mixed_precision.set_global_policy(distribute.precision_policy(config.mixed_precision, strategy))
+  with strategy.scope():
+    model = models.build(config.model, len(class_names), image_size=size, **config.model_options)
   # With GPUs or TPUs the replicas rasterise ink (data.rasterise_in_step): a host's cores rasterising could
   # not keep them fed (BENCHMARKS.md, "Where image models' images come from").
-  raster_on_replicas = spec.uses_image and data.has_accelerators(strategy_obj)
+  raster_on_replicas = spec.uses_image and data.has_accelerators(strategy)
   if raster_on_replicas:
     data.rasterise_in_step(model, spec, size)
-  common = dict(image_size=size if spec.uses_image else None, image_source=image_source,
-                raster_on_replicas=raster_on_replicas)
-  # Keras distributes a plain dataset of global batches itself (tf.data shards
-  # it by file across workers); its fit does not take a DistributedDataset.
-  train_data = data.make_dataset(records_dir, "train", spec, batch_size, training=True, seed=seed,
-                                 augment=augment, **common)
-  has_eval = bool(records.shard_paths(records_dir, "eval"))
-  # In a fixed order: with --eval_steps every worker (and every run) evaluates the same batches.
-  eval_data = (data.make_dataset(records_dir, "eval", spec, batch_size, deterministic=True, **common)
-               if has_eval else None)
-  if eval_data is not None and eval_steps:
-    eval_data = eval_data.take(eval_steps)
-  steps = steps_per_epoch or max(1, stats["totals"]["train"] // batch_size)
+  train_data, eval_data = _datasets(config, spec, size, raster_on_replicas)
+  replica_inputs = lambda features: data.replica_inputs(spec, features, size)  # pylint: disable=unnecessary-lambda-assignment
+  callbacks = _callbacks(config, out_dir, eval_data, class_names, replica_inputs)
+  stages = spec.stages(config.model_options, config.epochs, config.head_epochs) if spec.stages else [
+      models.Stage(config.epochs)]
+  history = _fit_stages(model, config, stages, strategy, (train_data, eval_data, steps), callbacks,
+                        os.path.join(out_dir, "backup"), replica_inputs)
+  model.save_weights(os.path.join(out_dir, run_dir.FINAL_WEIGHTS))
+  if config.export:
+    best = os.path.join(out_dir, run_dir.BEST_WEIGHTS)
+    if os.path.exists(best):  # Serve the weights evaluate picks by default: the best by eval accuracy.
+      model.load_weights(best)
+    export_lib.export(model, spec, class_names, os.path.join(out_dir, run_dir.SAVED_MODEL), size)
+  return history
 
-  log_dir = os.path.join(out_dir, "logs")
-  backup_dir = os.path.join(out_dir, "backup")
+
+def _prepare_run(config, spec, out_dir, size):
+  """Checks the records and the run directory, then writes config.json; returns (class names, steps an epoch)."""
+  data.image_source_for(config.records, spec, config.image_source)
+  class_names = records.read_classes(config.records)
+  stats = records.read_stats(config.records)
+  keras.utils.set_random_seed(config.seed)
+  run = {"model": config.model, "classes": class_names, "image_size": size or 0,
+         "model_options": dict(config.model_options), "records": os.path.abspath(config.records),
+         "training": config.record(), "version": quickdraw_tf.__version__}
+  run_dir.check_compatible(config.model_dir, run)
+  os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
+  with open(os.path.join(out_dir, run_dir.CONFIG_FILE), "w", encoding="utf-8") as f:
+    json.dump(run, f, indent=1)
+  return class_names, config.steps_per_epoch or max(1, stats["totals"]["train"] // config.batch_size)
+
+
+def _datasets(config, spec, size, raster_on_replicas):
+  """(training dataset, eval dataset or None) of global batches.
+
+  Keras distributes a plain dataset itself (tf.data shards it by file across
+  workers); its fit does not take a DistributedDataset.
+  """
+  common = dict(image_size=size, image_source=config.image_source, raster_on_replicas=raster_on_replicas)
+  train_data = data.make_dataset(config.records, "train", spec, config.batch_size, training=True, seed=config.seed,
+                                 augment=config.augment, **common)
+  if not records.shard_paths(config.records, "eval"):
+    return train_data, None
+  # In a fixed order: with --eval_steps every worker (and every run) evaluates the same batches.
+  eval_data = data.make_dataset(config.records, "eval", spec, config.batch_size, deterministic=True, **common)
+  return train_data, eval_data.take(config.eval_steps) if config.eval_steps else eval_data
+
+
+def _callbacks(config, out_dir, eval_data, class_names, replica_inputs):
+  """Backups, checkpoints, TensorBoard and summaries; the schedule, early stop and time budget as configured."""
+  log_dir, backup_dir = os.path.join(out_dir, "logs"), os.path.join(out_dir, "backup")
   callbacks = [
       # Back up weights, optimizer state (so the step counter) and epoch every
       # checkpoint_steps steps and after every epoch (one callback cannot do
       # both); both restore the same backup, and an interrupted epoch is run
       # again from its first batch.
-      backup.BackupAndRestore(backup_dir, save_freq=checkpoint_steps),
+      backup.BackupAndRestore(backup_dir, save_freq=config.checkpoint_steps),
       backup.BackupAndRestore(backup_dir, save_freq="epoch"),
       StartingStep(),
       keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
                                       save_weights_only=True),
-      keras.callbacks.TensorBoard(log_dir, profile_batch=profile_batch or 0),
+      keras.callbacks.TensorBoard(log_dir, profile_batch=config.profile_batch or 0),
   ]
   if eval_data is not None:
     callbacks += [
-        keras.callbacks.ModelCheckpoint(os.path.join(out_dir, export_lib.BEST_WEIGHTS), monitor="val_accuracy",
+        keras.callbacks.ModelCheckpoint(os.path.join(out_dir, run_dir.BEST_WEIGHTS), monitor="val_accuracy",
                                         mode="max", save_best_only=True, save_weights_only=True),
-        Summaries(log_dir, eval_data.take(4).map(lambda f, label: (data.replica_inputs(spec, f, size), label)),
-                  class_names, batch_size),
+        Summaries(log_dir, eval_data.take(4).map(lambda f, label: (replica_inputs(f), label)), class_names,
+                  config.batch_size),
     ]
-  if lr_factor < 1 and (eval_data is not None or lr_monitor == "train_loss"):
-    callbacks.append(keras.callbacks.ReduceLROnPlateau(LR_MONITORS[lr_monitor], factor=lr_factor,
-                                                       patience=lr_patience))
-  if stop_patience and eval_data is not None:
-    callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=stop_patience, mode="max"))
-  if time_budget:
-    callbacks.append(TimeBudget(time_budget, budget_clock))
-  os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
-  first_epoch = 0
-  for stage, last_epoch in stages:
-    if stage:
-      vgg19.set_trainable(model, stage)
-    compile_model()
-    # A resumed run skips the stages its backup is past (BackupAndRestore sets the epoch).
-    if isinstance(strategy_obj, tf.distribute.MultiWorkerMirroredStrategy):
-      history = _fit_multi_worker(model, strategy_obj, train_data, eval_data, first_epoch, last_epoch, steps,
-                                  batch_size, callbacks, backup_dir, lambda f: data.replica_inputs(spec, f, size))
+  if config.lr_factor < 1 and (eval_data is not None or config.lr_monitor == "train_loss"):
+    callbacks.append(keras.callbacks.ReduceLROnPlateau(train_config.LR_MONITORS[config.lr_monitor],
+                                                       factor=config.lr_factor, patience=config.lr_patience))
+  if config.stop_patience and eval_data is not None:
+    callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.stop_patience, mode="max"))
+  if config.time_budget:
+    callbacks.append(TimeBudget(config.time_budget, config.budget_clock))
+  return callbacks
+
+
+def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, backup_dir, replica_inputs):
+  """Fits the model through ``stages`` (`models.Stage`: one, unless a spec says otherwise, as vgg19's does).
+
+  Each stage sets what trains and compiles a fresh optimizer for those weights
+  at its share of the learning rate; a resumed run skips the stages its backup
+  is past (BackupAndRestore sets the epoch). ``data_and_steps``: (training
+  dataset, eval dataset or None, steps an epoch).
+  """
+  train_data, eval_data, steps = data_and_steps
+  first_epoch, history = 0, None
+  for stage in stages:
+    stage.prepare(model)
+    with strategy.scope():
+      optimizer = keras.optimizers.Adam(config.learning_rate * stage.learning_rate_scale,
+                                        weight_decay=config.weight_decay or None,
+                                        global_clipnorm=config.clip_norm or None)
+      model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                             keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3_accuracy")],
+                    jit_compile=config.jit_compile)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      history = _fit_multi_worker(model, strategy, train_data, eval_data, first_epoch, stage.last_epoch, steps,
+                                  config.batch_size, callbacks, backup_dir, replica_inputs)
     else:
-      history = model.fit(train_data, initial_epoch=first_epoch, epochs=last_epoch, steps_per_epoch=steps,
-                          validation_data=eval_data, callbacks=callbacks, verbose=verbose)
+      history = model.fit(train_data, initial_epoch=first_epoch, epochs=stage.last_epoch, steps_per_epoch=steps,
+                          validation_data=eval_data, callbacks=callbacks, verbose=config.verbose)
     if model.stop_training:  # --time_budget spent.
       break
-    first_epoch = last_epoch
-  model.save_weights(os.path.join(out_dir, export_lib.FINAL_WEIGHTS))
-  if export:
-    best = os.path.join(out_dir, export_lib.BEST_WEIGHTS)
-    if os.path.exists(best):  # Serve the weights evaluate picks by default: the best by eval accuracy.
-      model.load_weights(best)
-    export_lib.export(model, spec, class_names, os.path.join(out_dir, export_lib.SAVED_MODEL),
-                      size if spec.uses_image else None)
+    first_epoch = stage.last_epoch
   return history
 
 
@@ -490,20 +475,7 @@ def main(argv):
   # The model's published defaults, beneath what the command line gives; any flag of train's own.
   train_flags = {flag.name for flag in FLAGS.get_flags_for_module(FLAGS.find_module_defining_flag("model"))}
   train_config.apply_defaults(FLAGS.model, FLAGS, train_flags)
-  options = _parse_options(FLAGS.model_option)
-  if FLAGS.vgg19_weights:
-    options["weights_path"] = FLAGS.vgg19_weights
-  augment = augment_lib.Ranges(FLAGS.augment_rotation, FLAGS.augment_scale, FLAGS.augment_shear,
-                               FLAGS.augment_translation, FLAGS.augment_stroke_dropout) if FLAGS.augment else None
-  train(FLAGS.model, FLAGS.records, FLAGS.model_dir or os.path.join("runs", FLAGS.model), epochs=FLAGS.epochs,
-        steps_per_epoch=FLAGS.steps_per_epoch, eval_steps=FLAGS.eval_steps, batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm,
-        lr_factor=FLAGS.lr_factor, lr_patience=FLAGS.lr_patience, lr_monitor=FLAGS.lr_monitor,
-        stop_patience=FLAGS.stop_patience, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
-        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile, image_size=FLAGS.image_size,
-        image_source=FLAGS.image_source, augment=augment, checkpoint_steps=FLAGS.checkpoint_steps,
-        profile_batch=FLAGS.profile_batch, seed=FLAGS.seed, model_options=options, export=FLAGS.export,
-        time_budget=FLAGS.time_budget, budget_clock=FLAGS.budget_clock, head_epochs=FLAGS.vgg19_head_epochs)
+  train(train_config.from_flags(FLAGS))
   logging.info("done")
   return 0
 

@@ -43,11 +43,11 @@ import tensorflow as tf
 
 from quickdraw_tf import cli
 from quickdraw_tf import data
-from quickdraw_tf import export as export_lib
+from quickdraw_tf import drawing_files
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
-from quickdraw_tf import predict
 from quickdraw_tf import raster
+from quickdraw_tf import run_dir
 from quickdraw_tf import summaries
 
 PARTS = ("activations", "filters", "strokes", "embeddings")
@@ -73,7 +73,7 @@ class Drawing:
 def read_drawing(path, index=0):
   """Reads drawing ``index`` (0-based, counting drawings, not blank lines) of an ndjson file, or a PNG.
 
-  Uses `predict.ndjson_requests` and `predict.png_request`, as predict reads
+  Uses `drawing_files.read_ndjson` and `drawing_files.read_png`, as predict reads
   its input.
 
   Args:
@@ -91,12 +91,12 @@ def read_drawing(path, index=0):
     raise VisualizeError(f"{path}: no such file")
   if path.lower().endswith(".png"):
     try:
-      return Drawing(path, image=predict.png_request(path))
+      return Drawing(path, image=drawing_files.read_png(path))
     except (OSError, ValueError) as e:
       raise VisualizeError(f"{path}: not a readable PNG image: {e}") from None
   count = 0
   try:
-    for number, points in predict.ndjson_requests(path):
+    for number, points in drawing_files.read_ndjson(path):
       if count == index:
         where = f"{path}:{number}"
         if isinstance(points, str):
@@ -568,12 +568,12 @@ def visualize(model_dir, input_path=None, out_dir=None, index=0, parts=None, lay
   if not os.path.isdir(model_dir):
     raise VisualizeError(f"model_dir {model_dir} does not exist: train a model first (python -m quickdraw_tf.train)")
   try:
-    model, config = export_lib.restore(model_dir, weights)
+    model, config = run_dir.restore(model_dir, weights)
   except FileNotFoundError as e:
     raise VisualizeError(str(e)) from None
   spec = models.get(config["model"])
   class_names = config["classes"]
-  image_size = config.get("image_size") or None
+  image_size = run_dir.image_size(config)
   drawing = read_drawing(input_path, index) if input_path else None
   chosen = bool(parts)
   parts = list(parts or default_parts(spec, drawing))

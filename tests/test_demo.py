@@ -16,10 +16,10 @@ import pytest
 
 from quickdraw_tf import data
 from quickdraw_tf import demo as demo_lib
-from quickdraw_tf import export
+from quickdraw_tf import drawing_files
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
-from quickdraw_tf import predict
+from quickdraw_tf import run_dir
 from tests import verbs
 
 DRAWINGS_PER_WORD = 1
@@ -77,7 +77,7 @@ def request(port, method, path, body=None, headers=None):
 
 @pytest.fixture(scope="module")
 def rnn_demo(tiny_run):
-  return demo_lib.Demo(os.path.join(tiny_run("rnn"), export.SAVED_MODEL))
+  return demo_lib.Demo(os.path.join(tiny_run("rnn"), run_dir.SAVED_MODEL))
 
 
 def test_predict_answers_every_serving_output(rnn_demo, data_dir):
@@ -136,14 +136,14 @@ def test_ndjson_line_is_google_simplified_format(rnn_demo, data_dir):
   path = os.path.join(os.path.dirname(rnn_demo.model_dir), "saved.ndjson")
   with open(path, "w", encoding="utf-8") as f:
     f.write(answer["ndjson"] + "\n")
-  ((_, points),) = predict.ndjson_requests(path)  # predict reads it back.
+  ((_, points),) = drawing_files.read_ndjson(path)  # predict reads it back.
   assert points.shape[1] == 3 and points[:, 2].sum() == len(strokes)
 
 
 def test_view_is_the_image_the_model_reads(tiny_run, data_dir):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   model_dir = tiny_run("resnet18")
-  demo = demo_lib.Demo(os.path.join(model_dir, export.SAVED_MODEL))
+  demo = demo_lib.Demo(os.path.join(model_dir, run_dir.SAVED_MODEL))
   points = ink_lib.strokes_to_points(real_drawings(data_dir, ["bicycle"])[0])
   view = demo.view(points)
   image = np.asarray(Image.open(io.BytesIO(base64.b64decode(view["png"]))))
@@ -163,7 +163,7 @@ def test_view_of_rnn_colours_strokes(rnn_demo, data_dir):
 
 def test_without_model_dir_view_says_how_to_get_it(tiny_run, tmp_path):
   saved_model = tmp_path / "elsewhere"
-  shutil.copytree(os.path.join(tiny_run("rnn"), export.SAVED_MODEL), saved_model)
+  shutil.copytree(os.path.join(tiny_run("rnn"), run_dir.SAVED_MODEL), saved_model)
   demo = demo_lib.Demo(str(saved_model))
   assert demo.info()["view"] is None
   with served(demo) as port:
@@ -231,7 +231,7 @@ def shown_guesses(page):
 def test_page_draws_real_drawings_and_shows_predicts_guesses(name, word, tiny_run, data_dir, tmp_path):
   from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
   chromium = _chromium()
-  saved_model = os.path.join(tiny_run(name), export.SAVED_MODEL)
+  saved_model = os.path.join(tiny_run(name), run_dir.SAVED_MODEL)
   drawings = real_drawings(data_dir, [word])
   # Every stroke-by-stroke prefix with 2 points or more: the page must show predict's guesses for each.
   prefixes = [d[:i] for d in drawings for i in range(1, len(d) + 1)]

@@ -14,6 +14,7 @@ import tensorflow as tf
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf import run_dir
 from quickdraw_tf import sketch_rnn_data
 from quickdraw_tf.models import sketch_rnn
 from tests import verbs
@@ -187,8 +188,7 @@ def test_train_writes_config_scale_factor_logs_and_saved_model(model_dir, record
 
 
 def test_saved_model_samples_like_the_keras_model_in_a_fresh_process(model_dir, tmp_path):
-  from quickdraw_tf import export  # pylint: disable=g-import-not-at-top
-  model, _ = export.restore(model_dir)
+  model, _ = run_dir.restore(model_dir)
   strokes, length = sketch_rnn.sample_prior(model, 4, 0.5, [7, 8], MAX_SEQ_LEN)
   expected = np.concatenate([strokes[..., :2] * model.hparams.scale_factor, strokes[..., 2:]], -1)
   script = textwrap.dedent(f"""

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from quickdraw_tf import export
+from quickdraw_tf import drawing_files
 from quickdraw_tf import models
-from quickdraw_tf import predict
+from quickdraw_tf import run_dir
 from quickdraw_tf import tflite
 from tests import verbs
 
@@ -23,7 +23,7 @@ def real_points(data_dir):
   points = []
   for word in WORDS:
     path = os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{word}.ndjson")
-    points += [p for _, p in predict.ndjson_requests(path)][:PER_WORD]
+    points += [p for _, p in drawing_files.read_ndjson(path)][:PER_WORD]
   return points
 
 
@@ -47,20 +47,20 @@ def test_cli_writes_an_rnn_that_reads_raw_ink_like_the_saved_model(tiny_run, dat
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"wrote {output}" in result.stdout and not os.path.exists(output + ".partial")
   with open(output + ".classes.txt", encoding="utf-8") as f:
-    assert f.read().splitlines() == export.read_config(model_dir)["classes"]
+    assert f.read().splitlines() == run_dir.read_config(model_dir)["classes"]
   classifier = tflite.Classifier(output)
   assert classifier.signature == tflite.INK_SIGNATURE
-  agree, total, worst = parity(output, os.path.join(model_dir, export.SAVED_MODEL), real_points(data_dir))
+  agree, total, worst = parity(output, os.path.join(model_dir, run_dir.SAVED_MODEL), real_points(data_dir))
   assert (agree, worst < TOLERANCE["none"]) == (total, True), (agree, total, worst)
 
 
 @pytest.mark.parametrize("name,quantize", [("rnn", "float16"), ("rnn", "int8"), ("resnet18", "none")])
 def test_quantised_and_image_models_agree_with_the_saved_model(name, quantize, tiny_run, data_dir, tmp_path):
   model_dir = tiny_run(name)
-  model, config = export.restore(model_dir)
+  model, config = run_dir.restore(model_dir)
   output = str(tmp_path / f"{name}_{quantize}.tflite")
   tflite.export(model, models.get(name), config["classes"], output, config["image_size"] or None, quantize)
-  agree, total, worst = parity(output, os.path.join(model_dir, export.SAVED_MODEL), real_points(data_dir))
+  agree, total, worst = parity(output, os.path.join(model_dir, run_dir.SAVED_MODEL), real_points(data_dir))
   print(f"{name} {quantize}: top-1 agreement {agree}/{total}, max probability difference {worst:.2e}")
   assert worst < TOLERANCE[quantize], worst
   if quantize != "int8":  # int8 may flip near-ties of a 2-step model; its probabilities stay close (above).

@@ -18,6 +18,7 @@ from quickdraw_tf import evaluate
 from quickdraw_tf import export
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf import run_dir
 from tests import verbs
 
 WORDS = ("cat", "bicycle", "fish", "snowflake")
@@ -63,7 +64,7 @@ def test_train_writes_checkpoints_config_and_saved_model(trained, records_dir):
   for name in ("config.json", "best.weights.h5", "final.weights.h5", "checkpoints/epoch001.weights.h5",
                "checkpoints/epoch002.weights.h5", "saved_model/saved_model.pb", "saved_model/assets/classes.txt"):
     assert os.path.exists(os.path.join(model_dir, name)), name
-  config = export.read_config(model_dir)
+  config = run_dir.read_config(model_dir)
   assert config["model"] == "bilstm" and config["classes"] == sorted(WORDS)
   # Backed up after every epoch, even with fewer steps than --checkpoint_steps.
   with open(os.path.join(model_dir, "backup", "training_metadata.json")) as f:
@@ -73,7 +74,7 @@ def test_train_writes_checkpoints_config_and_saved_model(trained, records_dir):
 def test_configs_file_sets_report_defaults(trained):
   model_dir, _ = trained
   # configs/bilstm.cfg: weight decay 6e-4, lr 1e-3 (table 1 of the report), as the run recorded them.
-  training = export.read_config(model_dir)["training"]
+  training = run_dir.read_config(model_dir)["training"]
   assert (training["weight_decay"], training["learning_rate"], training["lr_factor"]) == (0.0006, 0.001, 0.3)
   assert training["batch_size"] == 16 and training["augment"] is not None  # The command line's.
 

@@ -91,3 +91,20 @@ def test_a_normal_install_trains_with_the_published_defaults(records_dir, tmp_pa
   training = _training(model_dir)["training"]
   # Google's tutorial, configs/rnn.cfg: Adam at 1e-4, gradients clipped to norm 9, batches of 8.
   assert (training["learning_rate"], training["clip_norm"], training["batch_size"]) == (1e-4, 9.0, 8)
+
+
+def test_a_config_out_of_range_names_the_setting():
+  with pytest.raises(train_config.ConfigError, match=r"lr_factor=0\.0, budget_clock='gpu' out of range"):
+    train_config.TrainConfig("rnn", "r", "m", lr_factor=0.0, budget_clock="gpu")
+  config = train_config.TrainConfig("rnn", "r", "m", model_options={"dropout": 0.1})
+  with pytest.raises(TypeError):
+    config.model_options["dropout"] = 0.5  # Frozen, options included.
+  assert config.record()["model_options"] == {"dropout": 0.1} and "model_dir" not in config.record()
+
+
+def test_vgg19_fine_tunes_its_last_block_at_a_lower_rate():
+  spec = models.get("vgg19")
+  assert [(s.last_epoch, s.learning_rate_scale) for s in spec.stages({"weights_path": "w.h5"}, 5, 2)] == [
+      (2, 1.0), (5, 0.01)]
+  assert [(s.last_epoch, s.learning_rate_scale) for s in spec.stages({}, 5, 2)] == [(5, 1.0)]
+  assert models.get("rnn").stages is None

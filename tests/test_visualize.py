@@ -12,8 +12,10 @@ import tensorflow as tf
 
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf import run_dir
 from quickdraw_tf import summaries
 from quickdraw_tf import train
+from quickdraw_tf import train_config
 from quickdraw_tf import visualize
 from tests import verbs
 
@@ -35,8 +37,8 @@ def model_dirs(records_dir, tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
   dirs = {name: str(root / name) for name in SIZES}
   for name, size in SIZES.items():
-    train.train(name, records_dir, dirs[name], epochs=1, steps_per_epoch=2, eval_steps=1, batch_size=8,
-                image_size=size, export=False, verbose=0)
+    train.train(train_config.TrainConfig(name, records_dir, dirs[name], epochs=1, steps_per_epoch=2, eval_steps=1,
+                                         batch_size=8, image_size=size, export=False, verbose=0))
   return dirs
 
 
@@ -89,7 +91,7 @@ def test_cli_image_model_writes_every_part_and_logs_them(model_dirs, drawings, t
   result = verbs.run("visualize", f"--model_dir={model_dir}", f"--input={drawings}", "--index=1", f"--out={out}",
                      "--layers=conv1,conv2", "--max_filters=6", "--filter_steps=8", "--max_embeddings=12")
   assert result.returncode == 0, result.stderr[-3000:]
-  model, _ = visualize.export_lib.restore(model_dir)
+  model, _ = run_dir.restore(model_dir)
   layers = visualize.conv_layers(model)
   assert layers == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
   maps = visualize.activations(model, visualize.model_features(
@@ -117,7 +119,7 @@ def test_cli_image_model_writes_every_part_and_logs_them(model_dirs, drawings, t
 
 
 def test_filter_ascent_increases_each_filters_mean_activation(model_dirs):
-  model, _ = visualize.export_lib.restore(model_dirs["sketchanet"])
+  model, _ = run_dir.restore(model_dirs["sketchanet"])
   filters = np.arange(16)
   patterns, before, after = visualize.filter_patterns(model, "conv2", filters, steps=10, step_size=0.01, batch=5)
   assert patterns.shape == (16, 64, 64, 1) and before.shape == after.shape == (16,)
@@ -135,7 +137,7 @@ def test_filter_ascent_increases_each_filters_mean_activation(model_dirs):
 
 
 def test_rnn_step_contributions_add_up_to_the_logits(model_dirs, drawings, tmp_path):
-  model, config = visualize.export_lib.restore(model_dirs["rnn"])
+  model, config = run_dir.restore(model_dirs["rnn"])
   drawing = visualize.read_drawing(drawings, 0)
   features = visualize.model_features(models.get("rnn"), drawing)
   contributions, logits, bias = visualize.rnn_contributions(model, features)
@@ -173,7 +175,7 @@ def test_fusion_cnn_branch_activations_and_ink_saliency(model_dirs, drawings, tm
   assert (values >= 0).all() and np.isfinite(values).all() and values.std() > 0
   assert _png(tmp_path / "strokes.png").std() > 10
   # Saliency is the gradient: a step along it moves the logit by about |gradient| x step.
-  model, _ = visualize.export_lib.restore(model_dirs["fusion"])
+  model, _ = run_dir.restore(model_dirs["fusion"])
   features = visualize.model_features(models.get("fusion"), visualize.read_drawing(drawings), 64)
   saliency = visualize.ink_saliency(model, features, report["class_index"])
   np.testing.assert_allclose(saliency, values, rtol=1e-5)

@@ -7,7 +7,7 @@ Generative models (``trainer`` set) read and train their own way.
 
 import dataclasses
 import inspect
-from typing import Callable
+from typing import Callable, Optional
 
 from quickdraw_tf.models import alexnet
 from quickdraw_tf.models import bilstm
@@ -21,29 +21,49 @@ from quickdraw_tf.models import vgg19
 
 
 @dataclasses.dataclass(frozen=True)
+class Stage:
+  """A stretch of training: until which epoch, at which share of the learning rate, with what trainable."""
+  last_epoch: int
+  learning_rate_scale: float = 1.0
+  prepare: Callable = lambda model: None  # Sets what trains (keras.Model -> None).
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
+  """A model of the zoo: its builder and what it reads."""
   name: str
   build: Callable
-  uses_ink: bool
-  ink_channels: int  # 3: tutorial ink; 5: stroke-5; 0: no ink
-  uses_image: bool
-  image_size: int  # default image side; 0: no image
   description: str
+  ink_channels: int = 0  # 3: the tutorial's ink; 5: stroke-5; 0: reads no ink
+  image_size: int = 0  # default image side; 0: reads no image
   trainer: str = ""  # a module whose train() trains it in place of train's classifier loop
+  # (model_options, epochs, head_epochs) -> [Stage]; None: one stage of all epochs.
+  stages: Optional[Callable] = None
+
+  @property
+  def uses_ink(self):
+    return self.ink_channels > 0
+
+  @property
+  def uses_image(self):
+    return self.image_size > 0
 
 
 MODELS = {spec.name: spec for spec in (
-    ModelSpec("rnn", rnn.build, True, 3, False, 0, "Google's tutorial: conv1d x3 -> BiLSTM x3 -> sum"),
-    ModelSpec("bilstm", bilstm.build, True, 5, False, 0, "sketch-rnn encoder: BiLSTM 256x2 on stroke-5"),
-    ModelSpec("sketchanet", sketchanet.build, False, 0, True, sketchanet.IMAGE_SIZE, "Sketch-a-Net (Yu et al. 2015)"),
-    ModelSpec("alexnet", alexnet.build, False, 0, True, alexnet.IMAGE_SIZE, "AlexNet, the report's batch-norm variant"),
-    ModelSpec("resnet18", resnet18.build, False, 0, True, resnet18.IMAGE_SIZE, "ResNet-18, basic blocks"),
-    ModelSpec("fusion", fusion.build, True, 5, True, fusion.IMAGE_SIZE, "Sketch-a-Net + BiLSTM -> 1024 -> 512"),
-    ModelSpec("vgg19", vgg19.build, False, 0, True, vgg19.IMAGE_SIZE, "VGG19 backbone, new head (transfer)"),
-    ModelSpec("sketch_rnn", sketch_rnn.build, True, 5, False, 0, "Sketch-RNN VAE: BiLSTM 256 -> z 128 -> LSTM 512 "
-              "-> 20 normals + pen", trainer="quickdraw_tf.sketch_rnn_train"),
-    ModelSpec("sketch_rnn_uncond", sketch_rnn.build_unconditional, True, 5, False, 0, "Sketch-RNN decoder alone, "
-              "unconditional", trainer="quickdraw_tf.sketch_rnn_train"),
+    ModelSpec("rnn", rnn.build, "Google's tutorial: conv1d x3 -> BiLSTM x3 -> sum", ink_channels=3),
+    ModelSpec("bilstm", bilstm.build, "sketch-rnn encoder: BiLSTM 256x2 on stroke-5", ink_channels=5),
+    ModelSpec("sketchanet", sketchanet.build, "Sketch-a-Net (Yu et al. 2015)", image_size=sketchanet.IMAGE_SIZE),
+    ModelSpec("alexnet", alexnet.build, "AlexNet, the report's batch-norm variant", image_size=alexnet.IMAGE_SIZE),
+    ModelSpec("resnet18", resnet18.build, "ResNet-18, basic blocks", image_size=resnet18.IMAGE_SIZE),
+    ModelSpec("fusion", fusion.build, "Sketch-a-Net + BiLSTM -> 1024 -> 512", ink_channels=5,
+              image_size=fusion.IMAGE_SIZE),
+    ModelSpec("vgg19", vgg19.build, "VGG19 backbone, new head (transfer)", image_size=vgg19.IMAGE_SIZE,
+              stages=lambda options, epochs, head_epochs: [Stage(*s) for s in vgg19.stages(options, epochs,
+                                                                                            head_epochs)]),
+    ModelSpec("sketch_rnn", sketch_rnn.build, "Sketch-RNN VAE: BiLSTM 256 -> z 128 -> LSTM 512 -> 20 normals + pen",
+              ink_channels=5, trainer="quickdraw_tf.sketch_rnn_train"),
+    ModelSpec("sketch_rnn_uncond", sketch_rnn.build_unconditional, "Sketch-RNN decoder alone, unconditional",
+              ink_channels=5, trainer="quickdraw_tf.sketch_rnn_train"),
 )}
 
 

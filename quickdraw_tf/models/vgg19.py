@@ -28,6 +28,7 @@ from keras import ops
 from quickdraw_tf.models import common
 
 IMAGE_SIZE = 64  # VGG19 needs at least 32 px.
+FINETUNE_LEARNING_RATE_SCALE = 0.01  # of the head stage's rate, see `stages`
 BACKBONE = "vgg19"
 
 
@@ -57,6 +58,21 @@ def build(num_classes, image_size=IMAGE_SIZE, weights_path=None):
   x = layers.Dense(256, activation="relu", name="fc_head")(x)
   x = layers.Dropout(0.5, name="fc_head_dropout")(x)
   return keras.Model({"image": image}, common.logits(x, num_classes), name="vgg19")
+
+
+def stages(options, epochs, head_epochs):
+  """train's stages: [(last epoch, learning-rate scale, prepare(model))].
+
+  With ImageNet weights (``options["weights_path"]``): the head alone on the
+  frozen backbone for ``head_epochs``, then block 5 too at a hundredth of the
+  rate (keras-io's "Transfer learning & fine-tuning": Adam at 1e-3 for the new
+  head, 1e-5 once the base is unfrozen, so that large updates do not wreck the
+  pretrained features). Without them: everything, at the full rate.
+  """
+  if options.get("weights_path"):
+    return [(min(head_epochs, epochs), 1.0, lambda model: set_trainable(model, "head")),
+            (epochs, FINETUNE_LEARNING_RATE_SCALE, lambda model: set_trainable(model, "finetune"))]
+  return [(epochs, 1.0, lambda model: set_trainable(model, "all"))]
 
 
 def set_trainable(model, stage):
