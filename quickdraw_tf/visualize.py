@@ -444,7 +444,7 @@ def embeddings(model, spec, records_dir, split="test", max_examples=1000, image_
     ``[n]``, pictures float32 ``[n, 28, 28, 1]`` in [0, 1] (1 = ink).
   """
   # Ask the pipeline for 28-px pictures as well: sequence models get one beside their ink.
-  picture_spec = spec if spec.uses_image else dataclasses.replace(spec, uses_image=True, image_size=SPRITE_SIZE)
+  picture_spec = spec if spec.uses_image else dataclasses.replace(spec, image_size=SPRITE_SIZE)
   try:
     dataset = data.make_dataset(records_dir, split, picture_spec, batch_size,
                                 image_size=image_size if spec.uses_image else SPRITE_SIZE, bucket=False,
@@ -541,125 +541,183 @@ def _file_name(path):
   return path.replace("/", "_")
 
 
-def visualize(model_dir, input_path=None, out_dir=None, index=0, parts=None, layers=None, max_filters=64,
-              filter_steps=40, filter_step_size=0.01, records_dir=None, split="test", max_embeddings=1000,
-              weights=None, seed=0):
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What to draw and how (visualize's flags); see `visualize`."""
+  index: int = 0
+  parts: tuple = ()
+  layers: tuple = ()
+  max_filters: int = 64
+  filter_steps: int = 40
+  filter_step_size: float = 0.01
+  records_dir: str = None
+  split: str = "test"
+  max_embeddings: int = 1000
+  weights: str = None
+  seed: int = 0
+
+
+@dataclasses.dataclass
+class _Run:
+  """A restored model and what one visualize call shares between its parts."""
+  model: keras.Model
+  spec: models.ModelSpec
+  config: dict
+  drawing: Drawing = None
+  features: dict = None  # the drawing as the model reads it
+  predicted: int = None  # its top class
+
+
+class _Output:
+  """Writes a part's pictures into ``out_dir`` and TensorBoard (step ``index``); remembers what it wrote."""
+
+  def __init__(self, model_dir, out_dir, index):
+    self.out_dir, self.index = out_dir, index
+    os.makedirs(out_dir, exist_ok=True)
+    self.writer = tf.summary.create_file_writer(os.path.join(model_dir, LOG_SUBDIR))
+    self.written = {}
+
+  def save(self, part, name, picture, tag):
+    path = os.path.join(self.out_dir, f"{name}.png")
+    summaries.save_png(picture, path)
+    with self.writer.as_default(step=self.index):
+      tf.summary.image(f"{part}/{tag}", picture[None])
+    self.written.setdefault(part, []).append(path)
+
+
+def visualize(model_dir, input_path=None, out_dir=None, **options):
   """Runs the chosen visualisations of a trained model; see the module docstring for what is written.
 
   Args:
     model_dir: written by train.
     input_path: ndjson drawings or a PNG (needed for activations and strokes).
     out_dir: PNG directory (default ``<model_dir>/visualize``).
-    index: which drawing of an ndjson file (0-based); also the TensorBoard step.
-    parts: subset of `PARTS` (default `default_parts`).
-    layers: conv layers for filters (default: all of `conv_layers`).
-    max_filters: the first this many filters of each layer.
-    filter_steps, filter_step_size: gradient ascent (`filter_patterns`).
-    records_dir: for embeddings (default: the records the model was trained on).
-    split: records split for embeddings.
-    max_embeddings: drawings in the projector.
-    weights: weights file (default: best, else final).
-    seed: of the filters' starting noise.
+    **options: `Options`: ``index`` (which drawing of an ndjson file,
+      0-based; also the TensorBoard step), ``parts`` (subset of `PARTS`,
+      default `default_parts`), ``layers`` (conv layers for filters, default
+      all of `conv_layers`), ``max_filters`` (the first this many filters of
+      each layer), ``filter_steps`` and ``filter_step_size``
+      (`filter_patterns`), ``records_dir`` and ``split`` (for embeddings,
+      default the records the model was trained on), ``max_embeddings``,
+      ``weights`` (default best, else final), ``seed`` (the filters' noise).
 
   Returns:
     dict part -> list of written file paths (``strokes`` also gives its
     values in ``strokes.json``).
   """
+  options = Options(**{**options, "parts": tuple(options.get("parts") or ()),
+                       "layers": tuple(options.get("layers") or ())})
+  run = _restore(model_dir, options.weights)
+  run.drawing = read_drawing(input_path, options.index) if input_path else None
+  parts, records_dir = _check_parts(run, options)
+  output = _Output(model_dir, out_dir or os.path.join(model_dir, "visualize"), options.index)
+  if run.drawing is not None:
+    run.features = model_features(run.spec, run.drawing, run_dir.image_size(run.config))
+    _write_input(run, output)
+  for part in parts:
+    PART_WRITERS[part](run, options, output, records_dir=records_dir, model_dir=model_dir)
+  output.writer.flush()
+  return output.written
+
+
+def _restore(model_dir, weights):
   if not os.path.isdir(model_dir):
     raise VisualizeError(f"model_dir {model_dir} does not exist: train a model first (python -m quickdraw_tf.train)")
   try:
     model, config = run_dir.restore(model_dir, weights)
   except FileNotFoundError as e:
     raise VisualizeError(str(e)) from None
-  spec = models.get(config["model"])
-  class_names = config["classes"]
-  image_size = run_dir.image_size(config)
-  drawing = read_drawing(input_path, index) if input_path else None
-  chosen = bool(parts)
-  parts = list(parts or default_parts(spec, drawing))
+  return _Run(model, models.get(config["model"]), config)
+
+
+def _check_parts(run, options):
+  """(the parts to draw, the records for embeddings); VisualizeError for what cannot be drawn."""
+  spec, drawing = run.spec, run.drawing
+  parts = list(options.parts or default_parts(spec, drawing))
   unknown = [p for p in parts if p not in PARTS]
   if unknown:
     raise VisualizeError(f"unknown part(s) {', '.join(unknown)}; valid: {', '.join(PARTS)}")
-  if ("activations" in parts or "filters" in parts) and not conv_layers(model):
+  if ("activations" in parts or "filters" in parts) and not conv_layers(run.model):
     raise VisualizeError(f"model {spec.name!r} has no 2-D convolutions: activations and filters are for image "
                          "models and fusion; use --parts=strokes,embeddings")
   if "strokes" in parts and not spec.uses_ink:
     raise VisualizeError(f"model {spec.name!r} reads images only: strokes are for sequence models")
-  if layers:
-    check_layers(model, layers)
+  if options.layers:
+    check_layers(run.model, options.layers)
   needs_input = [p for p in parts if p in ("activations", "strokes")]
   if needs_input and drawing is None:
     raise VisualizeError(f"--input is needed for {', '.join(needs_input)}")
-  features = model_features(spec, drawing, image_size) if drawing is not None else None
   if "strokes" in parts and drawing.points is None:
     raise VisualizeError(f"{drawing.where}: strokes need a vector drawing (ndjson), not a PNG")
-  records_dir = records_dir or config.get("records")
+  records_dir = options.records_dir or run.config.get("records")
   if "embeddings" in parts and not (records_dir and os.path.isdir(records_dir)):
-    if chosen or records_dir != config.get("records"):
+    if options.parts or records_dir != run.config.get("records"):
       raise VisualizeError(f"records {records_dir!r} not found: pass --records=DIR for the embeddings")
     logging.warning("no embeddings: the records %s this model was trained on are not here (--records=DIR)",
                     records_dir)
     parts.remove("embeddings")
+  return parts, records_dir
 
-  out_dir = out_dir or os.path.join(model_dir, "visualize")
-  os.makedirs(out_dir, exist_ok=True)
-  writer = tf.summary.create_file_writer(os.path.join(model_dir, LOG_SUBDIR))
-  written = {}
 
-  def save(part, name, picture, tag):
-    path = os.path.join(out_dir, f"{name}.png")
-    summaries.save_png(picture, path)
-    with writer.as_default(step=index):
-      tf.summary.image(f"{part}/{tag}", picture[None])
-    written.setdefault(part, []).append(path)
+def _write_input(run, output):
+  """The model's answer for the drawing (``run.predicted``) and, for image models, the image it read."""
+  logits = keras.ops.convert_to_numpy(run.model(run.features, training=False))[0]
+  run.predicted = int(np.argmax(logits))
+  caption = f"{run.config['classes'][run.predicted]} {tf.nn.softmax(logits).numpy()[run.predicted]:.2f}"
+  if "image" in run.features:
+    output.save("input", "input", summaries.drawing_grid(run.features["image"].numpy(), [caption], columns=1),
+                "image")
 
-  if features is not None:
-    logits = keras.ops.convert_to_numpy(model(features, training=False))[0]
-    probabilities = tf.nn.softmax(logits).numpy()
-    predicted = int(np.argmax(logits))
-    caption = f"{class_names[predicted]} {probabilities[predicted]:.2f}"
-    if "image" in features:
-      image = features["image"].numpy()
-      save("input", "input", summaries.drawing_grid(image, [caption], columns=1), "image")
 
-  if "activations" in parts:
-    paths = conv_layers(model)
-    for path, maps in activations(model, features["image"], paths).items():
-      title = f"{path}: {maps.shape[2]} maps {maps.shape[0]}x{maps.shape[1]}"
-      cell = 48 if maps.shape[0] * maps.shape[1] > 1 else 20  # 1x1 maps (fully connected as conv): small cells.
-      save("activations", f"activations_{_file_name(path)}",
-           summaries.feature_grid(np.moveaxis(maps, 2, 0), title, min_cell=cell), path)
+def _write_activations(run, options, output, **unused):
+  del options, unused
+  for path, maps in activations(run.model, run.features["image"], conv_layers(run.model)).items():
+    title = f"{path}: {maps.shape[2]} maps {maps.shape[0]}x{maps.shape[1]}"
+    cell = 48 if maps.shape[0] * maps.shape[1] > 1 else 20  # 1x1 maps (fully connected as conv): small cells.
+    output.save("activations", f"activations_{_file_name(path)}",
+                summaries.feature_grid(np.moveaxis(maps, 2, 0), title, min_cell=cell), path)
 
-  if "filters" in parts:
-    for path in layers or conv_layers(model):
-      channels = image_model(model, [path]).outputs[0].shape[-1]
-      patterns, before, after = filter_patterns(model, path, np.arange(min(max_filters, channels)), filter_steps,
-                                                filter_step_size, seed)
-      # A filter silent on the grey start gets no gradient: it keeps its noise, which the grid stretches.
-      silent = after == before
-      title = (f"{path}: {len(patterns)} of {channels} filters, mean activation {before.mean():.3g} -> "
-               f"{after.mean():.3g}; {silent.sum()} silent (no gradient: noise kept)")
-      labels = [f"{i} silent" if quiet else str(i) for i, quiet in enumerate(silent)]
-      save("filters", f"filters_{_file_name(path)}",
-           summaries.feature_grid(patterns[..., 0], title, colour=False, labels=labels), path)
 
-  if "strokes" in parts:
-    values, title, kind, signed, extra = stroke_values(model, spec, features, predicted, class_names)
-    save("strokes", "strokes", stroke_picture(drawing.points, values, title, signed), kind)
-    path = os.path.join(out_dir, "strokes.json")
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump({"input": drawing.where, "model": spec.name, "kind": kind, "class": class_names[predicted],
-                 "class_index": predicted, "step_values": [float(v) for v in values], **extra}, f, indent=1)
-    written["strokes"].append(path)
+def _write_filters(run, options, output, **unused):
+  del unused
+  for path in options.layers or conv_layers(run.model):
+    channels = image_model(run.model, [path]).outputs[0].shape[-1]
+    patterns, before, after = filter_patterns(run.model, path, np.arange(min(options.max_filters, channels)),
+                                              options.filter_steps, options.filter_step_size, options.seed)
+    # A filter silent on the grey start gets no gradient: it keeps its noise, which the grid stretches.
+    silent = after == before
+    title = (f"{path}: {len(patterns)} of {channels} filters, mean activation {before.mean():.3g} -> "
+             f"{after.mean():.3g}; {silent.sum()} silent (no gradient: noise kept)")
+    labels = [f"{i} silent" if quiet else str(i) for i, quiet in enumerate(silent)]
+    output.save("filters", f"filters_{_file_name(path)}",
+                summaries.feature_grid(patterns[..., 0], title, colour=False, labels=labels), path)
 
-  if "embeddings" in parts:
-    result = embeddings(model, spec, records_dir, split, max_embeddings, image_size)
-    log_dir = os.path.join(model_dir, PROJECTOR_SUBDIR)
-    write_projector(log_dir, *result, class_names)
-    written["embeddings"] = [os.path.join(log_dir, name) for name in ("projector_config.pbtxt", "metadata.tsv",
-                                                                      "sprite.png")]
-  writer.flush()
-  return written
+
+def _write_strokes(run, options, output, **unused):
+  del options, unused
+  class_names = run.config["classes"]
+  values, title, kind, signed, extra = stroke_values(run.model, run.spec, run.features, run.predicted, class_names)
+  output.save("strokes", "strokes", stroke_picture(run.drawing.points, values, title, signed), kind)
+  path = os.path.join(output.out_dir, "strokes.json")
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump({"input": run.drawing.where, "model": run.spec.name, "kind": kind,
+               "class": class_names[run.predicted], "class_index": run.predicted,
+               "step_values": [float(v) for v in values], **extra}, f, indent=1)
+  output.written["strokes"].append(path)
+
+
+def _write_embeddings(run, options, output, records_dir, model_dir):
+  result = embeddings(run.model, run.spec, records_dir, options.split, options.max_embeddings,
+                      run_dir.image_size(run.config))
+  log_dir = os.path.join(model_dir, PROJECTOR_SUBDIR)
+  write_projector(log_dir, *result, run.config["classes"])
+  output.written["embeddings"] = [os.path.join(log_dir, name)
+                                  for name in ("projector_config.pbtxt", "metadata.tsv", "sprite.png")]
+
+
+# What each part draws, in the order of PARTS.
+PART_WRITERS = {"activations": _write_activations, "filters": _write_filters, "strokes": _write_strokes,
+                "embeddings": _write_embeddings}
 
 
 def define_flags():
@@ -684,9 +742,10 @@ def main(argv):
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   cli.require("model_dir")
-  written = visualize(FLAGS.model_dir, FLAGS.input, FLAGS.out, FLAGS.index, FLAGS.parts, FLAGS.layers,
-                      FLAGS.max_filters, FLAGS.filter_steps, FLAGS.filter_step_size, FLAGS.records, FLAGS.split,
-                      FLAGS.max_embeddings, FLAGS.weights, FLAGS.seed)
+  written = visualize(FLAGS.model_dir, FLAGS.input, FLAGS.out, index=FLAGS.index, parts=FLAGS.parts,
+                      layers=FLAGS.layers, max_filters=FLAGS.max_filters, filter_steps=FLAGS.filter_steps,
+                      filter_step_size=FLAGS.filter_step_size, records_dir=FLAGS.records, split=FLAGS.split,
+                      max_embeddings=FLAGS.max_embeddings, weights=FLAGS.weights, seed=FLAGS.seed)
   for part, paths in written.items():
     for path in paths:
       print(f"{part}: {path}")
