@@ -112,6 +112,26 @@ def data_options(records_dir, model_dir, model_options):
   return options, counts
 
 
+def _callbacks(config, train_callbacks, eval_data):
+  """Backups, checkpoints, TensorBoard and sketch summaries around ``train_callbacks`` (start report, budget)."""
+  model_dir = config.model_dir
+  log_dir, backup_dir = os.path.join(model_dir, "logs"), os.path.join(model_dir, "backup")
+  callbacks = [
+      backup.BackupAndRestore(backup_dir, save_freq=config.checkpoint_steps),
+      backup.BackupAndRestore(backup_dir, save_freq="epoch"),
+      *train_callbacks,
+      keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
+                                      save_weights_only=True),
+      keras.callbacks.TensorBoard(log_dir, profile_batch=config.profile_batch or 0),
+      SketchSummaries(log_dir, next(iter(eval_data)) if eval_data is not None else None, config.batch_size,
+                      config.seed),
+  ]
+  if eval_data is not None:
+    callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(model_dir, run_dir.BEST_WEIGHTS),
+                                                     monitor="val_loss", save_best_only=True, save_weights_only=True))
+  return callbacks
+
+
 def train(config, callbacks=()):
   """Trains a sketch-rnn model as ``config`` (a `train_config.TrainConfig`) says; classifier-only fields are unused.
 
@@ -157,19 +177,7 @@ def train(config, callbacks=()):
   if eval_data is not None and config.eval_steps:
     eval_data = eval_data.take(config.eval_steps)
   steps = config.steps_per_epoch or max(1, counts["train"]["kept"] // batch_size)
-  log_dir, backup_dir = os.path.join(model_dir, "logs"), os.path.join(model_dir, "backup")
-  callbacks = [
-      backup.BackupAndRestore(backup_dir, save_freq=config.checkpoint_steps),
-      backup.BackupAndRestore(backup_dir, save_freq="epoch"),
-      *callbacks,
-      keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
-                                      save_weights_only=True),
-      keras.callbacks.TensorBoard(log_dir, profile_batch=config.profile_batch or 0),
-      SketchSummaries(log_dir, next(iter(eval_data)) if eval_data is not None else None, batch_size, seed),
-  ]
-  if eval_data is not None:
-    callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(model_dir, run_dir.BEST_WEIGHTS),
-                                                     monitor="val_loss", save_best_only=True, save_weights_only=True))
+  callbacks = _callbacks(config, callbacks, eval_data)
   history = model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
                       callbacks=callbacks, verbose=config.verbose)
   model.save_weights(os.path.join(model_dir, run_dir.FINAL_WEIGHTS))

@@ -379,6 +379,51 @@ def _check_workers_agree(strategy, backup_dir):
                      f"under {os.path.join(tempfile.gettempdir(), WORKERS_DIR)}, or use a new --model_dir")
 
 
+def _batch_sums(labels, logits):
+  """Summed loss, top-1 and top-3 hits of a batch: float32 scalars."""
+  logits = tf.cast(logits, tf.float32)
+  labels = tf.cast(labels, tf.int32)
+  losses = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(labels, logits)
+  hits = [tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32)) for k in (1, 3)]
+  return tf.reduce_sum(losses), hits[0], hits[1]
+
+
+def _mean_logs(sums, count, prefix=""):
+  """Keras-style logs from (loss, top-1, top-3) sums over ``count`` examples."""
+  return {f"{prefix}loss": sums[0] / count, f"{prefix}accuracy": sums[1] / count,
+          f"{prefix}top3_accuracy": sums[2] / count}
+
+
+def _multi_worker_steps(model, strategy, inputs, global_batch_size):
+  """(train_step(iterator), eval_step(features, labels)): tf.functions returning (loss, top-1, top-3) sums.
+
+  The train step's sums are all-reduced over every replica of every worker.
+  """
+  optimizer = model.optimizer
+
+  @tf.function
+  def train_step(iterator):
+
+    def replica_step(features, labels):
+      with tf.GradientTape() as tape:
+        logits = model(inputs(features), training=True)
+        loss_sum, top1, top3 = _batch_sums(labels, logits)
+        loss = loss_sum / global_batch_size
+        if model.losses:
+          loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+      gradients = tape.gradient(optimizer.scale_loss(loss), model.trainable_variables)
+      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+      return loss_sum, top1, top3
+
+    return [strategy.reduce("SUM", value, axis=None) for value in strategy.run(replica_step, args=next(iterator))]
+
+  @tf.function
+  def eval_step(features, labels):
+    return (*_batch_sums(labels, model(inputs(features), training=False)), tf.cast(tf.shape(labels)[0], tf.float32))
+
+  return train_step, eval_step
+
+
 def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epochs, steps, global_batch_size,
                       callbacks, backup_dir, inputs):
   """``model.fit`` for MultiWorkerMirroredStrategy, with the same callbacks.
@@ -399,40 +444,7 @@ def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epo
   Returns:
     the ``keras.callbacks.History`` of the run.
   """
-  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-  optimizer = model.optimizer
-
-  def batch_sums(labels, logits):
-    """Summed loss, top-1 and top-3 hits of a batch: float32 scalars."""
-    logits = tf.cast(logits, tf.float32)
-    labels = tf.cast(labels, tf.int32)
-    losses = loss_fn(labels, logits)
-    hits = [tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32)) for k in (1, 3)]
-    return tf.reduce_sum(losses), hits[0], hits[1]
-
-  @tf.function
-  def train_step(iterator):
-
-    def replica_step(features, labels):
-      with tf.GradientTape() as tape:
-        logits = model(inputs(features), training=True)
-        loss_sum, top1, top3 = batch_sums(labels, logits)
-        loss = loss_sum / global_batch_size
-        if model.losses:
-          loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-      gradients = tape.gradient(optimizer.scale_loss(loss), model.trainable_variables)
-      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-      return loss_sum, top1, top3
-
-    return [strategy.reduce("SUM", value, axis=None) for value in strategy.run(replica_step, args=next(iterator))]
-
-  @tf.function
-  def eval_step(features, labels):
-    return (*batch_sums(labels, model(inputs(features), training=False)), tf.cast(tf.shape(labels)[0], tf.float32))
-
-  def mean_logs(sums, count, prefix=""):
-    return {f"{prefix}loss": sums[0] / count, f"{prefix}accuracy": sums[1] / count,
-            f"{prefix}top3_accuracy": sums[2] / count}
+  train_step, eval_step = _multi_worker_steps(model, strategy, inputs, global_batch_size)
 
   callback_list = keras.callbacks.CallbackList(callbacks, add_history=True, model=model, epochs=epochs,
                                                steps=steps)
@@ -449,13 +461,13 @@ def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epo
         callback_list.on_train_batch_begin(step)
         batch_sums_value = np.array([float(v) for v in train_step(iterator)])
         sums += batch_sums_value
-        callback_list.on_train_batch_end(step, mean_logs(batch_sums_value, global_batch_size))
+        callback_list.on_train_batch_end(step, _mean_logs(batch_sums_value, global_batch_size))
         if model.stop_training:
           break
-      logs = mean_logs(sums, (step + 1) * global_batch_size)
+      logs = _mean_logs(sums, (step + 1) * global_batch_size)
       if eval_data is not None:
         eval_sums = np.sum([[float(v) for v in eval_step(*batch)] for batch in eval_data], axis=0)
-        logs.update(mean_logs(eval_sums[:3], eval_sums[3], prefix="val_"))
+        logs.update(_mean_logs(eval_sums[:3], eval_sums[3], prefix="val_"))
       callback_list.on_epoch_end(epoch, logs)
       print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)
       if model.stop_training:

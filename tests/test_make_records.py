@@ -416,7 +416,10 @@ def test_interrupted_run_leaves_no_complete_looking_output(data_dir, tmp_path):
   for sig in (signal.SIGINT, signal.SIGKILL):
     process = subprocess.Popen([sys.executable, "-m", "quickdraw_tf.make_records", f"--input={tmp_path / 'in'}",
                                 f"--output_dir={out}", "--categories=horse", "--workers=2", "--progress=false"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               # SIGINT as a terminal sends it: a shell starts background jobs with it ignored,
+                               # and a child inherits that (a suite started with & would see no interrupt).
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     writer = _open_for_writing(fifo, process)
     try:
       assert process.poll() is None, "the run ended before it read its input"
