@@ -610,9 +610,12 @@ def visualize(model_dir, input_path=None, out_dir=None, **options):
   run = _restore(model_dir, options.weights)
   run.drawing = read_drawing(input_path, options.index) if input_path else None
   parts, records_dir = _check_parts(run, options)
-  output = _Output(model_dir, out_dir or os.path.join(model_dir, "visualize"), options.index)
   if run.drawing is not None:
-    run.features = model_features(run.spec, run.drawing, run_dir.image_size(run.config))
+    run.features = model_features(run.spec, run.drawing, run_dir.image_size(run.config))  # Checks it fits.
+    if "strokes" in parts and run.drawing.points is None:
+      raise VisualizeError(f"{run.drawing.where}: strokes need a vector drawing (ndjson), not a PNG")
+  output = _Output(model_dir, out_dir or os.path.join(model_dir, "visualize"), options.index)  # Checked: write.
+  if run.features is not None:
     _write_input(run, output)
   for part in parts:
     PART_WRITERS[part](run, options, output, records_dir=records_dir, model_dir=model_dir)
@@ -647,8 +650,6 @@ def _check_parts(run, options):
   needs_input = [p for p in parts if p in ("activations", "strokes")]
   if needs_input and drawing is None:
     raise VisualizeError(f"--input is needed for {', '.join(needs_input)}")
-  if "strokes" in parts and drawing.points is None:
-    raise VisualizeError(f"{drawing.where}: strokes need a vector drawing (ndjson), not a PNG")
   records_dir = options.records_dir or run.config.get("records")
   if "embeddings" in parts and not (records_dir and os.path.isdir(records_dir)):
     if options.parts or records_dir != run.config.get("records"):
