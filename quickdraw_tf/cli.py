@@ -1,8 +1,9 @@
 """The shape every ``python -m quickdraw_tf.<verb>`` shares.
 
 A verb module has ``define_flags()`` (flags exist only while it runs as a
-program, so that any modules import side by side) and ``main(argv)``, and ends
-in ``cli.run(define_flags, main)``. Flags that several verbs take are defined
+program, so that any modules import side by side; required ones marked with
+``flags.mark_flags_as_required``) and ``main(_)``, which reads ``flags.FLAGS``,
+and ends in ``cli.run(define_flags, main)``. Flags that several verbs take are defined
 here, once. A problem the user can act on is an `Error`: it ends the program
 with one line, ``<verb>: error: <message>``, and exit status 1, never a
 traceback.
@@ -20,6 +21,12 @@ flags.disclaim_key_flags()
 
 class Error(Exception):
   """A problem the user can act on; its message says what to do next."""
+
+
+def check_choice(value, choices, what, error=ValueError):
+  """Raises ``error`` ("unknown <what> 'value'; valid: a, b, ...") unless ``value`` is in ``choices``."""
+  if value not in choices:
+    raise error(f"unknown {what} {value!r}; valid: {', '.join(choices)}")
 
 
 # --- Flags several verbs share ----------------------------------------------
@@ -44,13 +51,6 @@ def define_saved_model():
 
 def define_input(help_text="An ndjson file of drawings, or a PNG of one drawing."):
   flags.DEFINE_string("input", None, help_text)
-
-
-def require(*names):
-  """Raises app.UsageError unless every flag in ``names`` was given a value."""
-  missing = [f"--{name}" for name in names if not flags.FLAGS[name].value]
-  if missing:
-    raise app.UsageError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
 
 
 # --- Running a verb ------------------------------------------------------------

@@ -142,16 +142,19 @@ def image_source_for(records_dir, spec, image_source="auto"):
   if image_source == "auto":
     image_source = "stored" if stored else "raster"
   if image_source == "stored" and not stored:
-    raise RecordsError(f"{records_dir} has no stored images: rerun make_records with --image_size=28, "
+    raise RecordsError(f"{records_dir} has no stored images: rerun make_records with --stored_image_size=28, "
                        "or let the pipeline rasterise ink (image_source='raster')")
   if image_source == "raster" and not has_ink:
     raise RecordsError(f"{records_dir} holds no ink to rasterise: use its stored images")
   return image_source
 
 
-def _parse_fn(image_source):
-  """serialized example -> (features the pipeline reads, class index), with `records.parse`."""
-  with_image = image_source == "stored"
+def parse_fn(with_image):
+  """serialized example -> (features, class index int64 []), with `records.parse`.
+
+  features: ink (the record's encoded ink), ink_length int32 [], bbox, origin,
+  and with ``with_image`` the stored image.
+  """
 
   def parse(serialized):
     example = records.parse(serialized, with_image)
@@ -202,31 +205,48 @@ def make_dataset(records_dir, split, spec, batch_size, training=False, image_siz
   if not paths:
     raise RecordsError(f"{records_dir} has no {split!r} shards (see its stats.json); rerun make_records with a "
                        f"non-zero --{split}_fraction" if split != "train" else f"{records_dir} has no training shards")
-  files = tf.data.Dataset.from_tensor_slices(paths)
-  shard_examples = False
-  if input_context and input_context.num_input_pipelines > 1:
-    if len(paths) >= input_context.num_input_pipelines:
-      files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    else:
-      shard_examples = True
-  if training:
-    files = files.shuffle(len(paths), seed=seed)
-  dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
-                             num_parallel_calls=AUTOTUNE, deterministic=deterministic or None)
-  if shard_examples:
-    dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-  if training:
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed)
-  if training if repeat is None else repeat:
-    dataset = dataset.repeat()
-  dataset = dataset.map(_parse_fn(source), num_parallel_calls=AUTOTUNE)
-  needs_ink = spec.uses_ink or source == "raster"
-  if needs_ink and bucket:
+  dataset = _serialized_examples(paths, training, training if repeat is None else repeat, shuffle_buffer, seed,
+                                 deterministic, input_context)
+  dataset = dataset.map(parse_fn(source == "stored"), num_parallel_calls=AUTOTUNE)
+  if (spec.uses_ink or source == "raster") and bucket:
     dataset = dataset.bucket_by_sequence_length(
         lambda features, _: features["ink_length"], list(BUCKET_BOUNDARIES),
         [batch_size] * (len(BUCKET_BOUNDARIES) + 1), drop_remainder=training)
   else:
     dataset = dataset.padded_batch(batch_size, drop_remainder=training)
+  to_model_inputs = _to_model_inputs_fn(spec, source, image_size, augment, raster_on_replicas)
+  if augment:  # A fresh seed pair per batch for the stateless random ops.
+    dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed).batch(2))
+    dataset = dataset.map(lambda batch, seeds: to_model_inputs(*batch, seeds), num_parallel_calls=AUTOTUNE)
+  else:
+    dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = deterministic
+  return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def _serialized_examples(paths, shuffle, repeat, shuffle_buffer, seed, deterministic, input_context):
+  """The serialized examples of shard files ``paths``, this input pipeline's share, shuffled when ``shuffle``."""
+  files = tf.data.Dataset.from_tensor_slices(paths)
+  shard_examples = False
+  if input_context and input_context.num_input_pipelines > 1:
+    if len(paths) >= input_context.num_input_pipelines:
+      files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    else:  # Fewer files than pipelines: every pipeline reads all files and keeps every n-th example.
+      shard_examples = True
+  if shuffle:
+    files = files.shuffle(len(paths), seed=seed)
+  dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
+                             num_parallel_calls=AUTOTUNE, deterministic=deterministic or None)
+  if shard_examples:
+    dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+  if shuffle:
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+  return dataset.repeat() if repeat else dataset
+
+
+def _to_model_inputs_fn(spec, source, image_size, augment, raster_on_replicas):
+  """(batch of `parse_fn` features, labels[, augment seed int64 [2]]) -> (model inputs, labels); see `make_dataset`."""
 
   def to_model_inputs(features, label, augment_seed=None):
     ink, ink_length, points, lengths = features["ink"], features["ink_length"], None, None
@@ -243,14 +263,7 @@ def make_dataset(records_dir, split, spec, batch_size, training=False, image_siz
       return features, label
     return model_inputs(spec, ink, ink_length, points, lengths, features.get("image"), image_size), label
 
-  if augment:  # A fresh seed pair per batch for the stateless random ops.
-    dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed).batch(2))
-    dataset = dataset.map(lambda batch, seeds: to_model_inputs(*batch, seeds), num_parallel_calls=AUTOTUNE)
-  else:
-    dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE)
-  options = tf.data.Options()
-  options.deterministic = deterministic
-  return dataset.with_options(options).prefetch(AUTOTUNE)
+  return to_model_inputs
 
 
 def distributed_dataset(strategy, records_dir, split, spec, global_batch_size, **kwargs):

@@ -53,10 +53,12 @@ VIEW_SIZE = 256  # Side of the stroke picture, in pixels.
 
 class RequestError(ValueError):
   """A request the page (or a client) got wrong; ``status`` is the HTTP code."""
+  status = 400
 
-  def __init__(self, message, status=400):
-    super().__init__(message)
-    self.status = status
+
+class NotFound(RequestError):
+  """What the request asks for does not exist here."""
+  status = 404
 
 
 def parse_drawing(body):
@@ -136,8 +138,8 @@ class Demo:
   def view(self, points):
     """What the model sees: ``{"kind", "title", "png"}`` (image models: the input image; else stroke colours)."""
     if self.spec is None:
-      raise RequestError("no model_dir (config.json and weights) next to the SavedModel: restart the demo with "
-                         "--model_dir=DIR to see what the model sees", status=404)
+      raise NotFound("no model_dir (config.json and weights) next to the SavedModel: restart the demo with "
+                     "--model_dir=DIR to see what the model sees")
     drawing = visualize.Drawing("the page", points=points)
     with self._lock:
       features = visualize.model_features(self.spec, drawing, run_dir.image_size(self.config))
@@ -237,18 +239,19 @@ def make_server(demo, host="127.0.0.1", port=8080):
   return server
 
 
+FLAGS = flags.FLAGS
+
+
 def define_flags():
   cli.define_saved_model()
   cli.define_model_dir("The training run, for what the model sees (default: the SavedModel's "
                       "parent directory when it holds config.json).")
   flags.DEFINE_string("host", "127.0.0.1", "Address to listen on; the default serves this machine only.")
   flags.DEFINE_integer("port", 8080, "Port (0: any free port).")
+  flags.mark_flags_as_required(["saved_model"])
 
 
-def main(argv):
-  del argv
-  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  cli.require("saved_model")
+def main(_):
   try:
     demo = Demo(FLAGS.saved_model, FLAGS.model_dir)
   except (OSError, ValueError) as e:
@@ -266,7 +269,6 @@ def main(argv):
     pass
   finally:
     server.server_close()
-  return 0
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import os
 from absl import logging
 import tensorflow as tf
 
+from quickdraw_tf import cli
+
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
@@ -29,8 +31,7 @@ def make_strategy(name="auto", tpu=None):
   Returns:
     a ``tf.distribute.Strategy``.
   """
-  if name not in STRATEGIES:
-    raise ValueError(f"unknown --strategy={name!r}; valid: {', '.join(STRATEGIES)}")
+  cli.check_choice(name, STRATEGIES, "--strategy")
   gpus = tf.config.list_physical_devices("GPU")  # Physical: listing logical ones would start the runtime.
   if name == "auto":
     if tpu:
@@ -62,8 +63,7 @@ def make_strategy(name="auto", tpu=None):
 
 def precision_policy(setting, strategy):
   """The Keras dtype policy: ``auto`` is float16 on GPU, bfloat16 on TPU, float32 on CPU."""
-  if setting not in PRECISIONS:
-    raise ValueError(f"unknown --mixed_precision={setting!r}; valid: {', '.join(PRECISIONS)}")
+  cli.check_choice(setting, PRECISIONS, "--mixed_precision")
   if setting != "auto":
     return setting
   if isinstance(strategy, tf.distribute.TPUStrategy):

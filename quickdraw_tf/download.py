@@ -31,8 +31,7 @@ class DownloadError(cli.Error, RuntimeError):
 
 
 def _kind(kind):
-  if kind not in KINDS:
-    raise ValueError(f"unknown download kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+  cli.check_choice(kind, KINDS, "download kind")
   return KINDS[kind]
 
 

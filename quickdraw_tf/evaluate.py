@@ -76,21 +76,13 @@ def metrics(labels, probabilities, class_names, k=3):
 def _drawings(records_dir, split, batch_size):
   """Batches of absolute points, as a client would send them, with labels."""
   with_image = not records.read_stats(records_dir).get("has_ink", True)
-
-  def parse(serialized):
-    example = records.parse(serialized, with_image)
-    out = {"ink": example["ink"], "length": tf.shape(example["ink"])[0], "bbox": example["bbox"],
-           "origin": example["origin"]}
-    if with_image:
-      out["image"] = example["image"]
-    return out, example["class_index"]
-
-  dataset = tf.data.TFRecordDataset(records.shard_paths(records_dir, split)).map(parse).padded_batch(batch_size)
-  for features, labels in dataset:
+  dataset = tf.data.TFRecordDataset(records.shard_paths(records_dir, split)).map(data.parse_fn(with_image))
+  for features, labels in dataset.padded_batch(batch_size):
     if with_image:
       yield {"image": features["image"]}, labels.numpy()
     else:
-      points, lengths = ink_lib.decode_tf(features["ink"], features["bbox"], features["origin"], features["length"])
+      points, lengths = ink_lib.decode_tf(features["ink"], features["bbox"], features["origin"],
+                                          features["ink_length"])
       yield {"ink": points, "length": lengths}, labels.numpy()
 
 
@@ -161,6 +153,9 @@ def write_report(result, class_names, output_dir):
     json.dump({k: v for k, v in result.items() if k != "confusion_matrix"}, f, indent=1)
 
 
+FLAGS = flags.FLAGS
+
+
 def define_flags():
   cli.define_model_dir("A model_dir written by train (its best weights are evaluated).")
   cli.define_weights()
@@ -171,9 +166,7 @@ def define_flags():
   flags.DEFINE_string("output_dir", None, "Where the reports go (default <model>/eval_<split>).")
 
 
-def main(argv):
-  del argv
-  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+def main(_):
   if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
     raise app.UsageError("give exactly one of --model_dir and --saved_model")
   records_dir = FLAGS.records
@@ -197,7 +190,6 @@ def main(argv):
         f"top-{k} {result['top3_accuracy']:.4f}, MAP@{k} {result['map3']:.4f}; reports in {output_dir}")
   worst = sorted((v, k) for k, v in result["per_class_accuracy"].items() if v is not None)[:5]
   print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.2f}" for v, k in worst))
-  return 0
 
 
 if __name__ == "__main__":

@@ -132,19 +132,32 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K, b
 
     archive.add_endpoint("serving_image", serve_image,
                          input_signature=[tf.TensorSpec([batch_size, None, None, 1], tf.uint8, name="image")])
+  write_archive(archive, output_dir, {CLASSES_ASSET: "".join(name + "\n" for name in class_names)})
+
+
+def write_archive(archive, output_dir, assets):
+  """Writes a `keras.export.ExportArchive` and text ``assets`` ({relative path: text}) to ``output_dir``.
+
+  The SavedModel is written beside ``output_dir`` and renamed into place; the
+  previous one is moved aside, not deleted, until then, so that a kill at any
+  point leaves a complete SavedModel (old or new) or none.
+  """
   partial = output_dir.rstrip("/") + ".partial"
   shutil.rmtree(partial, ignore_errors=True)
   archive.write_out(partial, verbose=False)
-  os.makedirs(os.path.join(partial, "assets"), exist_ok=True)
-  with open(os.path.join(partial, CLASSES_ASSET), "w", encoding="utf-8") as f:
-    f.write("".join(name + "\n" for name in class_names))
-  # The previous SavedModel is moved aside, not deleted, until the new one is in place.
+  for relative_path, text in assets.items():
+    os.makedirs(os.path.dirname(os.path.join(partial, relative_path)), exist_ok=True)
+    with open(os.path.join(partial, relative_path), "w", encoding="utf-8") as f:
+      f.write(text)
   previous = output_dir.rstrip("/") + ".previous"
   shutil.rmtree(previous, ignore_errors=True)
   if os.path.exists(output_dir):
     os.replace(output_dir, previous)
   os.replace(partial, output_dir)
   shutil.rmtree(previous, ignore_errors=True)
+
+
+FLAGS = flags.FLAGS
 
 
 def define_flags():
@@ -156,12 +169,10 @@ def define_flags():
                     "quickdraw_tf/tflite.py).")
   flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"], "tflite weights: float16, or int8 (dynamic "
                     "range).")
+  flags.mark_flags_as_required(["model_dir"])
 
 
-def main(argv):
-  del argv
-  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  cli.require("model_dir")
+def main(_):
   try:
     model, config = run_dir.restore(FLAGS.model_dir, FLAGS.weights)
   except FileNotFoundError as e:
@@ -176,7 +187,6 @@ def main(argv):
   else:
     export(model, models.get(config["model"]), config["classes"], output, run_dir.image_size(config))
   print(f"wrote {output}; inspect with: saved_model_cli show --dir {output} --all")
-  return 0
 
 
 if __name__ == "__main__":

@@ -186,6 +186,9 @@ def write_outputs(model, config, mode, results, output_dir, seed):
   return paths
 
 
+FLAGS = flags.FLAGS
+
+
 def define_flags():
   flags.DEFINE_string("model_dir", None, "A model_dir written by train --model=sketch_rnn (or sketch_rnn_uncond).")
   flags.DEFINE_enum("mode", "sample", list(MODES), "What to draw.")
@@ -196,12 +199,10 @@ def define_flags():
   flags.DEFINE_integer("seed", 0, "Random seed: the same seed draws the same drawings.")
   flags.DEFINE_integer("prefix_strokes", 0, "complete: strokes kept (0: half).", lower_bound=0)
   flags.DEFINE_string("output", None, "Output directory.")
+  flags.mark_flags_as_required(["model_dir", "output"])
 
 
-def main(argv):
-  del argv
-  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  cli.require("model_dir", "output")
+def main(_):
   try:
     temperatures = [float(t) for t in FLAGS.temperature] if FLAGS.temperature else (
         list(RECONSTRUCT_TEMPERATURES) if FLAGS.mode == "reconstruct" else [DEFAULT_TEMPERATURE])
@@ -214,7 +215,6 @@ def main(argv):
     raise GenerateError(str(e)) from None
   paths = write_outputs(model, config, FLAGS.mode, results, FLAGS.output, FLAGS.seed)
   print(f"wrote {len(results)} drawings: {', '.join(paths)}")
-  return 0
 
 
 if __name__ == "__main__":

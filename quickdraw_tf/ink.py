@@ -78,20 +78,11 @@ def strokes_to_points_batch(drawings, may_hold_bools=True):
     list with, per drawing, float32 ``[n, 3]`` points or the `InkError` that
     drawing raises.
   """
-  results, xs, ys, ends, spans = [], [], [], [], []
+  results, xs, ys, ends, spans = [], [], [], [], []  # spans: (index in results, first point, end point)
   for strokes in drawings:
-    try:
-      if not isinstance(strokes, list) or not strokes:
-        raise InkError("empty_drawing", "drawing has no strokes")
-      counts = [len(stroke[0]) for stroke in strokes]
-      if counts != [len(stroke[1]) for stroke in strokes] or not all(counts) or any(
-          len(stroke) != 2 and {len(c) for c in stroke} != {len(stroke[0])} for stroke in strokes):
-        _raise_stroke_error(strokes)
-    except InkError as e:
-      results.append(e)
-      continue
-    except (TypeError, KeyError, IndexError) as e:
-      results.append(InkError("bad_stroke", f"strokes are not lists of coordinate lists: {e}"))
+    error = _shape_error(strokes)
+    if error:
+      results.append(error)
       continue
     start = len(xs)
     for stroke in strokes:
@@ -103,22 +94,7 @@ def strokes_to_points_batch(drawings, may_hold_bools=True):
   if not spans:
     return results
   points = np.zeros((len(xs), 3), np.float32)
-  try:
-    if may_hold_bools and not (_PLAIN_NUMBERS.issuperset(map(type, xs)) and _PLAIN_NUMBERS.issuperset(map(type, ys))):
-      raise TypeError("not plain numbers")
-    columns = np.array(xs), np.array(ys)  # Strings, lists, integers past 64 bits: another dtype.
-    if any(c.dtype.kind not in "iuf" or c.ndim != 1 for c in columns):
-      raise TypeError("not plain numbers")
-    with np.errstate(over="ignore"):  # float32 overflow gives inf, rejected below as non_finite.
-      points[:, 0], points[:, 1] = columns
-  except (TypeError, ValueError, OverflowError):
-    # Some drawing holds a non-number or a huge integer: convert one by one to find which.
-    for index, start, stop in spans:
-      try:
-        points[start:stop, 0] = _coordinates(xs[start:stop])
-        points[start:stop, 1] = _coordinates(ys[start:stop])
-      except InkError as e:
-        results[index] = e
+  _convert_coordinates(points, xs, ys, spans, results, may_hold_bools)
   points[ends, 2] = 1.0
   starts = [start for _, start, _ in spans]
   xy = points[:, :2]
@@ -129,6 +105,45 @@ def strokes_to_points_batch(drawings, may_hold_bools=True):
     if results[index] is None:
       results[index] = points[start:stop] if ok else InkError("non_finite", _NON_FINITE)
   return results
+
+
+def _shape_error(strokes):
+  """The `InkError` of a drawing whose strokes are not equal-length coordinate lists, else None."""
+  try:
+    if not isinstance(strokes, list) or not strokes:
+      raise InkError("empty_drawing", "drawing has no strokes")
+    counts = [len(stroke[0]) for stroke in strokes]
+    if counts != [len(stroke[1]) for stroke in strokes] or not all(counts) or any(
+        len(stroke) != 2 and {len(c) for c in stroke} != {len(stroke[0])} for stroke in strokes):
+      _raise_stroke_error(strokes)
+  except InkError as e:
+    return e
+  except (TypeError, KeyError, IndexError) as e:
+    return InkError("bad_stroke", f"strokes are not lists of coordinate lists: {e}")
+  return None
+
+
+def _convert_coordinates(points, xs, ys, spans, results, may_hold_bools):
+  """Fills ``points[:, :2]`` from the values ``xs``, ``ys``; a drawing with a bad value gets its `InkError`.
+
+  One numpy conversion for all; only when it fails (some value is not a
+  plain number) is each drawing converted apart, to find which.
+  """
+  try:
+    if may_hold_bools and not (_PLAIN_NUMBERS.issuperset(map(type, xs)) and _PLAIN_NUMBERS.issuperset(map(type, ys))):
+      raise TypeError("not plain numbers")
+    columns = np.array(xs), np.array(ys)  # Strings, lists, integers past 64 bits: another dtype.
+    if any(c.dtype.kind not in "iuf" or c.ndim != 1 for c in columns):
+      raise TypeError("not plain numbers")
+    with np.errstate(over="ignore"):  # float32 overflow gives inf, rejected as non_finite.
+      points[:, 0], points[:, 1] = columns
+  except (TypeError, ValueError, OverflowError):
+    for index, start, stop in spans:
+      try:
+        points[start:stop, 0] = _coordinates(xs[start:stop])
+        points[start:stop, 1] = _coordinates(ys[start:stop])
+      except InkError as e:
+        results[index] = e
 
 
 def _coordinates(values):
@@ -387,6 +402,23 @@ def fingerprint(*parts):
 # --- The same encodings in TensorFlow ops (input pipeline, exported model) ---
 
 
+def bounds_tf(points, lengths):
+  """The corners of each padded drawing's valid points, in TensorFlow ops.
+
+  Args:
+    points: float32 ``[batch, time, 3]`` absolute points, padded.
+    lengths: int32 ``[batch]`` valid points per row.
+
+  Returns:
+    lower, upper: float32 ``[batch, 1, 2]`` minimum and maximum x, y.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  valid = tf.sequence_mask(lengths, tf.shape(points)[1])[..., None]
+  xy = points[..., :2]
+  return (tf.reduce_min(tf.where(valid, xy, 3.0e38), axis=1, keepdims=True),
+          tf.reduce_max(tf.where(valid, xy, -3.0e38), axis=1, keepdims=True))
+
+
 def encode_tf(points, lengths):
   """`encode` for padded batches, in TensorFlow ops.
 
@@ -401,12 +433,9 @@ def encode_tf(points, lengths):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   points = tf.convert_to_tensor(points, tf.float32)
   lengths = tf.cast(lengths, tf.int32)
-  valid = tf.sequence_mask(lengths, tf.shape(points)[1])[..., None]
-  xy = points[..., :2]
-  lower = tf.reduce_min(tf.where(valid, xy, 3.0e38), axis=1, keepdims=True)
-  scale = tf.reduce_max(tf.where(valid, xy, -3.0e38), axis=1, keepdims=True) - lower
-  scale = tf.where(scale == 0, 1.0, scale)
-  normalised = (xy - lower) / scale
+  lower, upper = bounds_tf(points, lengths)
+  scale = tf.where(upper == lower, 1.0, upper - lower)
+  normalised = (points[..., :2] - lower) / scale
   ink = tf.concat([normalised[:, 1:] - normalised[:, :-1], points[:, 1:, 2:]], axis=2)
   ink_lengths = tf.maximum(lengths - 1, 0)
   return tf.where(tf.sequence_mask(ink_lengths, tf.shape(ink)[1])[..., None], ink, 0.0), ink_lengths

@@ -20,15 +20,16 @@ from quickdraw_tf import cli
 from quickdraw_tf import drawing_files
 
 
+FLAGS = flags.FLAGS
+
+
 def define_flags():
   cli.define_saved_model()
   cli.define_input()
+  flags.mark_flags_as_required(["saved_model", "input"])
 
 
-def main(argv):
-  del argv
-  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  cli.require("saved_model", "input")
+def main(_):
   try:
     loaded = tf.saved_model.load(FLAGS.saved_model)
   except OSError as e:
@@ -62,7 +63,6 @@ def main(argv):
     answered += 1
   if not answered:
     raise cli.Error(f"{FLAGS.input} holds no drawing that can be classified")
-  return 0
 
 
 if __name__ == "__main__":

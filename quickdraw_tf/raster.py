@@ -202,21 +202,42 @@ def rasterize(points, lengths, size=28, supersample=8):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   points = tf.convert_to_tensor(points, tf.float32)
   lengths = tf.cast(lengths, tf.int32)
-  batch, steps = tf.shape(points)[0], tf.shape(points)[1]
+  steps = tf.shape(points)[1]
   valid = tf.sequence_mask(lengths, steps)
   origin = -(PADDING + LINE_WIDTH / 2)
   # Pixel units from here on: the viewport is [0, size] on both axes.
   xy = (_frame(points[..., :2], valid) - origin) * (size / VIEWPORT)
-  radius = LINE_WIDTH / 2 * size / VIEWPORT
-
   # One segment per valid point: to the next point of the same stroke, or a
   # zero-length one (a round dot) at a stroke's last point.
   connected = (points[..., 2] < 0.5) & tf.sequence_mask(lengths - 1, steps)
-  b = tf.where(connected[..., None], tf.concat([xy[:, 1:], xy[:, -1:]], axis=1), xy)
-  rows_n = size * supersample
-  c = ((tf.range(rows_n, dtype=tf.float32) + 0.5) / supersample)[None, :, None]  # [1, R, 1] sample rows' y
-  ax, ay = xy[:, None, :, 0], xy[:, None, :, 1]  # [B, 1, T]
-  dx, dy = b[:, None, :, 0] - ax, b[:, None, :, 1] - ay
+  end = tf.where(connected[..., None], tf.concat([xy[:, 1:], xy[:, -1:]], axis=1), xy)
+  rows_y = (tf.range(size * supersample, dtype=tf.float32) + 0.5) / supersample
+  lo, hi = _capsule_intervals(xy, end, rows_y, LINE_WIDTH / 2 * size / VIEWPORT)
+  lo = tf.where(valid[:, None, :], lo, float("inf"))  # [B, R, T]; empty: (inf, -inf).
+  hi = tf.where(valid[:, None, :], hi, -float("inf"))
+  coverage = _row_coverage(lo, hi, size)  # [B, R, size]
+  image = tf.reduce_mean(tf.reshape(coverage, [tf.shape(points)[0], size, supersample, size]), axis=2)
+  image = tf.clip_by_value(image, 0.0, 1.0)
+  # A multiplication: graphs rewrite division by a constant into one, and eager and graph must agree.
+  return (tf.round(image * 255.0) * (1.0 / 255.0))[..., None]
+
+
+def _capsule_intervals(start, end, rows_y, radius):
+  """Where each segment's line (a capsule) cuts each sample row.
+
+  Args:
+    start, end: float32 ``[B, T, 2]`` segment ends, in pixels.
+    rows_y: float32 ``[R]`` the sample rows' y.
+    radius: half the line width, in pixels.
+
+  Returns:
+    lo, hi: float32 ``[B, R, T]``, the x-interval of the row within
+    ``radius`` of the segment; (inf, -inf) where the row misses it.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  c = rows_y[None, :, None]  # [1, R, 1]
+  ax, ay = start[:, None, :, 0], start[:, None, :, 1]  # [B, 1, T]
+  dx, dy = end[:, None, :, 0] - ax, end[:, None, :, 1] - ay
   inf = tf.constant(float("inf"))
 
   def disc(px, py):
@@ -245,9 +266,21 @@ def rasterize(points, lengths, size=28, supersample=8):
   band_hi = tf.where(length2 > 0, tf.minimum(near_hi, along_hi), -inf)
   lo = tf.minimum(tf.minimum(lo_a, lo_b), tf.where(band_lo <= band_hi, band_lo, inf))
   hi = tf.maximum(tf.maximum(hi_a, hi_b), tf.where(band_lo <= band_hi, band_hi, -inf))
-  lo = tf.where(valid[:, None, :], lo, inf)  # [B, R, T]; empty: (inf, -inf).
-  hi = tf.where(valid[:, None, :], hi, -inf)
+  return lo, hi
 
+
+def _row_coverage(lo, hi, size):
+  """The covered share of every pixel of every sample row.
+
+  Args:
+    lo, hi: float32 ``[B, R, T]`` intervals on each row (empty: lo > hi).
+    size: pixels per row; pixel j spans [j, j + 1].
+
+  Returns:
+    float32 ``[B * R, size]``, the length of the intervals' union within each pixel.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  batch, rows, steps = tf.shape(lo)[0], tf.shape(lo)[1], tf.shape(lo)[2]
   # The union of each row's intervals as disjoint pieces, sorted by start.
   neg_lo, order = tf.math.top_k(-lo, k=steps)  # Sorted by start; ties keep their order.
   lo, hi = -neg_lo, tf.gather(hi, order, batch_dims=2)
@@ -256,8 +289,8 @@ def rasterize(points, lengths, size=28, supersample=8):
   piece = tf.maximum(hi - start, 0.0)  # NaN-free: start is finite or +inf, hi finite or -inf.
   before = tf.cumsum(piece, axis=2, exclusive=True)
   # Covered length left of each pixel edge: up to the last piece starting there.
-  flat = [batch * rows_n, -1]
-  edges = tf.broadcast_to(tf.range(size + 1, dtype=tf.float32), [batch * rows_n, size + 1])
+  flat = [batch * rows, -1]
+  edges = tf.broadcast_to(tf.range(size + 1, dtype=tf.float32), [batch * rows, size + 1])
   last = tf.searchsorted(tf.reshape(start, flat), edges, side="right") - 1  # [B * R, size + 1]
   found = last >= 0
   last = tf.maximum(last, 0)
@@ -267,7 +300,4 @@ def rasterize(points, lengths, size=28, supersample=8):
 
   covered = at_last(before) + tf.clip_by_value(edges - at_last(start), 0.0, at_last(piece))
   covered = tf.where(found, covered, 0.0)
-  coverage = tf.reshape(covered[:, 1:] - covered[:, :-1], [batch, size, supersample, size])
-  image = tf.clip_by_value(tf.reduce_mean(coverage, axis=2), 0.0, 1.0)
-  # A multiplication: graphs rewrite division by a constant into one, and eager and graph must agree.
-  return (tf.round(image * 255.0) * (1.0 / 255.0))[..., None]
+  return covered[:, 1:] - covered[:, :-1]

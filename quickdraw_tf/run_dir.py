@@ -4,7 +4,9 @@
                      size, model options, records, and every training setting
   best.weights.h5    the best weights by eval accuracy; final.weights.h5 the last
   saved_model/       the serving SavedModel (export.py writes it)
-  backup/ checkpoints/ logs/   train's (see train.py)
+  backup/            the backup a killed run resumes from (backup.py)
+  checkpoints/       the weights after every epoch
+  logs/              TensorBoard: train/, validation/ (and visualize's)
 
 ``config.json`` records what a run's weights depend on; a later run in the same
 directory (to resume or extend it) must agree, and is checked before it writes
@@ -15,6 +17,9 @@ it was.
 import json
 import os
 
+import keras
+
+from quickdraw_tf import backup
 from quickdraw_tf import cli
 from quickdraw_tf import models
 
@@ -22,6 +27,9 @@ CONFIG_FILE = "config.json"
 BEST_WEIGHTS = "best.weights.h5"
 FINAL_WEIGHTS = "final.weights.h5"
 SAVED_MODEL = "saved_model"
+BACKUP_DIR = "backup"
+CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"
 # What a run directory's weights depend on: a run may continue only with the same.
 COMPATIBILITY_KEYS = ("model", "classes", "image_size", "model_options")
 
@@ -50,6 +58,32 @@ def check_compatible(model_dir, config):
     details = "; ".join(_difference(key, previous.get(key), config[key]) for key in differences)
     raise IncompatibleRun(f"{model_dir} holds another run ({details}): use another --model_dir, or the same "
                           "model, records and options to continue that run")
+
+
+def start(model_dir, run):
+  """Writes ``run`` (the config dict) to a new run directory, or one that `check_compatible` allows to go on."""
+  check_compatible(model_dir, run)
+  os.makedirs(os.path.join(model_dir, CHECKPOINTS_DIR), exist_ok=True)
+  with open(os.path.join(model_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
+    json.dump(run, f, indent=1)
+
+
+def training_callbacks(model_dir, checkpoint_steps, profile_batch=0):
+  """The callbacks that fill a run directory: backups, a checkpoint per epoch, TensorBoard.
+
+  Weights, optimizer state (so the step counter) and epoch are backed up every
+  ``checkpoint_steps`` steps and after every epoch (one callback cannot do
+  both); both restore the same backup, and an interrupted epoch runs again
+  from its first batch.
+  """
+  backup_dir = os.path.join(model_dir, BACKUP_DIR)
+  return [
+      backup.BackupAndRestore(backup_dir, save_freq=checkpoint_steps),
+      backup.BackupAndRestore(backup_dir, save_freq="epoch"),
+      keras.callbacks.ModelCheckpoint(os.path.join(model_dir, CHECKPOINTS_DIR, "epoch{epoch:03d}.weights.h5"),
+                                      save_weights_only=True),
+      keras.callbacks.TensorBoard(os.path.join(model_dir, LOGS_DIR), profile_batch=profile_batch or 0),
+  ]
 
 
 def _difference(key, before, now):

@@ -107,13 +107,10 @@ def points_to_stroke5(points, length, scale_factor):
   """
   points = tf.convert_to_tensor(points, tf.float32)
   length = tf.cast(length, tf.int32)
-  valid = tf.sequence_mask(length, tf.shape(points)[1])[..., None]
-  xy = points[..., :2]
-  lower = tf.reduce_min(tf.where(valid, xy, 3.0e38), axis=1, keepdims=True)
-  upper = tf.reduce_max(tf.where(valid, xy, -3.0e38), axis=1, keepdims=True)
+  lower, upper = ink_lib.bounds_tf(points, length)
   extent = tf.reduce_max(upper - lower, axis=2, keepdims=True)
   fit = ink_lib.SIMPLIFIED_EXTENT / tf.where(extent > 0, extent, ink_lib.SIMPLIFIED_EXTENT)
-  offsets = (xy[:, 1:] - xy[:, :-1]) * fit / scale_factor
+  offsets = (points[:, 1:, :2] - points[:, :-1, :2]) * fit / scale_factor
   rows = tf.maximum(length - 1, 0)
   return ink_lib.to_stroke5(tf.concat([offsets, points[:, 1:, 2:]], axis=2), rows), rows
 

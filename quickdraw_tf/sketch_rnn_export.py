@@ -20,11 +20,11 @@ the hyper-parameters (scale factor, max_seq_len, N_z).
 import dataclasses
 import json
 import os
-import shutil
 
 import keras
 import tensorflow as tf
 
+from quickdraw_tf import export as export_lib
 from quickdraw_tf import sketch_rnn_data
 from quickdraw_tf.models import sketch_rnn
 
@@ -37,7 +37,7 @@ def to_pixels(strokes, scale_factor):
 
 
 def export(model, output_dir):
-  """Writes the SavedModel of a built `SketchRNN` (atomically: a temporary directory renamed at the end)."""
+  """Writes the SavedModel of a built `SketchRNN` (atomically, with `export.write_archive`)."""
   hp = model.hparams
   scalar = lambda dtype, name: tf.TensorSpec([], dtype, name=name)  # pylint: disable=unnecessary-lambda-assignment
   drawing_args = [scalar(tf.float32, "temperature"), tf.TensorSpec([2], tf.int32, name="seed"),
@@ -66,11 +66,4 @@ def export(model, output_dir):
                                                              tf.TensorSpec([None], tf.int32, name="length")])
     archive.add_endpoint("decode", decode, input_signature=[
         tf.TensorSpec([None, hp.latent_size], tf.float32, name="z")] + drawing_args)
-  partial = output_dir.rstrip("/") + ".partial"
-  shutil.rmtree(partial, ignore_errors=True)
-  archive.write_out(partial, verbose=False)
-  os.makedirs(os.path.join(partial, "assets"), exist_ok=True)
-  with open(os.path.join(partial, HPARAMS_ASSET), "w", encoding="utf-8") as f:
-    json.dump(dataclasses.asdict(hp), f, indent=1)
-  shutil.rmtree(output_dir, ignore_errors=True)
-  os.replace(partial, output_dir)
+  export_lib.write_archive(archive, output_dir, {HPARAMS_ASSET: json.dumps(dataclasses.asdict(hp), indent=1)})

@@ -18,14 +18,12 @@ classifiers. Writes into ``model_dir``:
 
 import json
 import os
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import quickdraw_tf
-from quickdraw_tf import backup
 from quickdraw_tf import distribute
 from quickdraw_tf import models
 from quickdraw_tf import records
@@ -48,44 +46,28 @@ def render_grid(model, strokes, lengths, titles, size=28):
   return summaries.drawing_grid(np.asarray(images)[..., None], titles)
 
 
-class SketchSummaries(keras.callbacks.Callback):
+class SketchSummaries(summaries.EpochSummaries):
   """After every epoch: examples/s, and eval reconstructions and samples as images in TensorBoard."""
 
   def __init__(self, log_dir, eval_batch, batch_size, seed=0):
-    super().__init__()
-    self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
-    self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+    super().__init__(log_dir, batch_size)
     self.eval_batch = eval_batch
-    self.batch_size = batch_size
     self.seed = seed
-    self.epoch_start = (0.0, 0)  # time, optimizer step
 
-  def _step(self):
-    return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self.epoch_start = (time.time(), self._step())
-
-  def on_epoch_end(self, epoch, logs=None):
-    seconds, steps = time.time() - self.epoch_start[0], self._step() - self.epoch_start[1]
-    with self.train_writer.as_default(step=epoch):
-      tf.summary.scalar("examples_per_second", steps * self.batch_size / max(seconds, 1e-9))
+  def write_validation(self, epoch):
     model, n = self.model, SUMMARY_DRAWINGS
     seed = tf.constant([self.seed, epoch], tf.int32)
     max_len = model.hparams.max_seq_len
-    with self.writer.as_default(step=epoch):
-      if model.hparams.conditional and self.eval_batch is not None:
-        strokes, length = self.eval_batch["strokes"][:n], self.eval_batch["length"][:n]
-        mu, _ = model.encode(strokes, length)
-        drawn, drawn_length = sketch_rnn.sample(model, mu, SUMMARY_TEMPERATURE, seed, max_len)
-        grid = render_grid(model, np.concatenate([strokes, drawn]), np.concatenate([length, drawn_length]),
-                           ["input"] * n + [f"tau {SUMMARY_TEMPERATURE}"] * n)
-        tf.summary.image("reconstructions", grid[None])
-      z = tf.random.stateless_normal([n, model.latent_size], seed)
-      drawn, drawn_length = sketch_rnn.sample(model, z, SUMMARY_TEMPERATURE, seed, max_len, batch_size=n)
-      tf.summary.image("samples", render_grid(model, drawn, drawn_length, [f"tau {SUMMARY_TEMPERATURE}"] * n)[None])
-    self.writer.flush()
-    self.train_writer.flush()
+    if model.hparams.conditional and self.eval_batch is not None:
+      strokes, length = self.eval_batch["strokes"][:n], self.eval_batch["length"][:n]
+      mu, _ = model.encode(strokes, length)
+      drawn, drawn_length = sketch_rnn.sample(model, mu, SUMMARY_TEMPERATURE, seed, max_len)
+      grid = render_grid(model, np.concatenate([strokes, drawn]), np.concatenate([length, drawn_length]),
+                         ["input"] * n + [f"tau {SUMMARY_TEMPERATURE}"] * n)
+      tf.summary.image("reconstructions", grid[None])
+    z = tf.random.stateless_normal([n, model.latent_size], seed)
+    drawn, drawn_length = sketch_rnn.sample(model, z, SUMMARY_TEMPERATURE, seed, max_len, batch_size=n)
+    tf.summary.image("samples", render_grid(model, drawn, drawn_length, [f"tau {SUMMARY_TEMPERATURE}"] * n)[None])
 
 
 def data_options(records_dir, model_dir, model_options):
@@ -115,16 +97,11 @@ def data_options(records_dir, model_dir, model_options):
 def _callbacks(config, train_callbacks, eval_data):
   """Backups, checkpoints, TensorBoard and sketch summaries around ``train_callbacks`` (start report, budget)."""
   model_dir = config.model_dir
-  log_dir, backup_dir = os.path.join(model_dir, "logs"), os.path.join(model_dir, "backup")
   callbacks = [
-      backup.BackupAndRestore(backup_dir, save_freq=config.checkpoint_steps),
-      backup.BackupAndRestore(backup_dir, save_freq="epoch"),
+      *run_dir.training_callbacks(model_dir, config.checkpoint_steps, config.profile_batch),
       *train_callbacks,
-      keras.callbacks.ModelCheckpoint(os.path.join(model_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
-                                      save_weights_only=True),
-      keras.callbacks.TensorBoard(log_dir, profile_batch=config.profile_batch or 0),
-      SketchSummaries(log_dir, next(iter(eval_data)) if eval_data is not None else None, config.batch_size,
-                      config.seed),
+      SketchSummaries(os.path.join(model_dir, run_dir.LOGS_DIR),
+                      next(iter(eval_data)) if eval_data is not None else None, config.batch_size, config.seed),
   ]
   if eval_data is not None:
     callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(model_dir, run_dir.BEST_WEIGHTS),
@@ -161,10 +138,7 @@ def train(config, callbacks=()):
   run = {"model": config.model, "classes": class_names, "image_size": 0, "model_options": options,
          "records": os.path.abspath(records_dir), "data": counts, "training": config.record(),
          "version": quickdraw_tf.__version__}
-  run_dir.check_compatible(model_dir, run)
-  os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
-  with open(os.path.join(model_dir, run_dir.CONFIG_FILE), "w", encoding="utf-8") as f:
-    json.dump(run, f, indent=1)
+  run_dir.start(model_dir, run)
   keras.mixed_precision.set_global_policy(distribute.precision_policy(config.mixed_precision, strategy_obj))
   with strategy_obj.scope():
     model = models.build(config.model, len(class_names), **options)

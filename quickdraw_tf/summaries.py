@@ -4,10 +4,15 @@ Plain Pillow, returning uint8 RGB arrays ``[h, w, 3]`` that TensorBoard
 (``tf.summary.image``) and PNG files both take.
 """
 
+import os
+import time
+
+import keras
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
+import tensorflow as tf
 
 _CELL = 96  # pixels per drawing in a grid
 _TITLE = 24
@@ -161,3 +166,43 @@ def feature_grid(maps, title="", columns=0, min_cell=48, colour=True, labels=Tru
     if label_h:
       draw.text((x + 1, y + cell_h), labels[i], fill="dimgray", font=label_font)
   return np.asarray(canvas)
+
+
+class EpochSummaries(keras.callbacks.Callback):
+  """TensorBoard summaries after every epoch, in ``<log_dir>/train`` and ``<log_dir>/validation``.
+
+  Writes examples/s (optimizer steps times ``batch_size`` over the epoch's
+  time) and `train_scalars`; a subclass draws its pictures in
+  `write_validation`, inside the validation writer.
+  """
+
+  def __init__(self, log_dir, batch_size):
+    super().__init__()
+    self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+    self.validation_writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
+    self.batch_size = batch_size
+    self._epoch_start = (0.0, 0)  # time, optimizer step
+
+  def _optimizer_step(self):
+    return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch_start = (time.time(), self._optimizer_step())
+
+  def on_epoch_end(self, epoch, logs=None):
+    seconds, steps = time.time() - self._epoch_start[0], self._optimizer_step() - self._epoch_start[1]
+    with self.train_writer.as_default(step=epoch):
+      tf.summary.scalar("examples_per_second", steps * self.batch_size / max(seconds, 1e-9))
+      for name, value in self.train_scalars().items():
+        tf.summary.scalar(name, value)
+    with self.validation_writer.as_default(step=epoch):
+      self.write_validation(epoch)
+    self.train_writer.flush()
+    self.validation_writer.flush()
+
+  def train_scalars(self):
+    """{name: float} to write in train/ after this epoch."""
+    return {}
+
+  def write_validation(self, epoch):
+    """Writes this epoch's validation summaries (the default writer is set)."""

@@ -72,8 +72,7 @@ def convert_saved_model(saved_model_dir, signature, quantize="none"):
   Returns:
     the ``.tflite`` flatbuffer, bytes.
   """
-  if quantize not in QUANTIZATIONS:
-    raise TFLiteError(f"unknown quantisation {quantize!r}; valid: {', '.join(QUANTIZATIONS)}")
+  cli.check_choice(quantize, QUANTIZATIONS, "quantisation", TFLiteError)
   converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature])
   if quantize != "none":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]  # Alone: dynamic-range int8 weights.

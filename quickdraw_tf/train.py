@@ -22,7 +22,6 @@ write theirs into a local temporary directory (see `_worker_dir`).
 
 import hashlib
 import importlib
-import json
 import os
 import tempfile
 import time
@@ -135,31 +134,18 @@ class TimeBudget(keras.callbacks.Callback):
       print(f"train: time budget of {self.seconds:g} {self.clock_name} seconds spent at step {step}", flush=True)
 
 
-class Summaries(keras.callbacks.Callback):
+class Summaries(summaries.EpochSummaries):
   """Learning rate, examples/s, sample drawings and a confusion matrix in TensorBoard."""
 
   def __init__(self, log_dir, eval_batches, class_names, batch_size):
-    super().__init__()
-    self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
-    self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+    super().__init__(log_dir, batch_size)
     self.eval_batches = eval_batches
     self.class_names = class_names
-    self.batch_size = batch_size
-    self.started = None
-    self.steps = 0
 
-  def on_epoch_begin(self, epoch, logs=None):
-    self.started, self.steps = time.time(), 0
+  def train_scalars(self):
+    return {"learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))}
 
-  def on_train_batch_end(self, batch, logs=None):
-    self.steps += 1
-
-  def on_epoch_end(self, epoch, logs=None):
-    rate = self.steps * self.batch_size / max(time.time() - self.started, 1e-9)
-    learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-    with self.train_writer.as_default(step=epoch):
-      tf.summary.scalar("learning_rate", learning_rate)
-      tf.summary.scalar("examples_per_second", rate)
+  def write_validation(self, epoch):
     labels, predictions, images, titles = [], [], [], []
     for features, label in self.eval_batches:
       predicted = np.argmax(self.model(features, training=False), axis=1)
@@ -172,11 +158,8 @@ class Summaries(keras.callbacks.Callback):
           titles.append(f"{self.class_names[true][:7]}/{self.class_names[pred][:7]}")
     labels, predictions = np.concatenate(labels), np.concatenate(predictions)
     matrix = tf.math.confusion_matrix(labels, predictions, num_classes=len(self.class_names)).numpy()
-    with self.writer.as_default(step=epoch):
-      tf.summary.image("confusion_matrix", summaries.confusion_image(matrix, self.class_names)[None])
-      tf.summary.image("drawings (true/predicted)", summaries.drawing_grid(images[:16], titles[:16])[None])
-    self.writer.flush()
-    self.train_writer.flush()
+    tf.summary.image("confusion_matrix", summaries.confusion_image(matrix, self.class_names)[None])
+    tf.summary.image("drawings (true/predicted)", summaries.drawing_grid(images[:16], titles[:16])[None])
 
 
 def _ink_pictures(features):
@@ -236,7 +219,7 @@ def _train_classifier(config, spec):
   stages = spec.stages(config.model_options, config.epochs, config.head_epochs) if spec.stages else [
       models.Stage(config.epochs)]
   history = _fit_stages(model, config, stages, strategy, (train_data, eval_data, steps), callbacks,
-                        os.path.join(out_dir, "backup"), replica_inputs)
+                        os.path.join(out_dir, run_dir.BACKUP_DIR), replica_inputs)
   model.save_weights(os.path.join(out_dir, run_dir.FINAL_WEIGHTS))
   if config.export:
     best = os.path.join(out_dir, run_dir.BEST_WEIGHTS)
@@ -255,10 +238,8 @@ def _prepare_run(config, spec, out_dir, size):
   run = {"model": config.model, "classes": class_names, "image_size": size or 0,
          "model_options": dict(config.model_options), "records": os.path.abspath(config.records),
          "training": config.record(), "version": quickdraw_tf.__version__}
-  run_dir.check_compatible(config.model_dir, run)
-  os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
-  with open(os.path.join(out_dir, run_dir.CONFIG_FILE), "w", encoding="utf-8") as f:
-    json.dump(run, f, indent=1)
+  run_dir.check_compatible(config.model_dir, run)  # A worker's out_dir is its own; the run is model_dir.
+  run_dir.start(out_dir, run)
   return class_names, config.steps_per_epoch or max(1, stats["totals"]["train"] // config.batch_size)
 
 
@@ -280,24 +261,12 @@ def _datasets(config, spec, size, raster_on_replicas):
 
 def _callbacks(config, out_dir, eval_data, class_names, replica_inputs):
   """Backups, checkpoints, TensorBoard and summaries; the schedule, early stop and time budget as configured."""
-  log_dir, backup_dir = os.path.join(out_dir, "logs"), os.path.join(out_dir, "backup")
-  callbacks = [
-      # Back up weights, optimizer state (so the step counter) and epoch every
-      # checkpoint_steps steps and after every epoch (one callback cannot do
-      # both); both restore the same backup, and an interrupted epoch is run
-      # again from its first batch.
-      backup.BackupAndRestore(backup_dir, save_freq=config.checkpoint_steps),
-      backup.BackupAndRestore(backup_dir, save_freq="epoch"),
-      StartingStep(),
-      keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"),
-                                      save_weights_only=True),
-      keras.callbacks.TensorBoard(log_dir, profile_batch=config.profile_batch or 0),
-  ]
+  callbacks = [*run_dir.training_callbacks(out_dir, config.checkpoint_steps, config.profile_batch), StartingStep()]
   if eval_data is not None:
     callbacks += [
         keras.callbacks.ModelCheckpoint(os.path.join(out_dir, run_dir.BEST_WEIGHTS), monitor="val_accuracy",
                                         mode="max", save_best_only=True, save_weights_only=True),
-        Summaries(log_dir, eval_data.take(4).map(lambda f, label: (replica_inputs(f), label)), class_names,
+        Summaries(os.path.join(out_dir, run_dir.LOGS_DIR), eval_data.take(4).map(lambda f, label: (replica_inputs(f), label)), class_names,
                   config.batch_size),
     ]
   if config.lr_factor < 1 and (eval_data is not None or config.lr_monitor == "train_loss"):
@@ -476,8 +445,7 @@ def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epo
   return model.history
 
 
-def main(argv):
-  del argv
+def main(_):
   if not FLAGS.model:
     raise app.UsageError(f"--model is required; one of: {', '.join(models.MODELS)}")
   try:
@@ -489,7 +457,6 @@ def main(argv):
   train_config.apply_defaults(FLAGS.model, FLAGS, train_flags)
   train(train_config.from_flags(FLAGS))
   logging.info("done")
-  return 0
 
 
 if __name__ == "__main__":

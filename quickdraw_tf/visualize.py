@@ -721,6 +721,9 @@ PART_WRITERS = {"activations": _write_activations, "filters": _write_filters, "s
                 "embeddings": _write_embeddings}
 
 
+FLAGS = flags.FLAGS
+
+
 def define_flags():
   cli.define_model_dir()
   cli.define_input("An ndjson file of drawings, or a PNG of one drawing (image models).")
@@ -737,12 +740,10 @@ def define_flags():
   flags.DEFINE_integer("max_embeddings", 1000, "Drawings in the projector.", lower_bound=1)
   cli.define_weights()
   flags.DEFINE_integer("seed", 0, "Seed of the filters' starting noise.")
+  flags.mark_flags_as_required(["model_dir"])
 
 
-def main(argv):
-  del argv
-  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  cli.require("model_dir")
+def main(_):
   written = visualize(FLAGS.model_dir, FLAGS.input, FLAGS.out, index=FLAGS.index, parts=FLAGS.parts,
                       layers=FLAGS.layers, max_filters=FLAGS.max_filters, filter_steps=FLAGS.filter_steps,
                       filter_step_size=FLAGS.filter_step_size, records_dir=FLAGS.records, split=FLAGS.split,
@@ -752,7 +753,6 @@ def main(argv):
       print(f"{part}: {path}")
   if "embeddings" in written:
     print(f"projector: tensorboard --logdir {os.path.join(FLAGS.model_dir, 'logs')}")
-  return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import dataclasses
 import inspect
 from typing import Callable, Optional
 
+from quickdraw_tf import cli
 from quickdraw_tf.models import alexnet
 from quickdraw_tf.models import bilstm
 from quickdraw_tf.models import common
@@ -69,8 +70,7 @@ MODELS = {spec.name: spec for spec in (
 
 def get(name):
   """The spec of a model name; ValueError listing the valid names otherwise."""
-  if name not in MODELS:
-    raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+  cli.check_choice(name, MODELS, "model")
   return MODELS[name]
 
 
