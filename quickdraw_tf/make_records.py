@@ -158,15 +158,15 @@ def _word_of(record, file_word, options):
   raise ink_lib.InkError("unknown_category", f"category {word!r} is not among {where}")
 
 
-def _ndjson_drawings(path, first, lines, options, skips):
-  """ndjson lines -> list of (points, word, meta, None); bad ones go to ``skips``."""
-  file_word = sources.word_of(path)
+def _ndjson_drawings(chunk, options, skips):
+  """An ndjson `sources.Chunk` -> list of (points, word, meta, None); bad lines go to ``skips``."""
+  path = chunk.source.path
   parsed = []
-  for number, line in enumerate(lines, first):
+  for number, line in enumerate(chunk.records, chunk.start):
     if not line or line.isspace():
       continue
     try:
-      parsed.append((number,) + _ndjson_record(line, file_word, options))
+      parsed.append((number,) + _ndjson_record(line, chunk.source.word, options))
     except ink_lib.InkError as e:
       skips.append((e.reason, path, number, str(e)))
   points_list = ink_lib.strokes_to_points_batch([p[1] for p in parsed], any(p[4] for p in parsed))
@@ -205,6 +205,7 @@ def _npz_drawing(stroke3, options):
 
 # Columns of the table `convert_chunk` returns, one row per example.
 COLUMNS = ("end", "split", "shard", "class_index", "key_hash", "geometry_hash", "ink_length")
+_KEY_HASH, _GEOMETRY_HASH = COLUMNS.index("key_hash"), COLUMNS.index("geometry_hash")
 
 
 def _pack(rows, serialized):
@@ -274,24 +275,21 @@ def convert_chunk(chunk):
 
 def _convert_chunk(chunk):
   options = _options
-  kind, path = chunk[0], chunk[1]
-  word = sources.word_of(path)
+  path, word = chunk.source.path, chunk.source.word
   drawings, skips = [], []
-  if kind == "ndjson":
-    _, _, first, lines = chunk
-    drawings = _ndjson_drawings(path, first, lines, options, skips)
-  elif kind == "npz":
-    _, _, npz_split, start, arrays = chunk
-    for index, stroke3 in enumerate(arrays, start):
+  if chunk.source.format == "ndjson":
+    drawings = _ndjson_drawings(chunk, options, skips)
+  elif chunk.source.format == "npz":
+    split = sources.NPZ_SPLITS[chunk.npz_split]
+    for index, stroke3 in enumerate(chunk.records, chunk.start):
       try:
-        drawings.append((_npz_drawing(stroke3, options), word, {}, sources.NPZ_SPLITS[npz_split]))
+        drawings.append((_npz_drawing(stroke3, options), word, {}, split))
       except ink_lib.InkError as e:
-        skips.append((e.reason, path, f"{npz_split}[{index}]", str(e)))
+        skips.append((e.reason, path, f"{chunk.npz_split}[{index}]", str(e)))
   else:  # npy: image-only records.
-    _, _, start, images = chunk
     empty_ink = np.zeros((0, 3), np.float32)
     rows, serialized = [], []
-    for pixels in images:
+    for pixels in chunk.records:
       image_hash = ink_lib.fingerprint(pixels)
       split = split_of(image_hash, options)
       serialized.append(records.serialize(
@@ -407,7 +405,7 @@ class _Workers:
     def feed():
       """Sends the next chunk to the next worker in turn; False at the end of the stream."""
       for item in stream:
-        if not isinstance(item, tuple):
+        if not isinstance(item, sources.Chunk):
           pending.append(item)
           continue
         worker = next(turn)
@@ -453,20 +451,6 @@ class _Workers:
 
 
 # --- The run -----------------------------------------------------------------
-
-
-def _first_word(path):
-  """The word of a file's first record, or None when it cannot be read cheaply."""
-  if sources.kind_of(path) != "ndjson":
-    return sources.word_of(path)
-  if not os.path.isfile(path):  # A named pipe: it can be read once only, by the conversion.
-    return None
-  try:
-    with sources._open_text_lines(path) as f:  # pylint: disable=protected-access
-      words = sources._WORD_RE.search(f.readline() or b"")  # pylint: disable=protected-access
-    return json.loads(b'"' + words.group(1) + b'"') if words else None
-  except Exception:  # pylint: disable=broad-except
-    return None
 
 
 def _read_categories(value):
@@ -523,6 +507,10 @@ class _Skips:
     self.examples = []
     self.strict = strict
 
+  def add_error(self, error):
+    """Counts a `sources.SourceError`."""
+    self.add(error.reason, error.path, error.line, error.message)
+
   def add(self, reason, path, line, message):
     self.counts[reason] += 1
     where = f"{path}:{line}" if line else path
@@ -535,11 +523,121 @@ class _Skips:
         logging.warning("skipped %s: %s [%s]", where, message, reason)
 
 
-def _chunk_stream(files, chunk_size):
-  """All chunks of all files, in order, and in its place a `sources.SourceError` for a file that fails."""
-  for path in files:
+class _Deduplicator:
+  """Tells drawings already seen, by the same key_id or the same geometry, from new ones."""
+
+  def __init__(self):
+    self._keys, self._geometry = _HashSet(), _HashSet()
+
+  def duplicates(self, table):
+    """Whether each row of a `COLUMNS` table repeats an earlier one (of this table or an earlier one).
+
+    Args:
+      table: uint64 ``[k, len(COLUMNS)]``; a key_hash of 0 means no key_id.
+
+    Returns:
+      list of k bools. The rows are remembered: a later table's copies of them are duplicates.
+    """
+    key_hashes, geometry_hashes = table[:, _KEY_HASH], table[:, _GEOMETRY_HASH]
+    # Hashes seen in earlier tables, looked up for the whole table at once; the
+    # recent sets hold those added since the last flush, this table's included.
+    old_keys = self._keys.in_runs(key_hashes).tolist()
+    old_geometries = self._geometry.in_runs(geometry_hashes).tolist()
+    recent_keys, recent_geometries = self._keys.recent, self._geometry.recent
+    duplicates = []
+    for key_hash, geometry_hash, old_key, old_geometry in zip(key_hashes.tolist(), geometry_hashes.tolist(),
+                                                              old_keys, old_geometries):
+      duplicates.append(bool((key_hash and (old_key or key_hash in recent_keys)) or old_geometry or
+                             geometry_hash in recent_geometries))
+      # Both identities are remembered even for a duplicate: a later copy may share only one of them.
+      if key_hash:
+        recent_keys.add(key_hash)
+      recent_geometries.add(geometry_hash)
+    self._keys.flush()
+    self._geometry.flush()
+    return duplicates
+
+
+class _Tally:
+  """The drawings written, by split, class and ink length; and whether a class has its --max_per_class."""
+
+  def __init__(self, num_classes, max_per_class):
+    self.max_per_class = max_per_class  # 0: no limit.
+    self.per_class = [0] * num_classes  # [class_index]
+    self.counts = [[0] * num_classes for _ in records.SPLITS]  # [split code][class_index]
+    self.lengths = collections.Counter()  # ink length -> drawings
+
+  @property
+  def written(self):
+    return sum(self.per_class)
+
+  def full(self, class_index):
+    return bool(self.max_per_class) and self.per_class[class_index] >= self.max_per_class
+
+  def add(self, split, class_index, ink_length):
+    """Counts a drawing written; ``split`` is its code, an index into records.SPLITS."""
+    self.per_class[class_index] += 1
+    self.counts[split][class_index] += 1
+    self.lengths[ink_length] += 1
+
+
+class _ShardWriter:
+  """The shards of a records set, written in ``partial`` under temporary names until `commit` names them.
+
+  Opened by the constructor; ``with`` closes the files, on an error too. The
+  files stay in ``partial``, which a failed run removes and the next run
+  removes after a killed one: the records directory gets them from `_commit`.
+  """
+
+  def __init__(self, partial, num_shards):
+    """``num_shards``: ((split, count), ...) as in `Options`."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    self._partial = partial
+    counts = dict(num_shards)
+    # [split code][shard], split codes as in `COLUMNS`: indices into records.SPLITS.
+    self._writers = [[tf.io.TFRecordWriter(self._temporary(split, i)) for i in range(counts[split])]
+                     for split in records.SPLITS]
+    self.lengths = [[0] * len(w) for w in self._writers]  # [split code][shard] examples written.
+
+  def _temporary(self, split, shard):
+    return os.path.join(self._partial, f"{split}-{shard:05d}.tmp")
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    for writer in itertools.chain.from_iterable(self._writers):
+      writer.close()
+
+  def write(self, split, shard, example):
+    """Appends a serialized example to shard ``shard`` of split code ``split``."""
+    self._writers[split][shard].write(example)
+    self.lengths[split][shard] += 1
+
+  def commit(self):
+    """Gives the closed non-empty shards their final names, renumbered; removes the empty ones.
+
+    Returns:
+      dict split -> examples per final shard.
+    """
+    final_lengths = {}
+    for code, split in enumerate(records.SPLITS):
+      kept = [i for i, n in enumerate(self.lengths[code]) if n]
+      final_lengths[split] = [self.lengths[code][i] for i in kept]
+      for i in range(len(self.lengths[code])):
+        if i in kept:
+          os.replace(self._temporary(split, i), records.shard_path(self._partial, split, kept.index(i), len(kept)))
+        else:
+          os.remove(self._temporary(split, i))
+    return final_lengths
+
+
+def _chunk_stream(found, chunk_size):
+  """The `sources.Chunk`s of the `sources.Source`s ``found``, in order; a file that fails ends in its SourceError."""
+  for source in found:
     try:
-      yield from sources.chunks(path, chunk_size)
+      yield from sources.chunks(source, chunk_size)
     except sources.SourceError as e:
       yield e
 
@@ -547,7 +645,7 @@ def _chunk_stream(files, chunk_size):
 def _convert_here(stream):
   """`_Workers.imap` without workers: converts the chunks in this process."""
   for item in stream:
-    yield convert_chunk(item) if isinstance(item, tuple) else item
+    yield convert_chunk(item) if isinstance(item, sources.Chunk) else item
 
 
 def _cpu_seconds():
@@ -602,196 +700,207 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
   import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import
   started = time.time(), _cpu_seconds()
   workers = workers or os.cpu_count() or 1
-  if not 0 <= eval_fraction < 1 or not 0 <= test_fraction < 1 or eval_fraction + test_fraction >= 1:
-    raise MakeRecordsError(f"--eval_fraction={eval_fraction} and --test_fraction={test_fraction} must be in [0, 1) "
-                           "and leave room for training data")
-  if num_shards < 1:
-    raise MakeRecordsError(f"--num_shards must be at least 1, got {num_shards}")
+  _check_splits(eval_fraction, test_fraction, num_shards)
   partial = _prepare_output(output_dir)
   try:
     skips = _Skips(strict)
-    files, class_names, has_ink, image_size, left_out = _plan(inputs, categories, image_size, skips)
-    options = Options(class_index={w: i for i, w in enumerate(class_names)}, image_size=image_size,
+    plan = _plan(inputs, categories, image_size, skips)
+    options = Options(class_index={w: i for i, w in enumerate(plan.class_names)}, image_size=plan.image_size,
                       max_points=max_points, eval_fraction=eval_fraction, test_fraction=test_fraction,
                       num_shards=_shard_counts(num_shards, eval_fraction, test_fraction),
                       categories_given=categories is not None)
-    frozen_before = gc.get_freeze_count()
-    gc.freeze()  # Imported objects: out of the collector's way, and not copied into forked workers.
-    pool = _Workers(workers, options) if workers > 1 else None
-    if not pool:
-      _init_worker(options)
-    try:
-      stats = _write(files, partial, class_names, options, pool, workers, skips, max_per_class, chunk_size,
-                     progress, has_ink, started, left_out)
-    except BaseException:
-      if pool:
-        pool.close(wait=False)
-      raise
-    finally:
-      if not frozen_before:  # As the caller had it.
-        gc.unfreeze()
+    tally = _Tally(len(plan.class_names), max_per_class)
+    with _ShardWriter(partial, options.num_shards) as shards:
+      _convert_sources(plan.sources, options, workers, shards, skips, tally, chunk_size, progress)
+    _check_written(plan, tally, skips)
+    stats = _stats(plan, options, tally, skips, workers, started, shards.commit())
+    _write_metadata(partial, stats)
   except BaseException:
     shutil.rmtree(partial, ignore_errors=True)
     raise
   # From here on the new set is complete: a failure leaves it for the next run to move into place.
   _commit(output_dir, _mark_ready(output_dir, partial))
-  return stats  # _write closed the workers, before it counted their CPU time.
+  return stats
+
+
+def _check_splits(eval_fraction, test_fraction, num_shards):
+  """Raises MakeRecordsError unless the split fractions leave room for training data and there is a shard."""
+  if not 0 <= eval_fraction < 1 or not 0 <= test_fraction < 1 or eval_fraction + test_fraction >= 1:
+    raise MakeRecordsError(f"--eval_fraction={eval_fraction} and --test_fraction={test_fraction} must be in [0, 1) "
+                           "and leave room for training data")
+  if num_shards < 1:
+    raise MakeRecordsError(f"--num_shards must be at least 1, got {num_shards}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """What a run reads and the classes it writes, as `_plan` decides them.
+
+  Attributes:
+    sources: list of `sources.Source` to convert, sorted by path.
+    class_names: list of str; a class's index is its position.
+    has_ink: False when the input is numpy_bitmap images only.
+    image_size: int, the side of the stored images; 0 for none.
+    left_out: list of str, the paths of files of other categories than
+      --categories, not read.
+  """
+  sources: list
+  class_names: list
+  has_ink: bool
+  image_size: int
+  left_out: list
 
 
 def _plan(inputs, categories, image_size, skips):
-  """The input files and the classes; input errors go to ``skips``.
+  """The sources to convert and the classes to write; input errors go to ``skips``.
+
+  Args:
+    inputs: list of str: files, directories or globs.
+    categories: list of str (--categories), or None for all the words found.
+    image_size: --stored_image_size.
 
   Returns:
-    (files, class_names, has_ink, image_size, left_out): left_out are the
-    files of other categories than --categories, not read.
+    A `_Plan`; its image_size is numpy_bitmap's side when the input is images only.
   """
-  files, problems = sources.find_files(inputs)
+  found, problems = sources.find_sources(inputs)
   for problem in problems:
-    skips.add(problem.reason, problem.path, problem.line, problem.message)
-  if not files:
+    skips.add_error(problem)
+  if not found:
     raise MakeRecordsError(f"no usable input file in {inputs} (expected {', '.join(sources.SUFFIXES)})")
-  kinds = {sources.kind_of(f) for f in files}
-  has_ink = kinds != {"npy"}
-  if "npy" in kinds and has_ink:
+  formats = {source.format for source in found}
+  has_ink = formats != {"npy"}
+  if "npy" in formats and has_ink:
+    npy_paths = [source.path for source in found if source.format == "npy"]
     raise MakeRecordsError("numpy_bitmap .npy files hold images only and cannot share a records directory with "
-                           f"vector drawings: convert them separately ({[f for f in files if f.endswith('.npy')][:3]})")
+                           f"vector drawings: convert them separately ({npy_paths[:3]})")
   if not has_ink and image_size not in (0, BITMAP_SIDE):
     raise MakeRecordsError(f"numpy_bitmap images are {BITMAP_SIDE}x{BITMAP_SIDE}: --stored_image_size must be 0 or "
                            f"{BITMAP_SIDE}, got {image_size} (the input pipeline resizes them)")
   if not has_ink:
     image_size = BITMAP_SIDE
-  left_out = []
   if categories is None:
     # Names that cannot be a class are left out here; their records are counted as bad_word.
-    class_names = sorted(w for w in set().union(*map(sources.scan_words, files)) if not records.class_name_problem(w))
+    class_names = sorted(w for w in set().union(*map(sources.scan_words, found)) if not records.class_name_problem(w))
+    left_out = []
   else:
-    class_names = list(categories)
-    for name in class_names:
-      if records.class_name_problem(name):
-        raise MakeRecordsError(f"--categories: {records.class_name_problem(name)}")
-    # Google's files hold one category each: those of other categories are left out unread.
-    for path in files:
-      first = _first_word(path)
-      if first is not None and first not in class_names and sources.word_of(path) == first:
-        left_out.append(path)
+    class_names, left_out = _given_classes(categories, found)
   selected, left_out_set = [], set(left_out)
-  for path in files:
-    if path in left_out_set:
+  for source in found:
+    if source.path in left_out_set:
       continue
-    if sources.kind_of(path) != "ndjson" and sources.word_of(path) not in class_names:
+    if source.format != "ndjson" and source.word not in class_names:
       # npz and npy files are named after their class: one that cannot be a class name.
-      skips.add("bad_word", path, 0, records.class_name_problem(sources.word_of(path)) or "not a class name")
+      skips.add("bad_word", source.path, 0, records.class_name_problem(source.word) or "not a class name")
     else:
-      selected.append(path)
-  return selected, class_names, has_ink, image_size, left_out
+      selected.append(source)
+  return _Plan(selected, class_names, has_ink, image_size, left_out)
 
 
-def _write(files, partial, class_names, options, pool, workers, skips, max_per_class, chunk_size, progress,
-           has_ink, started, left_out):
-  """Converts the files, writes the kept drawings and the metadata into ``partial``; returns the stats.
+def _given_classes(categories, found):
+  """--categories, checked, and the paths of the `sources.Source`s ``found`` that hold other categories.
 
-  ``started`` is (wall, CPU) `convert` began at; ``pool`` the workers or None.
+  Returns:
+    (class_names, left_out): lists of str.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  class_names = list(categories)
+  for name in class_names:
+    if records.class_name_problem(name):
+      raise MakeRecordsError(f"--categories: {records.class_name_problem(name)}")
+  # Google's files hold one category each: those of other categories are left out unread.
+  left_out = []
+  for source in found:
+    first = sources.first_word(source)
+    if first is not None and first not in class_names and source.word == first:
+      left_out.append(source.path)
+  return class_names, left_out
+
+
+def _convert_sources(found, options, workers, shards, skips, tally, chunk_size, progress):
+  """Converts the `sources.Source`s ``found`` and writes the drawings kept into ``shards``.
+
+  Args:
+    options: the `Options` the converters run with.
+    workers: converter processes; with 1, this process converts.
+    shards: the open `_ShardWriter`.
+    tally: the `_Tally` to count the drawings written in.
+    chunk_size: records per `sources.Chunk`.
+
+  The workers are closed on return (terminated on an exception).
+  """
+  frozen_before = gc.get_freeze_count()
+  gc.freeze()  # Imported objects: out of the collector's way, and not copied into forked workers.
+  pool = _Workers(workers, options) if workers > 1 else None
+  if not pool:
+    _init_worker(options)
+  try:
+    stream = _chunk_stream(found, chunk_size)
+    _write_results(pool.imap(stream) if pool else _convert_here(stream), shards, skips, tally, progress)
+  except BaseException:
+    if pool:
+      pool.close(wait=False)
+    raise
+  finally:
+    if not frozen_before:  # As the caller had it.
+      gc.unfreeze()
+  if pool:
+    pool.close()  # Done with them: their CPU time now counts in this process's children.
+
+
+def _write_results(results, shards, skips, tally, progress):
+  """Writes the drawings of converted chunks, in input order, that are new and within --max_per_class.
+
+  Args:
+    results: `convert_chunk` results, and in place of the rest of a file
+      that could not be read its `sources.SourceError`.
+    shards: the open `_ShardWriter`.
+    tally: the `_Tally` to count the drawings written in.
+  """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
-  num_shards = dict(options.num_shards)
-  # writers[split code][shard], split codes as in `COLUMNS`: indices into records.SPLITS.
-  writers = [[tf.io.TFRecordWriter(os.path.join(partial, f"{split}-{i:05d}.tmp")) for i in range(num_shards[split])]
-             for split in records.SPLITS]
-  shard_lengths = [[0] * len(w) for w in writers]
-  counts = [[0] * len(class_names) for _ in records.SPLITS]  # [split code][class_index]
-  lengths = collections.Counter()
-  seen_keys, seen_geometry = _HashSet(), _HashSet()
-  per_class = [0] * len(class_names)
+  deduplicator = _Deduplicator()
   bar = tqdm(unit=" drawings", disable=not progress, smoothing=0.1, mininterval=0.5)
   try:
-    stream = _chunk_stream(files, chunk_size)
-    for result in pool.imap(stream) if pool else _convert_here(stream):
+    for result in results:
       if isinstance(result, sources.SourceError):
-        skips.add(result.reason, result.path, result.line, result.message)
+        skips.add_error(result)
         continue
       blob, table, chunk_skips = result
       for reason, path, line, message in chunk_skips:
         skips.add(reason, path, line, message)
       start = 0
-      # Hashes seen in earlier chunks, looked up for the whole chunk at once; the
-      # recent sets hold those added since the last flush, this chunk's included.
-      key_seen = seen_keys.in_runs(table[:, 4]).tolist()
-      geometry_seen = seen_geometry.in_runs(table[:, 5]).tolist()
-      for (end, split, shard, class_index, key_hash, geometry_hash, length), old_key, old_geometry in zip(
-          table.tolist(), key_seen, geometry_seen):
+      for (end, split, shard, class_index, _, _, length), duplicate in zip(table.tolist(),
+                                                                           deduplicator.duplicates(table)):
         begin, start = start, end
-        duplicate = ((key_hash and (old_key or key_hash in seen_keys.recent)) or old_geometry or
-                     geometry_hash in seen_geometry.recent)
-        # Both identities are remembered even for a duplicate: a later copy may share only one of them.
-        if key_hash:
-          seen_keys.recent.add(key_hash)
-        seen_geometry.recent.add(geometry_hash)
         if duplicate:
           skips.counts["duplicate"] += 1
-          continue
-        if max_per_class and per_class[class_index] >= max_per_class:
+        elif tally.full(class_index):
           skips.counts["over_max_per_class"] += 1
-          continue
-        per_class[class_index] += 1
-        writers[split][shard].write(blob[begin:end])
-        shard_lengths[split][shard] += 1
-        counts[split][class_index] += 1
-        lengths[length] += 1
-      seen_keys.flush()
-      seen_geometry.flush()
+        else:
+          shards.write(split, shard, blob[begin:end])
+          tally.add(split, class_index, length)
       bar.update(len(table) + len(chunk_skips))
   finally:
     bar.close()
-    for writer in itertools.chain.from_iterable(writers):
-      writer.close()
-  if pool:
-    pool.close()  # Done with them: their CPU time now counts in this process's children.
 
-  written = sum(map(sum, shard_lengths))
-  if not written:
-    raise MakeRecordsError(f"no drawing was written from {len(files)} file(s); skips: {dict(skips.counts)}")
-  missing = [w for i, w in enumerate(class_names) if not per_class[i]]
+
+def _check_written(plan, tally, skips):
+  """Raises MakeRecordsError when no drawing was written, or under --strict when a class got none (else warns)."""
+  if not tally.written:
+    raise MakeRecordsError(f"no drawing was written from {len(plan.sources)} file(s); skips: {dict(skips.counts)}")
+  missing = [w for i, w in enumerate(plan.class_names) if not tally.per_class[i]]
   if missing:
     message = f"{len(missing)} categories have no drawing: {missing[:10]}"
     if skips.strict:
       raise MakeRecordsError(message + " (--strict)")
     logging.warning("%s", message)
 
-  final_lengths = _name_shards(partial, shard_lengths)
-  records.write_classes(partial, class_names)
-  elapsed = (time.time() - started[0], _cpu_seconds() - started[1])
-  per_split = {split: dict(zip(class_names, counts[code])) for code, split in enumerate(records.SPLITS)}
-  stats = _stats(class_names, per_split, lengths, skips, has_ink, options, files, workers, elapsed, written)
-  stats["shard_lengths"] = final_lengths
-  stats["files_left_out"] = left_out
+
+def _write_metadata(partial, stats):
+  """Writes the class list, stats.json and the TFDS metadata into ``partial``, from the `_stats` dict."""
+  records.write_classes(partial, stats["classes"])
   with open(os.path.join(partial, records.STATS_FILE), "w", encoding="utf-8") as f:
     json.dump(stats, f, indent=1)
-  records.write_tfds_metadata(partial, class_names, options.image_size, final_lengths)
-  return stats
-
-
-def _name_shards(partial, shard_lengths):
-  """Gives the non-empty shards in ``partial`` their final names, renumbered; removes the empty ones.
-
-  Args:
-    shard_lengths: [split code][shard] drawings written.
-
-  Returns:
-    dict split -> drawings per final shard.
-  """
-  final_lengths = {}
-  for code, split in enumerate(records.SPLITS):
-    kept = [i for i, n in enumerate(shard_lengths[code]) if n]
-    final_lengths[split] = [shard_lengths[code][i] for i in kept]
-    for i in range(len(shard_lengths[code])):
-      temporary = os.path.join(partial, f"{split}-{i:05d}.tmp")
-      if i in kept:
-        os.replace(temporary, records.shard_path(partial, split, kept.index(i), len(kept)))
-      else:
-        os.remove(temporary)
-  return final_lengths
+  records.write_tfds_metadata(partial, stats["classes"], stats["image_size"], stats["shard_lengths"])
 
 
 # --- The output directory: written aside, then moved into place --------------
@@ -901,39 +1010,48 @@ def _commit(output_dir, ready):
   shutil.rmtree(ready)
 
 
-def _stats(class_names, counts, lengths, skips, has_ink, options, files, workers, elapsed, written):
+def _stats(plan, options, tally, skips, workers, started, shard_lengths):
   """The stats.json dict.
 
   Args:
-    counts: split -> class name -> drawings written.
-    lengths: ink length -> drawings written.
-    elapsed: (wall seconds, CPU seconds of this process and its workers) since
-      the imports.
+    plan: the `_Plan` run.
+    tally: the `_Tally` of the drawings written.
+    started: (wall seconds, CPU seconds) when `convert` began, after the
+      imports; the workers must be closed, so that their CPU time counts.
+    shard_lengths: split -> drawings per final shard.
   """
-  if lengths:
-    values = np.array(sorted(lengths))
-    cumulative = np.cumsum([lengths[v] for v in values]) / sum(lengths.values())
-    percentiles = {f"p{p}": int(values[np.searchsorted(cumulative, p / 100.0)]) for p in (50, 90, 95, 99)}
-    percentiles["max"] = int(values[-1])
-  else:
-    percentiles = {}
+  elapsed = (time.time() - started[0], _cpu_seconds() - started[1])
+  counts = {split: dict(zip(plan.class_names, tally.counts[code])) for code, split in enumerate(records.SPLITS)}
   return {
-      "classes": class_names,
-      "has_ink": has_ink,
+      "classes": plan.class_names,
+      "has_ink": plan.has_ink,
       "image_size": options.image_size,
       "totals": {split: sum(counts[split].values()) for split in records.SPLITS},
       "counts": counts,
-      "ink_length_percentiles": percentiles,
+      "ink_length_percentiles": _percentiles(tally.lengths),
       "skipped": dict(sorted(skips.counts.items())),
       "skipped_examples": skips.examples,
-      "inputs": files,
+      "inputs": [source.path for source in plan.sources],
       "options": {"eval_fraction": options.eval_fraction, "test_fraction": options.test_fraction,
                   "num_shards": dict(options.num_shards), "max_points": options.max_points},
       "workers": workers,
       "seconds": round(elapsed[0], 2),  # after imports: scan, conversion, writing
       "cpu_seconds": round(elapsed[1], 2),  # the same span, this process and its workers
-      "drawings_per_second": round(written / max(elapsed[0], 1e-9), 1),
+      "drawings_per_second": round(tally.written / max(elapsed[0], 1e-9), 1),
+      "shard_lengths": shard_lengths,
+      "files_left_out": plan.left_out,
   }
+
+
+def _percentiles(lengths):
+  """{'p50': ..., 'p90': ..., 'p95': ..., 'p99': ..., 'max': ...} of ``lengths`` (value -> count); {} if empty."""
+  if not lengths:
+    return {}
+  values = np.array(sorted(lengths))
+  cumulative = np.cumsum([lengths[v] for v in values]) / sum(lengths.values())
+  percentiles = {f"p{p}": int(values[np.searchsorted(cumulative, p / 100.0)]) for p in (50, 90, 95, 99)}
+  percentiles["max"] = int(values[-1])
+  return percentiles
 
 
 # --- Command line ------------------------------------------------------------

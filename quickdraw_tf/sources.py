@@ -1,7 +1,9 @@
-"""Input files: find them, tell their format, and cut them into work chunks.
+"""Input files: find them, tell their format and word, and cut them into work chunks.
 
-Each chunk is a small picklable tuple handed to a converter process; reading
-stays streaming (a chunk at a time), so memory does not grow with input size.
+`find_sources` turns the user's inputs into `Source`s once; `chunks` cuts one
+into `Chunk`s, small picklable work units handed to converter processes.
+Reading stays streaming (a chunk at a time), so memory does not grow with
+input size.
 
 Formats, chosen by file name and content:
   *.ndjson, *.ndjson.gz, *.jsonl   Google simplified or raw ndjson (per record:
@@ -10,12 +12,15 @@ Formats, chosen by file name and content:
   *.npy                            numpy_bitmap, uint8 [N, 784] 28x28 images
 """
 
+import dataclasses
 import glob
 import gzip
 import itertools
 import json
 import os
 import re
+import stat
+import typing
 import zlib
 
 import numpy as np
@@ -32,6 +37,42 @@ NPZ_SPLITS_REQUIRED = ("train", "valid", "test")
 _WORD_RE = re.compile(rb'"word"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _FIRST_WORD_RE = re.compile(rb'^[^\n]*?"word"\s*:\s*"((?:[^"\\\n]|\\.)*)"', re.M)
 _SCAN_BLOCK = 1 << 24  # Bytes of whole lines searched at once by `scan_words`.
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """One input file, as `find_sources` found it.
+
+  Attributes:
+    path: str, normalised.
+    format: 'ndjson', 'npz' or 'npy' (see the module docstring).
+    word: str, the category the file is named after (`word_of`); an ndjson
+      file's records name their own.
+    size: int bytes of a regular file; None for anything else (a named pipe
+      can be read once only, by the conversion).
+  """
+  path: str
+  format: str
+  word: str
+  size: typing.Optional[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+  """Consecutive records of one source: the work unit of a converter process.
+
+  Attributes:
+    source: the `Source` they come from.
+    start: where the first is: ndjson, its line number (from 1); npz, its index
+      in ``npz_split``'s array; npy, its row.
+    records: ndjson, list of bytes lines; npz, list of stroke-3 arrays (int16
+      ``[n, 3]``); npy, uint8 ``[k, 784]``.
+    npz_split: npz only, the sketch-rnn split: 'train', 'valid' or 'test'.
+  """
+  source: Source
+  start: int
+  records: typing.Any
+  npz_split: typing.Optional[str] = None
 
 
 class SourceError(ValueError):
@@ -96,6 +137,26 @@ def find_files(inputs):
   return sorted(files), problems
 
 
+def find_sources(inputs):
+  """The usable input files of ``inputs`` (files, directories, globs), as `Source`s.
+
+  Returns:
+    (sources, problems): list of `Source` sorted by path, and list of
+    `SourceError`, as `find_files` returns them.
+  """
+  files, problems = find_files(inputs)
+  return [Source(path, kind_of(path), word_of(path), _regular_size(path)) for path in files], problems
+
+
+def _regular_size(path):
+  """Bytes of a regular file (links followed); None for anything else or a file that cannot be read."""
+  try:
+    status = os.stat(path)
+  except OSError:
+    return None
+  return status.st_size if stat.S_ISREG(status.st_mode) else None
+
+
 def _open_text_lines(path):
   opener = gzip.open if path.lower().endswith(".gz") else open
   return opener(path, "rb")
@@ -118,83 +179,112 @@ def _word_matches(path, pattern):
   return matches
 
 
-def scan_words(path):
-  """Category names in one file (each record's first ``"word"``), without parsing whole records.
+def _json_string(raw):
+  """The str a JSON string's bytes between its quotes stand for; raises ValueError."""
+  return json.loads(b'"' + raw + b'"')
+
+
+def scan_words(source):
+  """Category names in one `Source` (each record's first ``"word"``), without parsing whole records.
 
   Returns:
     set of str. Unreadable parts are ignored here; the conversion counts them.
   """
-  if kind_of(path) != "ndjson":
-    return {word_of(path)}
-  matches = _word_matches(path, _WORD_RE)
+  if source.format != "ndjson":
+    return {source.word}
+  matches = _word_matches(source.path, _WORD_RE)
   if len(matches) > 1:
     # Several words: some may come from other keys further along a line; take each line's first.
-    matches = _word_matches(path, _FIRST_WORD_RE)
+    matches = _word_matches(source.path, _FIRST_WORD_RE)
   words = set()
   for match in matches:
     try:
-      words.add(json.loads(b'"' + match + b'"'))
+      words.add(_json_string(match))
     except ValueError:
       pass
-  return words or {word_of(path)}
+  return words or {source.word}
 
 
-def chunks(path, chunk_size):
-  """Cuts one file into work chunks.
+def first_word(source):
+  """The word of a `Source`'s first record, or None when it cannot be read cheaply."""
+  if source.format != "ndjson":
+    return source.word
+  if source.size is None:  # A named pipe: it can be read once only, by the conversion.
+    return None
+  try:
+    with _open_text_lines(source.path) as f:
+      words = _WORD_RE.search(f.readline() or b"")
+    return _json_string(words.group(1)) if words else None
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def chunks(source, chunk_size):
+  """Cuts one `Source` into `Chunk`s of at most ``chunk_size`` records, in file order.
 
   Yields:
-    ``("ndjson", path, first_line_number, [bytes lines])``,
-    ``("npz", path, split, first_index, [stroke-3 arrays])``,
-    ``("npy", path, first_row, uint8 [k, 784])``.
+    `Chunk`.
 
   Raises:
     SourceError: a truncated or corrupt file (after the chunks read before the
       damage were yielded), an npz without the sketch-rnn keys, an npy of the
       wrong shape.
   """
-  kind = kind_of(path)
-  if kind == "ndjson":
-    lines, first = [], 1  # Lines read but not yielded yet, and the number of the first of them.
-    try:
-      with _open_text_lines(path) as f:
-        if not path.lower().endswith(".gz"):  # Plain: a whole chunk of lines at a time.
-          for block in iter(lambda: list(itertools.islice(f, chunk_size)), []):
-            yield ("ndjson", path, first, block)
-            first += len(block)
-        else:  # Gzip: a line at a time, so that the lines before damage in the stream are kept.
-          for line in f:
-            lines.append(line)
-            if len(lines) == chunk_size:
-              yield ("ndjson", path, first, lines)
-              lines, first = [], first + chunk_size
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
-      if lines:
-        yield ("ndjson", path, first, lines)
-      last = first + len(lines) - 1
-      raise SourceError("truncated_file", path, last + 1, f"unreadable after line {last}: {e}") from None
+  return _CHUNKERS[source.format](source, chunk_size)
+
+
+def _ndjson_chunks(source, chunk_size):
+  path = source.path
+  lines, first = [], 1  # Lines read but not yielded yet, and the number of the first of them.
+  try:
+    with _open_text_lines(path) as f:
+      if not path.lower().endswith(".gz"):  # Plain: a whole chunk of lines at a time.
+        for block in iter(lambda: list(itertools.islice(f, chunk_size)), []):
+          yield Chunk(source, first, block)
+          first += len(block)
+      else:  # Gzip: a line at a time, so that the lines before damage in the stream are kept.
+        for line in f:
+          lines.append(line)
+          if len(lines) == chunk_size:
+            yield Chunk(source, first, lines)
+            lines, first = [], first + chunk_size
+  except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
     if lines:
-      yield ("ndjson", path, first, lines)
-  elif kind == "npz":
-    try:
-      # sketch-rnn stores object arrays of int16 [n, 3]: they need pickle.
-      data = np.load(path, allow_pickle=True, encoding="latin1")
-      missing = [k for k in NPZ_SPLITS_REQUIRED if k not in data.files]
-    except Exception as e:  # pylint: disable=broad-except
-      raise SourceError("bad_npz", path, 0, f"not a readable npz: {e}") from None
-    if missing:
-      raise SourceError("bad_npz", path, 0,
-                        f"missing sketch-rnn keys {missing} (found {data.files}; expected train, valid, test)")
-    for key in NPZ_SPLITS_REQUIRED:
-      arrays = data[key]
-      for start in range(0, len(arrays), chunk_size):
-        yield ("npz", path, key, start, list(arrays[start:start + chunk_size]))
-  elif kind == "npy":
-    try:
-      images = np.load(path, mmap_mode="r")
-    except Exception as e:  # pylint: disable=broad-except
-      raise SourceError("bad_npy", path, 0, f"not a readable npy: {e}") from None
-    if images.ndim != 2 or images.shape[1] != 784 or images.dtype != np.uint8:
-      raise SourceError("bad_npy", path, 0,
-                        f"expected numpy_bitmap uint8 [N, 784], found {images.dtype} {list(images.shape)}")
-    for start in range(0, len(images), chunk_size):
-      yield ("npy", path, start, np.array(images[start:start + chunk_size]))
+      yield Chunk(source, first, lines)
+    last = first + len(lines) - 1
+    raise SourceError("truncated_file", path, last + 1, f"unreadable after line {last}: {e}") from None
+  if lines:
+    yield Chunk(source, first, lines)
+
+
+def _npz_chunks(source, chunk_size):
+  path = source.path
+  try:
+    # sketch-rnn stores object arrays of int16 [n, 3]: they need pickle.
+    data = np.load(path, allow_pickle=True, encoding="latin1")
+    missing = [k for k in NPZ_SPLITS_REQUIRED if k not in data.files]
+  except Exception as e:  # pylint: disable=broad-except
+    raise SourceError("bad_npz", path, 0, f"not a readable npz: {e}") from None
+  if missing:
+    raise SourceError("bad_npz", path, 0,
+                      f"missing sketch-rnn keys {missing} (found {data.files}; expected train, valid, test)")
+  for key in NPZ_SPLITS_REQUIRED:
+    arrays = data[key]
+    for start in range(0, len(arrays), chunk_size):
+      yield Chunk(source, start, list(arrays[start:start + chunk_size]), key)
+
+
+def _npy_chunks(source, chunk_size):
+  path = source.path
+  try:
+    images = np.load(path, mmap_mode="r")
+  except Exception as e:  # pylint: disable=broad-except
+    raise SourceError("bad_npy", path, 0, f"not a readable npy: {e}") from None
+  if images.ndim != 2 or images.shape[1] != 784 or images.dtype != np.uint8:
+    raise SourceError("bad_npy", path, 0,
+                      f"expected numpy_bitmap uint8 [N, 784], found {images.dtype} {list(images.shape)}")
+  for start in range(0, len(images), chunk_size):
+    yield Chunk(source, start, np.array(images[start:start + chunk_size]))  # Copied out of the memory map.
+
+
+_CHUNKERS = {"ndjson": _ndjson_chunks, "npz": _npz_chunks, "npy": _npy_chunks}

@@ -447,7 +447,7 @@ def test_worker_failure_stops_the_run_cleanly(real_inputs, tmp_path, monkeypatch
   """A bug in a converter process ends the run with its traceback; nothing is left behind."""
 
   def broken(chunk):
-    raise ZeroDivisionError(f"broken on {chunk[1]}")
+    raise ZeroDivisionError(f"broken on {chunk.source.path}")
 
   monkeypatch.setattr(make_records, "_convert_chunk", broken)  # Inherited by the forked workers.
   with pytest.raises(RuntimeError, match="(?s)converter process failed.*ZeroDivisionError: broken on"):
