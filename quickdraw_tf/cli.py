@@ -53,6 +53,15 @@ def define_input(help_text="An ndjson file of drawings, or a PNG of one drawing.
   flags.DEFINE_string("input", None, help_text)
 
 
+PROGRESS_MODES = ("auto", "bar", "lines")  # quickdraw_tf.progress draws them
+
+
+def define_progress():
+  flags.DEFINE_enum("progress", "auto", list(PROGRESS_MODES), "How to show progress. bar: a live bar on stderr "
+                    "(steps, loss, accuracy, examples/s, time left); lines: train prints one line per epoch, other "
+                    "verbs only their results; auto: bar when stderr (for train, stdout too) is a terminal.")
+
+
 # --- Running a verb ------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from quickdraw_tf import data
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
+from quickdraw_tf import progress as progress_lib
 from quickdraw_tf import records
 from quickdraw_tf import run_dir
 from quickdraw_tf import summaries
@@ -86,11 +87,19 @@ def _drawings(records_dir, split, batch_size):
       yield {"ink": points, "length": lengths}, labels.numpy()
 
 
-def predict_saved_model(saved_model_dir, records_dir, split, batch_size=64):
+def _tracked(batches, records_dir, split, progress):
+  """``batches`` of (features, labels) of a split, behind a bar over its drawings in `progress_lib.track`'s way."""
+  total = records.read_stats(records_dir).get("totals", {}).get(split)
+  return progress_lib.track(batches, progress, f"evaluate {split}", "drawings", total=total,
+                            weight=lambda batch: len(batch[1]))
+
+
+def predict_saved_model(saved_model_dir, records_dir, split, batch_size=64, progress="lines"):
   """Probabilities of a SavedModel on a split, over all of the model's classes.
 
   The records may hold a subset of the model's classes (their labels are
-  mapped to the model's), never a class the model lacks.
+  mapped to the model's), never a class the model lacks. ``progress``: a
+  `cli.PROGRESS_MODES` mode (a bar on stderr, or nothing).
 
   Returns:
     (labels int [n] in the model's class order, probabilities float
@@ -105,7 +114,7 @@ def predict_saved_model(saved_model_dir, records_dir, split, batch_size=64):
     raise ValueError(f"the SavedModel does not know {len(missing)} class(es) of the records: {missing[:5]}")
   to_model = np.array([names.index(name) for name in class_names], np.int64)
   labels, probabilities = [], []
-  for inputs, batch_labels in _drawings(records_dir, split, batch_size):
+  for inputs, batch_labels in _tracked(_drawings(records_dir, split, batch_size), records_dir, split, progress):
     signature = loaded.signatures["serving_image" if "image" in inputs else "serving_default"]
     probabilities.append(signature(**inputs)["probabilities"].numpy())
     labels.append(to_model[batch_labels])
@@ -119,8 +128,8 @@ def _check_not_empty(labels, records_dir, split):
                      "records with more drawings a class (python -m quickdraw_tf.make_records)")
 
 
-def predict_checkpoint(model_dir, records_dir, split, batch_size=64, weights=None):
-  """Probabilities of a trained model_dir's weights on a split.
+def predict_checkpoint(model_dir, records_dir, split, batch_size=64, weights=None, progress="lines"):
+  """Probabilities of a trained model_dir's weights on a split; ``progress`` as `predict_saved_model`'s.
 
   Returns:
     (labels int [n], probabilities float [n, classes of the records]).
@@ -136,7 +145,7 @@ def predict_checkpoint(model_dir, records_dir, split, batch_size=64, weights=Non
   spec = models.get(config["model"])
   dataset = data.make_dataset(records_dir, split, spec, batch_size, image_size=run_dir.image_size(config))
   labels, probabilities = [], []
-  for features, batch_labels in dataset:
+  for features, batch_labels in _tracked(dataset, records_dir, split, progress):
     probabilities.append(tf.nn.softmax(tf.cast(model(features, training=False), tf.float32)).numpy())
     labels.append(batch_labels.numpy())
   _check_not_empty(labels, records_dir, split)
@@ -164,6 +173,7 @@ def define_flags():
   flags.DEFINE_enum("split", "test", list(records.SPLITS), "Which split.")
   flags.DEFINE_integer("batch_size", 64, "Batch size.")
   flags.DEFINE_string("output_dir", None, "Where the reports go (default <model>/eval_<split>).")
+  cli.define_progress()
 
 
 def main(_):
@@ -174,12 +184,12 @@ def main(_):
     if FLAGS.model_dir:
       records_dir = records_dir or run_dir.read_config(FLAGS.model_dir)["records"]
       labels, probabilities = predict_checkpoint(FLAGS.model_dir, records_dir, FLAGS.split, FLAGS.batch_size,
-                                                 FLAGS.weights)
+                                                 FLAGS.weights, FLAGS.progress)
       class_names = records.read_classes(records_dir)
     else:
       records_dir = records_dir or data.default_records_dir()
       labels, probabilities, class_names = predict_saved_model(FLAGS.saved_model, records_dir, FLAGS.split,
-                                                               FLAGS.batch_size)
+                                                               FLAGS.batch_size, FLAGS.progress)
   except (ValueError, OSError) as e:  # OSError: no SavedModel, weights or records there.
     raise cli.Error(str(e)) from None
   result = metrics(labels, probabilities, class_names)

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from quickdraw_tf import cli
 from quickdraw_tf import drawing_files
+from quickdraw_tf import progress
 
 
 FLAGS = flags.FLAGS
@@ -26,6 +27,7 @@ FLAGS = flags.FLAGS
 def define_flags():
   cli.define_saved_model()
   cli.define_input()
+  cli.define_progress()
   flags.mark_flags_as_required(["saved_model", "input"])
 
 
@@ -51,15 +53,16 @@ def main(_):
   except (OSError, UnicodeDecodeError) as e:  # Missing, unreadable or not a PNG / not text.
     raise cli.Error(f"cannot read {FLAGS.input}: {e}") from None
   answered = 0
-  for where, inputs in requests:
+  # Printed through progress.write: a line clears the bar (stdout and stderr share a terminal), then redraws it.
+  for where, inputs in progress.track(requests, FLAGS.progress, "predict", "drawings", total=len(requests)):
     outputs = signature(**inputs)
     if "valid" in outputs and not outputs["valid"].numpy()[0]:  # The SavedModel's own check.
-      print(f"{where}: skipped: cannot be classified (fewer than 2 points, or coordinates too large for float32)",
-            file=sys.stderr)
+      progress.write(f"{where}: skipped: cannot be classified (fewer than 2 points, or coordinates too large for "
+                     "float32)", sys.stderr)
       continue
     ranked = ", ".join(f"{name.decode()} {p:.3f}" for name, p in zip(outputs["top_k_classes"].numpy()[0],
                                                                         outputs["top_k_probabilities"].numpy()[0]))
-    print(f"{where}: {ranked}")
+    progress.write(f"{where}: {ranked}")
     answered += 1
   if not answered:
     raise cli.Error(f"{FLAGS.input} holds no drawing that can be classified")

@@ -26,6 +26,7 @@ import tensorflow as tf
 import quickdraw_tf
 from quickdraw_tf import distribute
 from quickdraw_tf import models
+from quickdraw_tf import progress
 from quickdraw_tf import records
 from quickdraw_tf import run_dir
 from quickdraw_tf import sketch_rnn_data
@@ -151,9 +152,10 @@ def train(config, callbacks=()):
   if eval_data is not None and config.eval_steps:
     eval_data = eval_data.take(config.eval_steps)
   steps = config.steps_per_epoch or max(1, counts["train"]["kept"] // batch_size)
-  callbacks = _callbacks(config, callbacks, eval_data)
+  verbose, bars = progress.fit_output(config.progress, config.verbose, batch_size)
+  callbacks = [*bars, *_callbacks(config, callbacks, eval_data)]
   history = model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
-                      callbacks=callbacks, verbose=config.verbose)
+                      callbacks=callbacks, verbose=verbose)
   model.save_weights(os.path.join(model_dir, run_dir.FINAL_WEIGHTS))
   if config.export:
     from quickdraw_tf import sketch_rnn_export  # pylint: disable=g-import-not-at-top

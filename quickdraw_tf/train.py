@@ -41,6 +41,7 @@ from quickdraw_tf import data
 from quickdraw_tf import distribute
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
+from quickdraw_tf import progress
 from quickdraw_tf import records
 from quickdraw_tf import run_dir
 from quickdraw_tf import summaries
@@ -92,6 +93,7 @@ def define_flags():
   flags.DEFINE_integer("vgg19_head_epochs", 2, "With --vgg19_weights: epochs that train only the head on the frozen "
                        "backbone, before its last block is unfrozen too.", lower_bound=0)
   flags.DEFINE_bool("export", True, "Write the serving SavedModel at the end.")
+  cli.define_progress()
 
 
 FLAGS = flags.FLAGS
@@ -131,7 +133,7 @@ class TimeBudget(keras.callbacks.Callback):
     if self.clock() - self.started >= self.seconds:
       self.model.stop_training = True
       step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-      print(f"train: time budget of {self.seconds:g} {self.clock_name} seconds spent at step {step}", flush=True)
+      progress.write(f"train: time budget of {self.seconds:g} {self.clock_name} seconds spent at step {step}")
 
 
 class Summaries(summaries.EpochSummaries):
@@ -288,6 +290,8 @@ def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, back
   dataset, eval dataset or None, steps an epoch).
   """
   train_data, eval_data, steps = data_and_steps
+  verbose, bars = progress.fit_output(config.progress, config.verbose, config.batch_size)
+  callbacks = [*bars, *callbacks]  # The bar first: an epoch's line is out before other callbacks print.
   first_epoch, history = 0, None
   for stage in stages:
     stage.prepare(model)
@@ -304,7 +308,7 @@ def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, back
                                   config.batch_size, callbacks, backup_dir, replica_inputs)
     else:
       history = model.fit(train_data, initial_epoch=first_epoch, epochs=stage.last_epoch, steps_per_epoch=steps,
-                          validation_data=eval_data, callbacks=callbacks, verbose=config.verbose)
+                          validation_data=eval_data, callbacks=callbacks, verbose=verbose)
     if model.stop_training:  # --time_budget spent.
       break
     first_epoch = stage.last_epoch

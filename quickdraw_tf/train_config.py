@@ -26,7 +26,7 @@ from quickdraw_tf import cli
 from quickdraw_tf import distribute
 
 # TrainConfig fields that say where a run reads and writes and how it reports, not how it trains: not recorded.
-NOT_RECORDED = ("model", "records", "model_dir", "verbose", "export", "profile_batch")
+NOT_RECORDED = ("model", "records", "model_dir", "verbose", "progress", "export", "profile_batch")
 # --lr_monitor -> the Keras log ReduceLROnPlateau watches.
 LR_MONITORS = {"eval_loss": "val_loss", "train_loss": "loss"}
 IMAGE_SOURCES = ("auto", "stored", "raster")
@@ -126,6 +126,7 @@ class TrainConfig:
   model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   export: bool = True
   verbose: int = 2
+  progress: str = "lines"  # cli.PROGRESS_MODES; "lines" (fit's verbose as given) unless a program asks for more
   time_budget: float = 0.0  # 0: no limit
   budget_clock: str = "wall"
   head_epochs: int = 2
@@ -142,7 +143,7 @@ class TrainConfig:
         ("mixed_precision", self.mixed_precision in distribute.PRECISIONS), ("image_size", self.image_size >= 0),
         ("image_source", self.image_source in IMAGE_SOURCES), ("checkpoint_steps", self.checkpoint_steps >= 1),
         ("time_budget", self.time_budget >= 0), ("budget_clock", self.budget_clock in BUDGET_CLOCKS),
-        ("head_epochs", self.head_epochs >= 0))
+        ("head_epochs", self.head_epochs >= 0), ("progress", self.progress in cli.PROGRESS_MODES))
     bad = [name for name, ok in checks if not ok]
     if bad:
       raise ConfigError(", ".join(f"{name}={getattr(self, name)!r}" for name in bad) + " out of range")

@@ -30,6 +30,7 @@ with their labels and a sprite of the drawings at 28 px.
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 
@@ -46,6 +47,7 @@ from quickdraw_tf import data
 from quickdraw_tf import drawing_files
 from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
+from quickdraw_tf import progress as progress_lib
 from quickdraw_tf import raster
 from quickdraw_tf import run_dir
 from quickdraw_tf import summaries
@@ -427,7 +429,8 @@ def stroke_picture(points, step_values, title, signed=True, size=320):
 # --- Embeddings -----------------------------------------------------------------
 
 
-def embeddings(model, spec, records_dir, split="test", max_examples=1000, image_size=None, batch_size=64):
+def embeddings(model, spec, records_dir, split="test", max_examples=1000, image_size=None, batch_size=64,
+               progress="lines"):
   """Penultimate features (the input of ``logits``) of the first drawings of a split.
 
   Args:
@@ -438,6 +441,7 @@ def embeddings(model, spec, records_dir, split="test", max_examples=1000, image_
     max_examples: at most this many drawings.
     image_size: the model's image side (image models).
     batch_size: drawings per batch.
+    progress: a `cli.PROGRESS_MODES` mode: a bar over the batches on stderr, or nothing.
 
   Returns:
     features float32 ``[n, d]``, labels int64 ``[n]``, predictions int64
@@ -455,7 +459,8 @@ def embeddings(model, spec, records_dir, split="test", max_examples=1000, image_
   names = list(model.input)
   features, labels, predictions, pictures = [], [], [], []
   count = 0
-  for batch, label in dataset:
+  batches = progress_lib.track(dataset, progress, "embeddings", "batches", total=math.ceil(max_examples / batch_size))
+  for batch, label in batches:
     batch_features, logits = sub({name: batch[name] for name in names}, training=False)
     image = batch["image"]
     if image.shape[1] != SPRITE_SIZE:
@@ -555,6 +560,7 @@ class Options:
   max_embeddings: int = 1000
   weights: str = None
   seed: int = 0
+  progress: str = "lines"  # cli.PROGRESS_MODES, for the embeddings
 
 
 @dataclasses.dataclass
@@ -599,7 +605,8 @@ def visualize(model_dir, input_path=None, out_dir=None, **options):
       each layer), ``filter_steps`` and ``filter_step_size``
       (`filter_patterns`), ``records_dir`` and ``split`` (for embeddings,
       default the records the model was trained on), ``max_embeddings``,
-      ``weights`` (default best, else final), ``seed`` (the filters' noise).
+      ``weights`` (default best, else final), ``seed`` (the filters' noise),
+      ``progress`` (`embeddings`').
 
   Returns:
     dict part -> list of written file paths (``strokes`` also gives its
@@ -709,7 +716,7 @@ def _write_strokes(run, options, output, **unused):
 
 def _write_embeddings(run, options, output, records_dir, model_dir):
   result = embeddings(run.model, run.spec, records_dir, options.split, options.max_embeddings,
-                      run_dir.image_size(run.config))
+                      run_dir.image_size(run.config), progress=options.progress)
   log_dir = os.path.join(model_dir, PROJECTOR_SUBDIR)
   write_projector(log_dir, *result, run.config["classes"])
   output.written["embeddings"] = [os.path.join(log_dir, name)
@@ -740,6 +747,7 @@ def define_flags():
   flags.DEFINE_integer("max_embeddings", 1000, "Drawings in the projector.", lower_bound=1)
   cli.define_weights()
   flags.DEFINE_integer("seed", 0, "Seed of the filters' starting noise.")
+  cli.define_progress()
   flags.mark_flags_as_required(["model_dir"])
 
 
@@ -747,7 +755,8 @@ def main(_):
   written = visualize(FLAGS.model_dir, FLAGS.input, FLAGS.out, index=FLAGS.index, parts=FLAGS.parts,
                       layers=FLAGS.layers, max_filters=FLAGS.max_filters, filter_steps=FLAGS.filter_steps,
                       filter_step_size=FLAGS.filter_step_size, records_dir=FLAGS.records, split=FLAGS.split,
-                      max_embeddings=FLAGS.max_embeddings, weights=FLAGS.weights, seed=FLAGS.seed)
+                      max_embeddings=FLAGS.max_embeddings, weights=FLAGS.weights, seed=FLAGS.seed,
+                      progress=FLAGS.progress)
   for part, paths in written.items():
     for path in paths:
       print(f"{part}: {path}")
