@@ -16,6 +16,22 @@ def data_dir():
   return path
 
 
+@pytest.fixture(scope="session")
+def synthetic_files(tmp_path_factory):
+  """A function: (words, drawings a word) -> list of ndjson paths of made-up drawings (`tests.synthetic`).
+
+  For tests of formats, schema, metrics and run directories that need no real drawing, so that they run
+  where the shared data is absent.
+  """
+  from tests import synthetic  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("synthetic")
+
+  def files(words, count=25):
+    return [synthetic.write_ndjson(root / f"{word}-{count}.ndjson", word, count) for word in words]
+
+  return files
+
+
 TINY_WORDS = ("cat", "bicycle", "fish", "snowflake")
 TINY_IMAGE_SIZE = {"resnet18": 28, "sketchanet": 64, "alexnet": 64, "fusion": 64, "vgg19": 32}
 

@@ -22,11 +22,10 @@ WORDS = ("cat", "bicycle", "fish", "zebra")
 
 
 @pytest.fixture(scope="module")
-def records_dir(data_dir, tmp_path_factory):
-  """Real drawings of four words, with stored 28-px images."""
+def records_dir(synthetic_files, tmp_path_factory):
+  """Made-up drawings of four words (`tests.synthetic`), with stored 28-px images."""
   out = tmp_path_factory.mktemp("records")
-  inputs = [os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson") for w in WORDS]
-  make_records.convert(inputs, str(out), workers=1, image_size=28, progress=False, eval_fraction=0.2,
+  make_records.convert(synthetic_files(WORDS), str(out), workers=1, image_size=28, progress=False, eval_fraction=0.2,
                        test_fraction=0.2)
   return str(out)
 

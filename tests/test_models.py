@@ -23,10 +23,9 @@ TEST_IMAGE_SIZE = {"sketchanet": 64, "alexnet": 64, "resnet18": 28, "fusion": 64
 
 
 @pytest.fixture(scope="module")
-def records_dir(data_dir, tmp_path_factory):
+def records_dir(synthetic_files, tmp_path_factory):
   out = tmp_path_factory.mktemp("records")
-  inputs = [os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson")
-            for w in ("cat", "bicycle", "fish", "rainbow", "snowflake")]
+  inputs = synthetic_files(["cat", "bicycle", "fish", "rainbow", "snowflake"])
   make_records.convert(inputs, str(out), workers=1, progress=False, eval_fraction=0, test_fraction=0)
   return str(out)
 

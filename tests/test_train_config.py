@@ -18,10 +18,9 @@ TRAIN_ARGS = ("--epochs=1", "--steps_per_epoch=1", "--eval_steps=1", "--export=f
 
 
 @pytest.fixture(scope="module")
-def records_dir(data_dir, tmp_path_factory):
+def records_dir(synthetic_files, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("records"))
-  make_records.convert([os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson") for w in ("cat", "fish")],
-                       out, workers=1, progress=False, num_shards=1, eval_fraction=0.2, test_fraction=0.2)
+  make_records.convert(synthetic_files(["cat", "fish"]), out, workers=1, progress=False, num_shards=1, eval_fraction=0.2, test_fraction=0.2)
   return out
 
 

@@ -88,10 +88,10 @@ def _constant_saved_model(path, class_names, logits):
 
 
 @pytest.fixture(scope="module")
-def dog_records(data_dir, tmp_path_factory):
+def dog_records(synthetic_files, tmp_path_factory):
   out = tmp_path_factory.mktemp("dogs")
-  make_records.convert([os.path.join(data_dir, "strokes", "simplified_lamnguyen", "dog.ndjson")], str(out),
-                       workers=1, progress=False, num_shards=1, eval_fraction=0.0, test_fraction=0.4)
+  make_records.convert(synthetic_files(["dog"]), str(out), workers=1, progress=False, num_shards=1,
+                       eval_fraction=0.0, test_fraction=0.4)
   return str(out)
 
 
@@ -180,9 +180,9 @@ def test_serving_an_empty_batch_gives_empty_outputs(serving):
 # --- predict with hostile input ---
 
 
-def test_predict_skips_every_bad_line_with_its_number(data_dir, tmp_path):
+def test_predict_skips_every_bad_line_with_its_number(synthetic_files, tmp_path):
   saved_model = _constant_saved_model(tmp_path / "sm", ["cat", "dog", "fish"], [1.0, 0.0, -1.0])
-  with open(os.path.join(data_dir, "strokes", "simplified_lamnguyen", "fish.ndjson")) as f:
+  with open(synthetic_files(["fish"])[0]) as f:
     good = f.readline()
   lines = [
       good,
@@ -213,10 +213,9 @@ def test_predict_an_empty_file_is_an_error(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def records_dir(data_dir, tmp_path_factory):
+def records_dir(synthetic_files, tmp_path_factory):
   out = tmp_path_factory.mktemp("records")
-  inputs = [os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson") for w in ("cat", "fish")]
-  make_records.convert(inputs, str(out), workers=1, progress=False, num_shards=1, eval_fraction=0.2,
+  make_records.convert(synthetic_files(["cat", "fish"]), str(out), workers=1, progress=False, num_shards=1, eval_fraction=0.2,
                        test_fraction=0.2)
   return str(out)
 
