@@ -58,13 +58,13 @@ from PIL import ImageDraw
 
 from bench import report
 import quickdraw_tf
-from quickdraw_tf import data
 from quickdraw_tf import evaluate
 from quickdraw_tf import make_records
 from quickdraw_tf import models
-from quickdraw_tf import records
-from quickdraw_tf import run_dir as run_dir_lib
-from quickdraw_tf import summaries
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.pipelines import records
+from quickdraw_tf.training import run_dir as run_dir_lib
+from quickdraw_tf.training import summaries
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -41,11 +41,11 @@ import tensorflow as tf
 
 from bench import pipeline  # Shares its --data_dir and --seconds, and its records.
 from bench import report
-from quickdraw_tf import data
-from quickdraw_tf import distribute
 from quickdraw_tf import evaluate
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.training import distribute
 
 flags.DEFINE_bool("quick", False, "A CPU smoke run: rnn and resnet18, small batches, 3 steps, little data.")
 flags.DEFINE_integer("steps", 50, "Training steps per model and setting.", lower_bound=1)

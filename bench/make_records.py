@@ -41,8 +41,8 @@ import numpy as np
 
 from bench import report
 import quickdraw_tf
-from quickdraw_tf import ink
-from quickdraw_tf import raster
+from quickdraw_tf.drawings import ink
+from quickdraw_tf.drawings import raster
 
 flags.DEFINE_integer("repeats", 8, "Copies of the simplified data in the large input.")
 flags.DEFINE_integer("trials", 3, "Runs of each converter; the fastest is reported.", lower_bound=1)
@@ -147,7 +147,7 @@ def run_measured(command):
 
 
 # make_records with `raster.render_svg` as its renderer (forked workers inherit it).
-WITH_CAIROSVG = ("from quickdraw_tf import cli, make_records, raster; "
+WITH_CAIROSVG = ("from quickdraw_tf import cli, make_records; from quickdraw_tf.drawings import raster; "
                  "raster.render_png = lambda p, s: raster.encode_png(raster.render_svg(p, s)); "
                  "cli.run(make_records.define_flags, make_records.main)")
 

@@ -31,12 +31,12 @@ import tensorflow as tf
 
 from bench import report
 import quickdraw_tf
-from quickdraw_tf import data
-from quickdraw_tf import ink
 from quickdraw_tf import make_records
 from quickdraw_tf import models
-from quickdraw_tf import raster
-from quickdraw_tf import records
+from quickdraw_tf.drawings import ink
+from quickdraw_tf.drawings import raster
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.pipelines import records
 
 flags.DEFINE_integer("batch_size", 64, "Batch size of pipelines and steps.")
 flags.DEFINE_string("data_dir", quickdraw_tf.DEFAULT_DATA_DIR, "The shared QuickDraw data.")
@@ -173,7 +173,7 @@ def raster_fidelity():
 # /proc/self/clear_refs) over the RSS before it.
 RASTER_MEMORY = r"""
 import sys, numpy as np, tensorflow as tf
-from quickdraw_tf import raster
+from quickdraw_tf.drawings import raster
 def status(field):
   with open("/proc/self/status") as f:
     return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))

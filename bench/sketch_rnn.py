@@ -34,14 +34,14 @@ import tensorflow as tf
 
 import quickdraw_tf
 from bench import report
-from quickdraw_tf import data
 from quickdraw_tf import evaluate
 from quickdraw_tf import make_records
 from quickdraw_tf import models
-from quickdraw_tf import records
-from quickdraw_tf import run_dir as run_dir_lib
-from quickdraw_tf import sketch_rnn_data
 from quickdraw_tf.models import sketch_rnn
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.pipelines import records
+from quickdraw_tf.pipelines import sketch_rnn_data
+from quickdraw_tf.training import run_dir as run_dir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK_OPTIONS = {"encoder_units": 16, "latent_size": 8, "decoder_units": 32, "num_mixtures": 5, "max_seq_len": 100}

@@ -3,14 +3,14 @@ r"""TFLite exports beside their SavedModel: file size, one drawing's latency, te
   python -m bench.tflite --model_dirs=runs/rnn,runs/resnet18 [--quantize=none,float16,int8] [--max_test=500]
 
 For each trained model_dir (written by train) and quantisation, writes the
-``.tflite`` with `quickdraw_tf.tflite.export` into a temporary directory, then
+``.tflite`` with `quickdraw_tf.serving.tflite.export` into a temporary directory, then
 on the first ``--max_test`` drawings of the test split of the records the model
 was trained on (``--records`` to override):
   * size of the ``.tflite`` file (and of the SavedModel directory);
   * latency: median wall time of one drawing, raw ink in, probabilities out,
     over ``--runs`` calls after 3 warm-up calls, one interpreter thread; for
     image models it includes the rasteriser, which runs in TensorFlow (the
-    split documented in quickdraw_tf/tflite.py); the SavedModel row calls its
+    split documented in quickdraw_tf/serving/tflite.py); the SavedModel row calls its
     ``serving_default`` the same way;
   * top-1 accuracy, and top-1 agreement and the largest probability difference
     with the SavedModel.
@@ -29,11 +29,11 @@ import numpy as np
 import tensorflow as tf
 
 from bench import report
-from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
-from quickdraw_tf import records
-from quickdraw_tf import run_dir
-from quickdraw_tf import tflite
+from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.pipelines import records
+from quickdraw_tf.serving import tflite
+from quickdraw_tf.training import run_dir
 
 flags.DEFINE_list("model_dirs", None, "Trained model_dirs (train's output).")
 flags.DEFINE_list("quantize", list(tflite.QUANTIZATIONS), "Quantisations to export.")

@@ -37,11 +37,11 @@ import tensorflow as tf
 
 from quickdraw_tf import cli
 from quickdraw_tf import export as export_lib
-from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
-from quickdraw_tf import raster
-from quickdraw_tf import run_dir
 from quickdraw_tf import visualize
+from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.drawings import raster
+from quickdraw_tf.training import run_dir
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_static")
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",

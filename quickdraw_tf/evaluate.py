@@ -17,14 +17,14 @@ import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import cli
-from quickdraw_tf import data
 from quickdraw_tf import export as export_lib
-from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
 from quickdraw_tf import progress as progress_lib
-from quickdraw_tf import records
-from quickdraw_tf import run_dir
-from quickdraw_tf import summaries
+from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.pipelines import records
+from quickdraw_tf.training import run_dir
+from quickdraw_tf.training import summaries
 
 
 def metrics(labels, probabilities, class_names, k=3):

@@ -30,10 +30,10 @@ import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import cli
-from quickdraw_tf import data
-from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
-from quickdraw_tf import run_dir
+from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.training import run_dir
 
 CLASSES_ASSET = os.path.join("assets", "classes.txt")  # the class names, in probability order
 TOP_K = 3
@@ -166,7 +166,7 @@ def define_flags():
   flags.DEFINE_string("output", None, f"SavedModel directory (default <model_dir>/{run_dir.SAVED_MODEL}; tflite: "
                       "<model_dir>/model.tflite).")
   flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"], "savedmodel, or TensorFlow Lite (see "
-                    "quickdraw_tf/tflite.py).")
+                    "quickdraw_tf/serving/tflite.py).")
   flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"], "tflite weights: float16, or int8 (dynamic "
                     "range).")
   flags.mark_flags_as_required(["model_dir"])
@@ -178,11 +178,11 @@ def main(_):
   except FileNotFoundError as e:
     raise cli.Error(str(e)) from None
   if FLAGS.format == "tflite":
-    from quickdraw_tf import tflite  # pylint: disable=g-import-not-at-top
+    from quickdraw_tf.serving import tflite  # pylint: disable=g-import-not-at-top
     return tflite.main(model, config, FLAGS.output or os.path.join(FLAGS.model_dir, "model.tflite"), FLAGS.quantize)
   output = FLAGS.output or os.path.join(FLAGS.model_dir, run_dir.SAVED_MODEL)
   if models.get(config["model"]).trainer:  # A generative model: encode/decode/sample signatures.
-    from quickdraw_tf import sketch_rnn_export  # pylint: disable=g-import-not-at-top
+    from quickdraw_tf.serving import sketch_rnn_export  # pylint: disable=g-import-not-at-top
     sketch_rnn_export.export(model, output)
   else:
     export(model, models.get(config["model"]), config["classes"], output, run_dir.image_size(config))

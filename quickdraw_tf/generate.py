@@ -28,15 +28,15 @@ import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import cli
-from quickdraw_tf import drawing_files
-from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
-from quickdraw_tf import raster
-from quickdraw_tf import run_dir
-from quickdraw_tf import sketch_rnn_data
-from quickdraw_tf import sketch_rnn_train
-from quickdraw_tf import summaries
+from quickdraw_tf.drawings import drawing_files
+from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.drawings import raster
 from quickdraw_tf.models import sketch_rnn
+from quickdraw_tf.pipelines import sketch_rnn_data
+from quickdraw_tf.training import run_dir
+from quickdraw_tf.training import sketch_rnn_train
+from quickdraw_tf.training import summaries
 
 MODES = ("sample", "reconstruct", "interpolate", "complete")
 RECONSTRUCT_TEMPERATURES = (0.01, 0.2, 0.5, 0.8, 1.0)

@@ -45,10 +45,10 @@ except ImportError:  # Optional: json alone gives the same records, slower.
 
 from quickdraw_tf import DEFAULT_RECORDS_ROOT
 from quickdraw_tf import cli
-from quickdraw_tf import ink as ink_lib
-from quickdraw_tf import raster
-from quickdraw_tf import records
-from quickdraw_tf import sources
+from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.drawings import raster
+from quickdraw_tf.drawings import sources
+from quickdraw_tf.pipelines import records
 
 # Skip reasons that are not bad input: --strict does not stop on them.
 NOT_ERRORS = ("duplicate", "over_max_per_class", "other_category")
@@ -1105,7 +1105,7 @@ def main(argv):
   except OSError as e:
     raise MakeRecordsError(str(e)) from None
   if FLAGS.download:
-    from quickdraw_tf import download  # pylint: disable=g-import-not-at-top
+    from quickdraw_tf.drawings import download  # pylint: disable=g-import-not-at-top
     kwargs = {k: v for k, v in (("base_url", FLAGS.download_url), ("cache_dir", FLAGS.cache_dir)) if v}
     inputs += download.fetch(FLAGS.download, kind=FLAGS.download_kind, progress=FLAGS.progress, **kwargs)
   if not inputs:

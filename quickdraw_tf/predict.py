@@ -17,8 +17,8 @@ from absl import flags
 import tensorflow as tf
 
 from quickdraw_tf import cli
-from quickdraw_tf import drawing_files
 from quickdraw_tf import progress
+from quickdraw_tf.drawings import drawing_files
 
 
 FLAGS = flags.FLAGS

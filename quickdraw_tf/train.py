@@ -34,18 +34,18 @@ import numpy as np
 import tensorflow as tf
 
 import quickdraw_tf
-from quickdraw_tf import augment as augment_lib
-from quickdraw_tf import backup
 from quickdraw_tf import cli
-from quickdraw_tf import data
-from quickdraw_tf import distribute
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
 from quickdraw_tf import progress
-from quickdraw_tf import records
-from quickdraw_tf import run_dir
-from quickdraw_tf import summaries
-from quickdraw_tf import train_config
+from quickdraw_tf.drawings import augment as augment_lib
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.pipelines import records
+from quickdraw_tf.training import backup
+from quickdraw_tf.training import distribute
+from quickdraw_tf.training import run_dir
+from quickdraw_tf.training import summaries
+from quickdraw_tf.training import train_config
 
 WORKERS_DIR = "quickdraw_tf_workers"  # under the temporary directory: non-chief workers' outputs
 
@@ -166,7 +166,8 @@ class Summaries(summaries.EpochSummaries):
 
 def _ink_pictures(features):
   """Sequence models see no image: rasterise their ink for the picture."""
-  from quickdraw_tf import ink as ink_lib, raster  # pylint: disable=g-import-not-at-top
+  from quickdraw_tf.drawings import ink as ink_lib  # pylint: disable=g-import-not-at-top
+  from quickdraw_tf.drawings import raster  # pylint: disable=g-import-not-at-top
   ink = features["ink"][..., :3] if features["ink"].shape[-1] == 3 else tf.concat(
       [features["ink"][..., :2], features["ink"][..., 3:4]], -1)  # stroke-5 -> stroke-3
   length = features["ink_length"]

@@ -43,14 +43,14 @@ from PIL import ImageDraw
 import tensorflow as tf
 
 from quickdraw_tf import cli
-from quickdraw_tf import data
-from quickdraw_tf import drawing_files
-from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
 from quickdraw_tf import progress as progress_lib
-from quickdraw_tf import raster
-from quickdraw_tf import run_dir
-from quickdraw_tf import summaries
+from quickdraw_tf.drawings import drawing_files
+from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.drawings import raster
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.training import run_dir
+from quickdraw_tf.training import summaries
 
 PARTS = ("activations", "filters", "strokes", "embeddings")
 LOG_SUBDIR = os.path.join("logs", "visualize")

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from quickdraw_tf import augment
-from quickdraw_tf import ink
+from quickdraw_tf.drawings import augment
+from quickdraw_tf.drawings import ink
 
 
 def _batch(data_dir, count=8):

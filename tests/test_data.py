@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from quickdraw_tf import data
-from quickdraw_tf import ink
 from quickdraw_tf import make_records
 from quickdraw_tf import models
-from quickdraw_tf import records
+from quickdraw_tf.drawings import ink
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.pipelines import records
 
 WORDS = ("cat", "bicycle", "fish", "zebra")
 
@@ -182,7 +182,8 @@ def test_distributed_dataset_under_mirrored_strategy(records_dir):
       import tensorflow as tf
       cpu = tf.config.list_physical_devices("CPU")[0]
       tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-      from quickdraw_tf import data, models
+      from quickdraw_tf import models
+      from quickdraw_tf.pipelines import data
       strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
       dataset = data.distributed_dataset(strategy, {records_dir!r}, "train", models.get("rnn"), 8, training=True)
       features, labels = next(iter(dataset))

@@ -14,12 +14,12 @@ import threading
 import numpy as np
 import pytest
 
-from quickdraw_tf import data
 from quickdraw_tf import demo as demo_lib
-from quickdraw_tf import drawing_files
-from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import models
-from quickdraw_tf import run_dir
+from quickdraw_tf.drawings import drawing_files
+from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.training import run_dir
 from tests import verbs
 
 DRAWINGS_PER_WORD = 1

@@ -11,8 +11,8 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from quickdraw_tf import download
-from quickdraw_tf import ink
+from quickdraw_tf.drawings import download
+from quickdraw_tf.drawings import ink
 
 # Bucket paths -> shared folders.
 ROUTES = {

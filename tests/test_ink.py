@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from quickdraw_tf import ink
+from quickdraw_tf.drawings import ink
 
 
 def test_points_concatenate_strokes_with_end_bits():

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from quickdraw_tf import ink
 from quickdraw_tf import make_records
-from quickdraw_tf import raster
-from quickdraw_tf import records
+from quickdraw_tf.drawings import ink
+from quickdraw_tf.drawings import raster
+from quickdraw_tf.pipelines import records
 
 WORDS = ("cat", "airplane", "bicycle")
 

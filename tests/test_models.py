@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from quickdraw_tf import data
-from quickdraw_tf import ink
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf.drawings import ink
 from quickdraw_tf.models import __main__ as models_main
 from quickdraw_tf.models import common
 from quickdraw_tf.models import vgg19
+from quickdraw_tf.pipelines import data
 
 # Small image sizes keep the CPU suite fast; the defaults are exercised by the registry listing.
 CLASSIFIERS = [name for name, spec in models.MODELS.items() if not spec.trainer]  # sketch_rnn: test_sketch_rnn

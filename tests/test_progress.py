@@ -14,8 +14,8 @@ import tqdm
 
 from quickdraw_tf import models
 from quickdraw_tf import progress
-from quickdraw_tf import run_dir
 from quickdraw_tf import visualize
+from quickdraw_tf.training import run_dir
 from tests import verbs
 
 FINAL_NUMBER = r"(\d+(?:\.\d+)?)"

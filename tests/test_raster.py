@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from quickdraw_tf import ink
-from quickdraw_tf import raster
+from quickdraw_tf.drawings import ink
+from quickdraw_tf.drawings import raster
 
 
 def _batch(drawings):

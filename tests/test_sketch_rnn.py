@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from quickdraw_tf import ink as ink_lib
 from quickdraw_tf import make_records
 from quickdraw_tf import models
-from quickdraw_tf import run_dir
-from quickdraw_tf import sketch_rnn_data
+from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.models import sketch_rnn
+from quickdraw_tf.pipelines import sketch_rnn_data
+from quickdraw_tf.training import run_dir
 from tests import verbs
 
 TINY = {"encoder_units": 8, "latent_size": 4, "decoder_units": 16, "num_mixtures": 3}
@@ -289,7 +289,7 @@ def test_generate_refuses_a_classifier_model_dir(tmp_path):
 
 
 def test_registry_builds_both_variants():
-  assert models.get("sketch_rnn").trainer == models.get("sketch_rnn_uncond").trainer == "quickdraw_tf.sketch_rnn_train"
+  assert models.get("sketch_rnn").trainer == models.get("sketch_rnn_uncond").trainer == "quickdraw_tf.training.sketch_rnn_train"
   uncond = models.build("sketch_rnn_uncond", 2, **TINY)
   assert not hasattr(uncond, "encoder") and uncond.latent_size == 0
   with pytest.raises(ValueError, match="unknown sketch_rnn options"):

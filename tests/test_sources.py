@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from quickdraw_tf import sources
+from quickdraw_tf.drawings import sources
 
 
 def _object_array(items):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from quickdraw_tf import summaries
+from quickdraw_tf.training import summaries
 
 
 def test_confusion_image_shades_rows_by_share_and_labels_both_axes():

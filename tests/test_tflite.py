@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from quickdraw_tf import drawing_files
 from quickdraw_tf import models
-from quickdraw_tf import run_dir
-from quickdraw_tf import tflite
+from quickdraw_tf.drawings import drawing_files
+from quickdraw_tf.serving import tflite
+from quickdraw_tf.training import run_dir
 from tests import verbs
 
 WORDS = ("cat", "snowflake")

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from quickdraw_tf import data
 from quickdraw_tf import evaluate
 from quickdraw_tf import export
 from quickdraw_tf import make_records
 from quickdraw_tf import models
-from quickdraw_tf import run_dir
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.training import run_dir
 from tests import verbs
 
 WORDS = ("cat", "bicycle", "fish", "snowflake")
@@ -146,7 +146,8 @@ def test_mirrored_over_two_cpus_matches_one_device(records_dir):
       import json, keras, numpy as np, tensorflow as tf
       cpu = tf.config.list_physical_devices("CPU")[0]
       tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-      from quickdraw_tf import data, models
+      from quickdraw_tf import models
+      from quickdraw_tf.pipelines import data
       spec = models.get("bilstm")
       batch = next(iter(data.make_dataset({records_dir!r}, "train", spec, 16, bucket=False, deterministic=True)))
       losses = {{}}
@@ -314,7 +315,8 @@ def test_predict_prints_top3_and_names_bad_lines(trained, data_dir, tmp_path):
 
 
 def test_predict_reads_a_png_for_image_models(data_dir, tmp_path):
-  from quickdraw_tf import ink, raster  # pylint: disable=g-import-not-at-top
+  from quickdraw_tf.drawings import ink  # pylint: disable=g-import-not-at-top
+  from quickdraw_tf.drawings import raster  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   model = models.build("resnet18", len(WORDS), image_size=28)
   export.export(model, models.get("resnet18"), sorted(WORDS), str(tmp_path / "sm"), 28)

@@ -10,7 +10,7 @@ import pytest
 
 from quickdraw_tf import make_records
 from quickdraw_tf import models
-from quickdraw_tf import train_config
+from quickdraw_tf.training import train_config
 from tests import verbs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +29,7 @@ def _training(model_dir):
     return json.load(f)
 
 
-def test_every_model_has_a_config_that_reads(tmp_path):
+def test_every_model_has_a_config_that_reads():
   for name in models.MODELS:
     assert train_config.read_defaults(name), name
 

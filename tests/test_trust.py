@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from quickdraw_tf import backup
 from quickdraw_tf import evaluate
 from quickdraw_tf import export
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf.training import backup
 from tests import test_download
 from tests import verbs
 
@@ -255,7 +255,8 @@ def test_an_incompatible_model_dir_is_left_as_it_was(records_dir, trained_run, t
 # Trains, holding the process at a known point of its N-th backup; the test kills it there.
 HELD_TRAIN = textwrap.dedent("""
     import os, sys
-    from quickdraw_tf import backup, cli, train
+    from quickdraw_tf import cli, train
+    from quickdraw_tf.training import backup
     hold_at, stage = int(sys.argv[1]), sys.argv[2]
     saves, replaces = [0], [0]
 

@@ -12,11 +12,11 @@ import tensorflow as tf
 
 from quickdraw_tf import make_records
 from quickdraw_tf import models
-from quickdraw_tf import run_dir
-from quickdraw_tf import summaries
 from quickdraw_tf import train
-from quickdraw_tf import train_config
 from quickdraw_tf import visualize
+from quickdraw_tf.training import run_dir
+from quickdraw_tf.training import summaries
+from quickdraw_tf.training import train_config
 from tests import verbs
 
 WORDS = ("cat", "bicycle", "fish")

@@ -1,7 +1,7 @@
 """The model zoo: `--model` names -> builders and what each one reads.
 
 Every classifier takes one dict (``ink`` and ``ink_length`` and/or ``image``,
-see `quickdraw_tf.data`) and returns float32 logits ``[batch, num_classes]``.
+see `quickdraw_tf.pipelines.data`) and returns float32 logits ``[batch, num_classes]``.
 Generative models (``trainer`` set) read and train their own way.
 """
 
@@ -62,9 +62,9 @@ MODELS = {spec.name: spec for spec in (
               stages=lambda options, epochs, head_epochs: [Stage(*s) for s in vgg19.stages(options, epochs,
                                                                                             head_epochs)]),
     ModelSpec("sketch_rnn", sketch_rnn.build, "Sketch-RNN VAE: BiLSTM 256 -> z 128 -> LSTM 512 -> 20 normals + pen",
-              ink_channels=5, trainer="quickdraw_tf.sketch_rnn_train"),
+              ink_channels=5, trainer="quickdraw_tf.training.sketch_rnn_train"),
     ModelSpec("sketch_rnn_uncond", sketch_rnn.build_unconditional, "Sketch-RNN decoder alone, unconditional",
-              ink_channels=5, trainer="quickdraw_tf.sketch_rnn_train"),
+              ink_channels=5, trainer="quickdraw_tf.training.sketch_rnn_train"),
 )}
 
 

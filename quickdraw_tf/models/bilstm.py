@@ -14,7 +14,7 @@ models/sketchrnn.py, data from stroke_loader.py), what differs and why:
   * Input scaling: the report drops drawings of <= 10 or > 1000 points and
     divides offsets by their standard deviation over the data set (sketch-rnn's
     normalisation); ours reads the records' stroke-5 as
-    `quickdraw_tf.data` makes it.
+    `quickdraw_tf.pipelines.data` makes it.
   * Initialisation: PyTorch's uniform +-1/sqrt(256) for every LSTM weight and
     both biases there; Keras' Glorot / orthogonal / forget-bias 1 here unless
     ``init="torch"``.

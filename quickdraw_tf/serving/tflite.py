@@ -39,9 +39,9 @@ import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import cli
-from quickdraw_tf import data
-from quickdraw_tf import raster
-from quickdraw_tf import run_dir
+from quickdraw_tf.drawings import raster
+from quickdraw_tf.pipelines import data
+from quickdraw_tf.training import run_dir
 
 QUANTIZATIONS = ("none", "float16", "int8")
 INK_SIGNATURE = "serving_default"
@@ -56,7 +56,7 @@ def signature_for(spec):
   """The serving signature converted for a `models.ModelSpec`; TFLiteError for fusion."""
   if spec.uses_ink and spec.uses_image:
     raise TFLiteError(f"model {spec.name!r} reads ink and the in-graph raster together; the rasteriser has no "
-                      "TFLite builtins (see quickdraw_tf/tflite.py): serve its SavedModel instead "
+                      "TFLite builtins (see quickdraw_tf/serving/tflite.py): serve its SavedModel instead "
                       "(python -m quickdraw_tf.export --format=savedmodel)")
   return INK_SIGNATURE if spec.uses_ink else IMAGE_SIGNATURE
 
@@ -151,5 +151,5 @@ def main(model, config, output, quantize):
   from quickdraw_tf import models  # pylint: disable=g-import-not-at-top
   export(model, models.get(config["model"]), config["classes"], output, run_dir.image_size(config), quantize)
   print(f"wrote {output} ({os.path.getsize(output) / 2**20:.1f} MiB) and {output}.classes.txt; run it with "
-        "quickdraw_tf.tflite.Classifier")
+        "quickdraw_tf.serving.tflite.Classifier")
   return 0

@@ -17,9 +17,9 @@ import os
 
 import tensorflow as tf
 
-from quickdraw_tf import ink as ink_lib
-from quickdraw_tf import raster
-from quickdraw_tf import records
+from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.drawings import raster
+from quickdraw_tf.pipelines import records
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Drawings are rasterised at Google's bitmap size, then resized to the model's
@@ -253,7 +253,7 @@ def _to_model_inputs_fn(spec, source, image_size, augment, raster_on_replicas):
     if source == "raster" or augment:
       points, lengths = ink_lib.decode_tf(ink, features["bbox"], features["origin"], ink_length)
     if augment:
-      from quickdraw_tf import augment as augment_lib  # pylint: disable=g-import-not-at-top
+      from quickdraw_tf.drawings import augment as augment_lib  # pylint: disable=g-import-not-at-top
       points, lengths = augment_lib.augment(points, lengths, augment, augment_seed)
       ink, ink_length = ink_lib.encode_tf(points, lengths)
     if raster_on_replicas and source == "raster":

@@ -12,8 +12,8 @@ Every sequence is padded with ``(0, 0, 0, 0, 1)`` to ``max_seq_len`` rows.
 import numpy as np
 import tensorflow as tf
 
-from quickdraw_tf import ink as ink_lib
-from quickdraw_tf import records
+from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.pipelines import records
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -13,7 +13,7 @@ import io
 
 import numpy as np
 
-from quickdraw_tf import ink as ink_lib
+from quickdraw_tf.drawings import ink as ink_lib
 
 CANVAS = 256.0
 LINE_WIDTH = 16.0

@@ -24,14 +24,14 @@ import numpy as np
 import tensorflow as tf
 
 import quickdraw_tf
-from quickdraw_tf import distribute
 from quickdraw_tf import models
 from quickdraw_tf import progress
-from quickdraw_tf import records
-from quickdraw_tf import run_dir
-from quickdraw_tf import sketch_rnn_data
-from quickdraw_tf import summaries
 from quickdraw_tf.models import sketch_rnn
+from quickdraw_tf.pipelines import records
+from quickdraw_tf.pipelines import sketch_rnn_data
+from quickdraw_tf.training import distribute
+from quickdraw_tf.training import run_dir
+from quickdraw_tf.training import summaries
 
 SUMMARY_TEMPERATURE = 0.2
 SUMMARY_DRAWINGS = 8
@@ -39,7 +39,7 @@ SUMMARY_DRAWINGS = 8
 
 def render_grid(model, strokes, lengths, titles, size=28):
   """Model-unit stroke-5 drawings -> a titled grid, uint8 ``[h, w, 3]`` (`summaries.drawing_grid`)."""
-  from quickdraw_tf import raster  # pylint: disable=g-import-not-at-top
+  from quickdraw_tf.drawings import raster  # pylint: disable=g-import-not-at-top
   images = []
   for drawing, length in zip(strokes, lengths):
     points = sketch_rnn_data.stroke5_to_points(drawing, length, model.hparams.scale_factor)
@@ -158,7 +158,7 @@ def train(config, callbacks=()):
                       callbacks=callbacks, verbose=verbose)
   model.save_weights(os.path.join(model_dir, run_dir.FINAL_WEIGHTS))
   if config.export:
-    from quickdraw_tf import sketch_rnn_export  # pylint: disable=g-import-not-at-top
+    from quickdraw_tf.serving import sketch_rnn_export  # pylint: disable=g-import-not-at-top
     best = os.path.join(model_dir, run_dir.BEST_WEIGHTS)
     if os.path.exists(best):
       model.load_weights(best)

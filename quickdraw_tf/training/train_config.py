@@ -21,9 +21,9 @@ from typing import Any, Mapping, Optional
 
 from absl import flags
 
-from quickdraw_tf import augment as augment_lib
 from quickdraw_tf import cli
-from quickdraw_tf import distribute
+from quickdraw_tf.drawings import augment as augment_lib
+from quickdraw_tf.training import distribute
 
 # TrainConfig fields that say where a run reads and writes and how it reports, not how it trains: not recorded.
 NOT_RECORDED = ("model", "records", "model_dir", "verbose", "progress", "export", "profile_batch")

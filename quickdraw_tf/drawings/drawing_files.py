@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from quickdraw_tf import ink as ink_lib
+from quickdraw_tf.drawings import ink as ink_lib
 
 
 def read_ndjson(path):

@@ -19,9 +19,9 @@ import os
 
 import keras
 
-from quickdraw_tf import backup
 from quickdraw_tf import cli
 from quickdraw_tf import models
+from quickdraw_tf.training import backup
 
 CONFIG_FILE = "config.json"
 BEST_WEIGHTS = "best.weights.h5"

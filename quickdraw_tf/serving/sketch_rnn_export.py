@@ -25,8 +25,8 @@ import keras
 import tensorflow as tf
 
 from quickdraw_tf import export as export_lib
-from quickdraw_tf import sketch_rnn_data
 from quickdraw_tf.models import sketch_rnn
+from quickdraw_tf.pipelines import sketch_rnn_data
 
 HPARAMS_ASSET = os.path.join("assets", "sketch_rnn.json")
 

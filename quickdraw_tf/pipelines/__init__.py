@@ -1,0 +1,1 @@
+"""From drawings to model inputs: the TFRecord schema (defined once) and the tf.data pipelines."""

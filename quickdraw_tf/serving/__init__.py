@@ -1,0 +1,1 @@
+"""Serving beyond the SavedModel of export.py: Sketch-RNN's signatures and TensorFlow Lite."""
