@@ -17,9 +17,11 @@ from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.models import sketch_rnn
 from quickdraw_tf.pipelines import sketch_rnn_data
 from quickdraw_tf.training import run_dir
+from tests import synthetic
 from tests import verbs
 
 TINY = {"encoder_units": 8, "latent_size": 4, "decoder_units": 16, "num_mixtures": 3}
+HYPER = {"decoder_cell": "hyper", "hyper_units": 8, "hyper_embedding": 4}
 MAX_SEQ_LEN = 60
 QUIET = verbs.QUIET
 WORDS = ("cat", "fish")
@@ -115,6 +117,83 @@ def test_a_few_steps_on_real_drawings_lower_the_reconstruction_loss(records_dir)
   model.fit(tf.data.Dataset.from_tensors(batch).repeat(10), epochs=1, verbose=0)
   after = model.evaluate(batch, verbose=0, return_dict=True)["r_loss"]
   assert after < before - 0.1, (before, after)
+
+
+def _made_up_batch(size, rows, scale_factor=20.0):
+  """tests.synthetic's drawings (their first ``rows + 1`` points) as the model's padded, scaled stroke-5."""
+  rng = np.random.default_rng(0)
+  points, lengths = np.zeros((size, rows + 1, 3), np.float32), []
+  for i in range(size):
+    drawing = ink_lib.strokes_to_points(synthetic.drawing(WORDS[i % len(WORDS)], rng))[:rows + 1]
+    drawing[-1, 2] = 1.0  # The cut drawing ends there.
+    points[i, :len(drawing)] = drawing
+    lengths.append(len(drawing))
+  strokes, length = sketch_rnn_data.points_to_stroke5(points, lengths, scale_factor)
+  return {"strokes": strokes, "length": length}
+
+
+def test_hyper_cell_scales_the_main_lstm_gate_rows_by_vectors_from_its_hyper_lstm():
+  rng = np.random.default_rng(0)
+  cell = sketch_rnn.HyperLSTMCell(6, hyper_units=5, hyper_embedding=3)
+  cell.build((None, 4))
+  for weight in cell.weights:  # Away from the start, where every scale is 0.1 whatever the hyper LSTM says.
+    weight.assign(rng.normal(size=weight.shape).astype(np.float32))
+  x = rng.normal(size=(2, 4)).astype(np.float32)
+  states = [rng.normal(size=(2, n)).astype(np.float32) for n in (6, 6, 5, 5)]
+  h, new_states = cell(x, states)
+  assert list(cell.state_size) == [6, 6, 5, 5] and cell.layer_norm and h.shape == (2, 6)
+  assert [tuple(s.shape) for s in new_states] == [(2, 6), (2, 6), (2, 5), (2, 5)]
+  hyper_h, hyper_state = cell.hyper_cell(np.concatenate([x, states[0]], 1), states[2:])  # reads [x; h]
+  np.testing.assert_allclose(new_states[2:], hyper_state, rtol=1e-5)
+  hyper_h = hyper_h.numpy()
+  z = (hyper_h @ cell.scale_embedding_kernel.numpy() + cell.scale_embedding_bias.numpy()).reshape(2, 8, 3)
+  scales = np.einsum("bke,keu->bku", z, cell.scale_projection.numpy())  # [b, 4 x gates + 4 h gates, u]
+  z_bias = (hyper_h @ cell.bias_embedding_kernel.numpy()).reshape(2, 4, 3)
+  gates = (scales[:, :4] * (x @ cell.input_kernel.numpy()).reshape(2, 4, 6)
+           + scales[:, 4:] * (states[0] @ cell.recurrent_kernel.numpy()).reshape(2, 4, 6)
+           + np.einsum("bke,keu->bku", z_bias, cell.bias_projection.numpy()) + cell.bias.numpy().reshape(4, 6))
+  expected_h, expected_c = cell.update([gates[:, k] for k in range(4)], states[1])
+  np.testing.assert_allclose(h, expected_h, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(new_states[1], expected_c, rtol=1e-4, atol=1e-5)
+  steered, _ = cell(x, states[:2] + [s + 1.0 for s in states[2:]])
+  assert np.abs(steered - h).max() > 1e-3
+
+
+def test_a_few_steps_with_the_hyper_decoder_lower_the_reconstruction_loss():
+  keras.utils.set_random_seed(1)
+  batch = _made_up_batch(8, 24)
+  model = sketch_rnn.build(**TINY, **HYPER, max_seq_len=24)
+  assert model.initial_state.units == 2 * 16 + 2 * 8  # [h, c, hyper_h, hyper_c] from z
+  model.compile(keras.optimizers.Adam(1e-2, clipvalue=1.0))
+  before = model.evaluate(batch, verbose=0, return_dict=True)["r_loss"]
+  model.fit(tf.data.Dataset.from_tensors(batch).repeat(10), epochs=1, verbose=0)
+  after = model.evaluate(batch, verbose=0, return_dict=True)["r_loss"]
+  assert after < before - 0.3, (before, after)
+  assert np.abs(model.cell.scale_embedding_kernel.numpy()).max() > 0  # The hyper network learnt (it starts at 0).
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_hyper_decoder_samples_repeat_with_the_seed_and_stop_at_p3_or_max_len(conditional):
+  keras.utils.set_random_seed(2)
+  model = sketch_rnn.build(**TINY, **HYPER, max_seq_len=12, conditional=conditional)
+  state = model.decoder_state(tf.random.normal([3, 4]), 3)
+  assert [tuple(s.shape) for s in state] == [(3, 16), (3, 16), (3, 8), (3, 8)]
+  assert np.abs(state[3]).max() > 0 if conditional else not np.any(state[3])  # tanh(W z + b) or zeros
+  strokes, _ = sketch_rnn.sample_prior(model, 3, 0.7, [1, 2], 12)
+  np.testing.assert_array_equal(sketch_rnn.sample_prior(model, 3, 0.7, [1, 2], 12)[0], strokes)
+  bias = model.output_layer.bias.numpy()
+  for pen_bias, expected in ((50.0, 0), (-50.0, 12)):
+    bias[-1] = pen_bias  # p3's logit
+    model.output_layer.bias.assign(bias)
+    np.testing.assert_array_equal(sketch_rnn.sample_prior(model, 3, 1.0, [0, 0], 12)[1], [expected] * 3)
+
+
+def test_decoder_cell_is_one_of_three_and_an_unknown_one_is_a_one_line_error():
+  with pytest.raises(ValueError, match=r"^unknown sketch_rnn decoder_cell 'gru'; valid: lstm, layer_norm, hyper$"):
+    models.build("sketch_rnn", 2, **TINY, decoder_cell="gru")
+  spelled = models.build("sketch_rnn_uncond", 2, **TINY, decoder_cell="layer_norm")
+  assert spelled.cell.layer_norm and len(spelled.cell.weights) == 3 + 2 * 5
+  assert not models.build("sketch_rnn_uncond", 2, **TINY).cell.layer_norm
 
 
 def test_records_become_padded_scaled_stroke5_and_long_drawings_are_counted(records_dir):

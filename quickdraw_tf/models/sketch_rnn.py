@@ -6,8 +6,11 @@ over stroke-5 -> ``mu``, ``sigma_hat`` (``N_z`` = 128), ``z = mu + exp(sigma_hat
 ``tanh(W_z z + b_z)``, fed ``[S_{i-1}; z]`` from ``S_0 = (0, 0, 1, 0, 0)``, with
 ``6 M + 3`` outputs per step: M = 20 bivariate normals for ``(dx, dy)`` (the
 first ``6 M`` values, 6 per component: ``pi_logit, mu_x, mu_y, log sigma_x,
-log sigma_y, atanh rho``) and 3 pen-state logits. The unconditional variant
-(the notes' 3.3) has no encoder and a zero initial state.
+log sigma_y, atanh rho``) and 3 pen-state logits. The decoder's cell is
+``decoder_cell``: "lstm", "layer_norm" (normalised gates and cell) or "hyper"
+(HyperLSTM, whose state adds the hyper LSTM's ``[h; c]``, also from ``z``).
+The unconditional variant (the notes' 3.3) has no encoder and a zero initial
+state.
 
 The model reads ``{"strokes": float32 [batch, N_max, 5], "length": int32
 [batch]}`` (`sketch_rnn_data`: offsets divided by the run's scale factor,
@@ -20,6 +23,7 @@ is the package's cuDNN-able `bilstm` encoder).
 """
 
 import dataclasses
+import itertools
 import math
 
 import keras
@@ -33,6 +37,7 @@ from quickdraw_tf.models import common
 START_OF_SKETCH = (0.0, 0.0, 1.0, 0.0, 0.0)
 END_OF_SKETCH = (0.0, 0.0, 0.0, 0.0, 1.0)
 PARAMS_PER_COMPONENT = 6
+DECODER_CELLS = ("lstm", "layer_norm", "hyper")  # magenta's LSTMCell, LayerNormLSTMCell, HyperLSTMCell
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,13 +49,20 @@ class HParams:
   decoder_units: int = 512
   num_mixtures: int = 20  # M
   recurrent_dropout: float = 0.1  # keep 0.9, on the cell's candidate (Semeniuta et al.), as magenta
-  layer_norm: bool = False  # the decoder's LSTM normalises its gates and cell (magenta's LayerNormLSTMCell)
+  decoder_cell: str = "lstm"  # one of DECODER_CELLS
+  layer_norm: bool = False  # True turns "lstm" into "layer_norm" (the older spelling, kept for existing runs)
+  hyper_units: int = 256  # the "hyper" cell's small LSTM (magenta's hyper_num_units)
+  hyper_embedding: int = 32  # its embeddings z per gate (magenta's hyper_embedding_size)
   kl_weight: float = 0.5  # w_KL
   kl_min: float = 0.2  # KL_min (magenta's kl_tolerance)
   kl_eta_min: float = 0.01  # eta_min
   kl_decay: float = 0.99995  # R (magenta's kl_decay_rate)
   max_seq_len: int = 250  # N_max
   scale_factor: float = 1.0  # offsets were divided by it (computed on the training split)
+
+  def __post_init__(self):
+    if self.decoder_cell not in DECODER_CELLS:
+      raise ValueError(f"unknown sketch_rnn decoder_cell {self.decoder_cell!r}; valid: {', '.join(DECODER_CELLS)}")
 
 
 class DecoderCell(layers.Layer):
@@ -83,7 +95,17 @@ class DecoderCell(layers.Layer):
   def call(self, inputs, states, training=False):
     h, c = states
     gates = ops.matmul(inputs, self.input_kernel) + ops.matmul(h, self.recurrent_kernel) + self.bias
-    gates = ops.split(gates, 4, axis=-1)
+    h, c = self.update(ops.split(gates, 4, axis=-1), c, training)
+    return h, [h, c]
+
+  def update(self, gates, c, training=False):
+    """The LSTM step from its pre-activations: new ``(h, c)``, float ``[b, u]`` each.
+
+    Args:
+      gates: 4 float ``[b, u]``: input gate, candidate, forget gate, output
+        gate (magenta's i, j, f, o), before normalisation and the forget bias.
+      c: float ``[b, u]``, the previous cell.
+    """
     if self.layer_norm:
       gates = [norm(g) for norm, g in zip(self.gate_norms, gates)]
     input_gate, candidate, forget_gate, output_gate = gates
@@ -92,7 +114,78 @@ class DecoderCell(layers.Layer):
       candidate = keras.random.dropout(candidate, self.recurrent_dropout, seed=self.seed_generator)
     c = c * ops.sigmoid(forget_gate + self.forget_bias) + ops.sigmoid(input_gate) * candidate
     h = ops.tanh(self.cell_norm(c) if self.layer_norm else c) * ops.sigmoid(output_gate)
-    return h, [h, c]
+    return h, c
+
+
+class HyperLSTMCell(DecoderCell):
+  """HyperLSTM (Ha, Dai & Le 2016, as magenta's ``HyperLSTMCell``): a small LSTM rescales the main one each step.
+
+  The hyper LSTM (``hyper_units``, layer-normalised, no dropout) reads ``[x;
+  h]``; from its new output ``hyper_h`` come, per gate k of (i, j, f, o),
+  embeddings ``z = W hyper_h (+ 1-initialised bias)`` (``hyper_embedding``
+  wide) and from those per-unit vectors, so that the gate's pre-activation
+  is ``d_x,k(z) * (W_x x)_k + d_h,k(z) * (W_h h)_k + b_k(z) + b_k`` (the
+  paper's weight scaling: each row of ``W_x``, ``W_h`` scaled, a dynamic
+  bias). The layer-normalised LSTM step of `DecoderCell` follows, with its
+  recurrent dropout and forget bias.
+
+  Call args: inputs float ``[b, d]``, states ``[h [b, u], c [b, u], hyper_h
+  [b, hu], hyper_c [b, hu]]``.
+  Returns: ``h`` and the new states, in that order.
+  """
+
+  def __init__(self, units, hyper_units=256, hyper_embedding=32, recurrent_dropout=0.0, forget_bias=1.0, seed=None,
+               **kwargs):
+    super().__init__(units, recurrent_dropout, layer_norm=True, forget_bias=forget_bias, seed=seed, **kwargs)
+    self.hyper_units, self.hyper_embedding = hyper_units, hyper_embedding
+    self.state_size = [units, units, hyper_units, hyper_units]
+    self.hyper_cell = DecoderCell(hyper_units, layer_norm=True, forget_bias=forget_bias, name="hyper_cell")
+
+  def build(self, input_shape):
+    super().build(input_shape)
+    self.hyper_cell.build((None, input_shape[-1] + self.units))
+    e, u = self.hyper_embedding, self.units
+    # magenta's start: every row's scale is 0.1 (embeddings of ones through 0.1 / e; Cooijmans et al.'s small-gamma
+    # trick), which the layer norm all but undoes, and the dynamic bias is 0: the hyper network learns to steer.
+    self.scale_embedding_kernel = self.add_weight((self.hyper_units, 8 * e), "zeros", name="scale_embedding_kernel")
+    self.scale_embedding_bias = self.add_weight((8 * e,), "ones", name="scale_embedding_bias")
+    self.scale_projection = self.add_weight((8, e, u), keras.initializers.Constant(0.1 / e), name="scale_projection")
+    self.bias_embedding_kernel = self.add_weight((self.hyper_units, 4 * e),
+                                                 keras.initializers.RandomNormal(stddev=0.01),
+                                                 name="bias_embedding_kernel")
+    self.bias_projection = self.add_weight((4, e, u), "zeros", name="bias_projection")
+
+  def per_gate(self, hyper_h, kernel, projection, bias=0.0):
+    """float ``[b, k u]``: k per-unit vectors, gate-major as the kernels' columns, from ``hyper_h`` ``[b, hu]``.
+
+    ``kernel`` ``[hu, k e]`` and ``bias`` make k embeddings, ``projection``
+    ``[k, e, u]`` maps each to its gate's u units.
+    """
+    k, e, u = projection.shape
+    z = ops.reshape(ops.matmul(hyper_h, kernel) + bias, (-1, k, e))
+    return ops.reshape(ops.einsum("bke,keu->bku", z, projection), (-1, k * u))
+
+  def call(self, inputs, states, training=False):
+    h, c, hyper_h, hyper_c = states
+    hyper_h, (_, hyper_c) = self.hyper_cell(ops.concatenate([inputs, h], axis=-1), [hyper_h, hyper_c],
+                                            training=training)
+    scales = self.per_gate(hyper_h, self.scale_embedding_kernel, self.scale_projection, self.scale_embedding_bias)
+    x_scale, h_scale = ops.split(scales, 2, axis=-1)
+    # The bias embeddings z_b have no bias of their own (the paper's and magenta's).
+    dynamic_bias = self.per_gate(hyper_h, self.bias_embedding_kernel, self.bias_projection)
+    gates = (x_scale * ops.matmul(inputs, self.input_kernel) + h_scale * ops.matmul(h, self.recurrent_kernel)
+             + dynamic_bias + self.bias)
+    h, c = self.update(ops.split(gates, 4, axis=-1), c, training)
+    return h, [h, c, hyper_h, hyper_c]
+
+
+def decoder_cell(hparams):
+  """The decoder's cell for ``hparams.decoder_cell`` (see `DECODER_CELLS`), named "decoder_cell"."""
+  h = hparams
+  if h.decoder_cell == "hyper":  # Layer-normalised always, as magenta's HyperLSTMCell by default.
+    return HyperLSTMCell(h.decoder_units, h.hyper_units, h.hyper_embedding, h.recurrent_dropout, name="decoder_cell")
+  return DecoderCell(h.decoder_units, h.recurrent_dropout, h.layer_norm or h.decoder_cell == "layer_norm",
+                     name="decoder_cell")
 
 
 def mixture_params(outputs, num_mixtures):
@@ -163,13 +256,14 @@ class SketchRNN(keras.Model):
     super().__init__(**kwargs)
     self.hparams = hparams
     h = hparams
+    cell = decoder_cell(h)  # Assigned below, after the encoder's layers: the weights' order stays as older runs'.
     if h.conditional:
       strokes, length = common.ink_inputs(5)
       self.encoder = keras.Model([strokes, length], bilstm.encoder(strokes, length, name="encoder_bilstm", units=h.encoder_units),
                                  name="encoder")
       self.posterior = layers.Dense(2 * h.latent_size, name="posterior")  # [mu; sigma_hat]
-      self.initial_state = layers.Dense(2 * h.decoder_units, activation="tanh", name="initial_state")
-    self.cell = DecoderCell(h.decoder_units, h.recurrent_dropout, h.layer_norm, name="decoder_cell")
+      self.initial_state = layers.Dense(sum(cell.state_size), activation="tanh", name="initial_state")
+    self.cell = cell
     self.decoder = layers.RNN(self.cell, return_sequences=True, name="decoder")
     self.output_layer = layers.Dense(PARAMS_PER_COMPONENT * h.num_mixtures + 3, dtype="float32", name="mixture")
     self.noise_seed = keras.random.SeedGenerator(0)
@@ -189,12 +283,17 @@ class SketchRNN(keras.Model):
     return posterior[:, :self.hparams.latent_size], posterior[:, self.hparams.latent_size:]
 
   def decoder_state(self, z, batch_size):
-    """The decoder's initial ``[h, c]``: ``tanh(W_z z + b_z)``, or zeros without an encoder."""
-    if not self.hparams.conditional:
-      zeros = ops.zeros((batch_size, self.hparams.decoder_units))
-      return [zeros, zeros]
-    state = self.initial_state(z)
-    return [state[:, :self.hparams.decoder_units], state[:, self.hparams.decoder_units:]]
+    """The decoder's initial state: ``tanh(W_z z + b_z)`` split, or zeros without an encoder.
+
+    One ``[b, n]`` of the cell's compute dtype per entry of its
+    ``state_size``: ``[h, c]``, or ``[h, c, hyper_h, hyper_c]`` for "hyper".
+    The hyper LSTM's part comes from ``z`` too, as in magenta, whose initial
+    state is ``tanh`` of a projection of ``z`` to the HyperLSTM's whole state.
+    """
+    sizes = list(self.cell.state_size)
+    if not self.hparams.conditional:  # The cell's dtype: `sample`'s loop keeps its state's dtype (mixed precision).
+      return [ops.zeros((batch_size, n), self.cell.compute_dtype) for n in sizes]
+    return ops.split(self.initial_state(z), list(itertools.accumulate(sizes[:-1])), axis=-1)
 
   def call(self, inputs, training=False):
     strokes, length = inputs["strokes"], inputs["length"]
@@ -328,12 +427,17 @@ def build(num_classes=0, conditional=True, **options):
     **options: `HParams` fields (the run's ``model_options``).
   """
   del num_classes
+  name = "sketch_rnn" if conditional else "sketch_rnn_uncond"
+  return SketchRNN(make_hparams(conditional, **options), name=name).build_variables()
+
+
+def make_hparams(conditional=True, **options):
+  """The `HParams` of a run's ``model_options``, checked: ValueError (one line) naming the valid names or values."""
   unknown = set(options) - {f.name for f in dataclasses.fields(HParams)}
   if unknown:
     raise ValueError(f"unknown sketch_rnn options {sorted(unknown)}; valid: "
                      f"{', '.join(f.name for f in dataclasses.fields(HParams))}")
-  name = "sketch_rnn" if conditional else "sketch_rnn_uncond"
-  return SketchRNN(HParams(conditional=conditional, **options), name=name).build_variables()
+  return HParams(conditional=conditional, **options)
 
 
 def build_unconditional(num_classes=0, **options):
