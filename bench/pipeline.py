@@ -207,7 +207,7 @@ def rasteriser_rates(records_dir):
                                              raster_on_replicas=True).take(4)]
   rates = {}
   for supersample in (8, 4):
-    rasterize = tf.function(lambda p, n, s=supersample: raster.rasterize(p, n, data.RASTER_SIZE, s))
+    rasterize = tf.function(lambda p, n, s=supersample: raster.rasterize(p, n, raster.BITMAP_SIZE, s))
     for f in batches:
       rasterize(f["points"], f["lengths"])
     count, started, cpu_started = 0, time.time(), time.process_time()

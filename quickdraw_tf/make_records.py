@@ -53,7 +53,6 @@ from quickdraw_tf.pipelines import records
 # Skip reasons that are not bad input: --strict does not stop on them.
 NOT_ERRORS = ("duplicate", "over_max_per_class", "other_category")
 REPORTED_SKIPS = 5
-BITMAP_SIDE = 28
 _UNKNOWN_RECOGNIZED = -1
 
 
@@ -295,7 +294,7 @@ def _convert_chunk(chunk):
       serialized.append(records.serialize(
           dict(ink=empty_ink, shape=empty_ink.shape, class_index=options.class_index[word], word=word, key_id="",
                countrycode="", recognized=_UNKNOWN_RECOGNIZED, bbox=np.zeros(4), origin=np.zeros(3)),
-          raster.encode_png(pixels.reshape(BITMAP_SIDE, BITMAP_SIDE))))
+          raster.encode_png(pixels.reshape(raster.BITMAP_SIZE, raster.BITMAP_SIZE))))
       rows.append((split, shard_of(image_hash, split, options), options.class_index[word], 0, image_hash, 0))
     return _pack(rows, serialized) + (skips,)
   return _examples(drawings, options) + (skips,)
@@ -773,11 +772,11 @@ def _plan(inputs, categories, image_size, skips):
     npy_paths = [source.path for source in found if source.format == "npy"]
     raise MakeRecordsError("numpy_bitmap .npy files hold images only and cannot share a records directory with "
                            f"vector drawings: convert them separately ({npy_paths[:3]})")
-  if not has_ink and image_size not in (0, BITMAP_SIDE):
-    raise MakeRecordsError(f"numpy_bitmap images are {BITMAP_SIDE}x{BITMAP_SIDE}: --stored_image_size must be 0 or "
-                           f"{BITMAP_SIDE}, got {image_size} (the input pipeline resizes them)")
+  if not has_ink and image_size not in (0, raster.BITMAP_SIZE):
+    raise MakeRecordsError(f"numpy_bitmap images are {raster.BITMAP_SIZE}x{raster.BITMAP_SIZE}: --stored_image_size must be 0 or "
+                           f"{raster.BITMAP_SIZE}, got {image_size} (the input pipeline resizes them)")
   if not has_ink:
-    image_size = BITMAP_SIDE
+    image_size = raster.BITMAP_SIZE
   if categories is None:
     # Names that cannot be a class are left out here; their records are counted as bad_word.
     class_names = sorted(w for w in set().union(*map(sources.scan_words, found)) if not records.class_name_problem(w))

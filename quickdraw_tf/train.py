@@ -173,7 +173,7 @@ def _ink_pictures(features):
   length = features["ink_length"]
   batch = tf.shape(ink)[0]
   points, lengths = ink_lib.decode_tf(ink, tf.tile([[0.0, 0.0, 1.0, 1.0]], [batch, 1]), tf.zeros([batch, 3]), length)
-  return raster.rasterize(points, lengths, 28).numpy()
+  return raster.rasterize(points, lengths).numpy()
 
 
 def train(config):

@@ -56,7 +56,6 @@ PARTS = ("activations", "filters", "strokes", "embeddings")
 LOG_SUBDIR = os.path.join("logs", "visualize")
 PROJECTOR_SUBDIR = os.path.join("logs", "projector")
 EMBEDDING_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"  # How tf.train.Checkpoint names the variable.
-SPRITE_SIZE = 28
 EPSILON = 1e-5  # Against division by a zero gradient (the report's fix for its overflow).
 
 
@@ -448,10 +447,10 @@ def embeddings(model, spec, records_dir, split="test", max_examples=1000, image_
     ``[n]``, pictures float32 ``[n, 28, 28, 1]`` in [0, 1] (1 = ink).
   """
   # Ask the pipeline for 28-px pictures as well: sequence models get one beside their ink.
-  picture_spec = spec if spec.uses_image else dataclasses.replace(spec, image_size=SPRITE_SIZE)
+  picture_spec = spec if spec.uses_image else dataclasses.replace(spec, image_size=raster.BITMAP_SIZE)
   try:
     dataset = data.make_dataset(records_dir, split, picture_spec, batch_size,
-                                image_size=image_size if spec.uses_image else SPRITE_SIZE, bucket=False,
+                                image_size=image_size if spec.uses_image else raster.BITMAP_SIZE, bucket=False,
                                 deterministic=True)
   except data.RecordsError as e:
     raise VisualizeError(str(e)) from None
@@ -463,8 +462,8 @@ def embeddings(model, spec, records_dir, split="test", max_examples=1000, image_
   for batch, label in batches:
     batch_features, logits = sub({name: batch[name] for name in names}, training=False)
     image = batch["image"]
-    if image.shape[1] != SPRITE_SIZE:
-      image = tf.image.resize(image, [SPRITE_SIZE, SPRITE_SIZE], antialias=True)
+    if image.shape[1] != raster.BITMAP_SIZE:
+      image = tf.image.resize(image, [raster.BITMAP_SIZE, raster.BITMAP_SIZE], antialias=True)
     features.append(keras.ops.convert_to_numpy(batch_features).astype(np.float32))
     predictions.append(np.argmax(keras.ops.convert_to_numpy(logits), axis=1))
     labels.append(label.numpy())
@@ -518,7 +517,7 @@ def write_projector(log_dir, features, labels, predictions, pictures, class_name
   embedding.tensor_name = EMBEDDING_TENSOR
   embedding.metadata_path = "metadata.tsv"
   embedding.sprite.image_path = "sprite.png"
-  embedding.sprite.single_image_dim.extend([SPRITE_SIZE, SPRITE_SIZE])
+  embedding.sprite.single_image_dim.extend([raster.BITMAP_SIZE, raster.BITMAP_SIZE])
   projector.visualize_embeddings(log_dir, config)
   # TensorBoard lists only directories with event files as runs, and looks for projectors in runs.
   with tf.summary.create_file_writer(log_dir).as_default(step=0):

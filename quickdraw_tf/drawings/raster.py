@@ -18,6 +18,8 @@ from quickdraw_tf.drawings import ink as ink_lib
 CANVAS = 256.0
 LINE_WIDTH = 16.0
 PADDING = 16.0
+# Side of Google's numpy_bitmap images, in pixels: where drawings become pictures unless a model asks for more.
+BITMAP_SIZE = 28
 # Side of the square viewport, in canvas units, that maps onto the image.
 VIEWPORT = CANVAS + 2 * PADDING + LINE_WIDTH
 
@@ -80,7 +82,7 @@ def _draw(points, size):
   return surface
 
 
-def render(points, size=28):
+def render(points, size=BITMAP_SIZE):
   """Renders a drawing on a cairo alpha surface, as `render_svg` does without the SVG document.
 
   Same transform, line width, round caps and joins as the SVG; each stroke is
@@ -100,14 +102,14 @@ def render(points, size=28):
   return np.frombuffer(surface.get_data(), np.uint8).reshape(size, stride)[:, :size].copy()
 
 
-def render_png(points, size=28):
+def render_png(points, size=BITMAP_SIZE):
   """`render`'s image as grayscale PNG bytes, written by cairo (half the time of `encode_png`)."""
   out = io.BytesIO()
   _draw(points, size).write_to_png(out)
   return out.getvalue()
 
 
-def render_svg(points, size=28):
+def render_svg(points, size=BITMAP_SIZE):
   """Renders a drawing's SVG document (`to_svg`) with cairosvg: the reference `render` is held to.
 
   Same arguments and result as `render`, about 8x slower (an SVG document is
@@ -167,7 +169,7 @@ def _running_max(x):
   return x
 
 
-def rasterize(points, lengths, size=28, supersample=8):
+def rasterize(points, lengths, size=BITMAP_SIZE, supersample=8):
   """Renders padded batches of drawings in TensorFlow ops.
 
   Same geometry as `render` and Google's ``numpy_bitmap``: drawings outside

@@ -25,7 +25,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 # Drawings are rasterised at Google's bitmap size, then resized to the model's
 # input, as the reference report resized 28x28 bitmaps for AlexNet: vector and
 # numpy_bitmap records then give the same kind of image.
-RASTER_SIZE = 28
 # Upper bounds of the length buckets (points); longer drawings share the last.
 BUCKET_BOUNDARIES = (16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 224, 320)
 # Shuffle seed of the deterministic mode when none is given.
@@ -59,7 +58,7 @@ def model_inputs(spec, ink=None, ink_length=None, points=None, lengths=None, ima
   if spec.uses_image:
     size = image_size or spec.image_size
     if image is None:
-      image = raster.rasterize(points, lengths, RASTER_SIZE)
+      image = raster.rasterize(points, lengths, raster.BITMAP_SIZE)
     else:
       image = tf.cast(image, tf.float32) / 255.0
     if image.shape[1] != size:

@@ -17,7 +17,7 @@ forms), and the interpreters here cannot run TensorFlow (Flex) ops: neither
 SavedModel's ``serving_image`` signature, ``image`` uint8 ``[1, h, w, 1]``
 (255 = ink, any size, resized in the graph) in, the same outputs out; the
 drawing is rasterised before, by `rasterize` here (the serving graph's own
-rasteriser, `raster.rasterize`, at `data.RASTER_SIZE`) or by an app drawing
+rasteriser, `raster.rasterize`, at `raster.BITMAP_SIZE`) or by an app drawing
 strokes with the same geometry (`raster.render`). ``fusion`` reads both ink
 and the rasterised image in one graph and is not converted.
 
@@ -40,7 +40,6 @@ import tensorflow as tf
 
 from quickdraw_tf import cli
 from quickdraw_tf.drawings import raster
-from quickdraw_tf.pipelines import data
 from quickdraw_tf.training import run_dir
 
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -113,7 +112,7 @@ def interpreter(model_path, num_threads=None):
 
 @tf.function(input_signature=[tf.TensorSpec([1, None, 3], tf.float32), tf.TensorSpec([1], tf.int32)])
 def _rasterize_graph(points, lengths):
-  return raster.rasterize(points, lengths, data.RASTER_SIZE)  # A graph, as in serving: eager ops are ~10x slower.
+  return raster.rasterize(points, lengths, raster.BITMAP_SIZE)  # A graph, as in serving: eager ops are ~10x slower.
 
 
 def rasterize(points):

@@ -26,6 +26,7 @@ import tensorflow as tf
 import quickdraw_tf
 from quickdraw_tf import models
 from quickdraw_tf import progress
+from quickdraw_tf.drawings import raster
 from quickdraw_tf.models import sketch_rnn
 from quickdraw_tf.pipelines import records
 from quickdraw_tf.pipelines import sketch_rnn_data
@@ -37,9 +38,8 @@ SUMMARY_TEMPERATURE = 0.2
 SUMMARY_DRAWINGS = 8
 
 
-def render_grid(model, strokes, lengths, titles, size=28):
+def render_grid(model, strokes, lengths, titles, size=raster.BITMAP_SIZE):
   """Model-unit stroke-5 drawings -> a titled grid, uint8 ``[h, w, 3]`` (`summaries.drawing_grid`)."""
-  from quickdraw_tf.drawings import raster  # pylint: disable=g-import-not-at-top
   images = []
   for drawing, length in zip(strokes, lengths):
     points = sketch_rnn_data.stroke5_to_points(drawing, length, model.hparams.scale_factor)
@@ -139,6 +139,7 @@ def train(config, callbacks=()):
   run = {"model": config.model, "classes": class_names, "image_size": 0, "model_options": options,
          "records": os.path.abspath(records_dir), "data": counts, "training": config.record(),
          "version": quickdraw_tf.__version__}
+  sketch_rnn.make_hparams(config.model != "sketch_rnn_uncond", **options)  # Bad options: before the run dir changes.
   run_dir.start(model_dir, run)
   keras.mixed_precision.set_global_policy(distribute.precision_policy(config.mixed_precision, strategy_obj))
   with strategy_obj.scope():
