@@ -31,6 +31,7 @@ from keras import layers
 from keras import ops
 import tensorflow as tf
 
+from quickdraw_tf import cli
 from quickdraw_tf.models import bilstm
 from quickdraw_tf.models import common
 
@@ -61,8 +62,7 @@ class HParams:
   scale_factor: float = 1.0  # offsets were divided by it (computed on the training split)
 
   def __post_init__(self):
-    if self.decoder_cell not in DECODER_CELLS:
-      raise ValueError(f"unknown sketch_rnn decoder_cell {self.decoder_cell!r}; valid: {', '.join(DECODER_CELLS)}")
+    cli.check_choice(self.decoder_cell, DECODER_CELLS, "sketch_rnn decoder_cell")
 
 
 class DecoderCell(layers.Layer):
