@@ -10,6 +10,9 @@ bool ``[batch]``. All preprocessing (normalise, delta-encode, stroke-5,
 rasterise) runs in the graph through `data.model_inputs`, the function the
 training pipeline uses. Image models also get ``serving_image``: ``image``
 uint8 ``[batch, h, w, 1]`` (255 = ink, like numpy_bitmap) -> the same outputs.
+Models that read both (``fusion``) get ``serving_ink_image``: ``ink``,
+``length`` and an ``image`` of the same drawings, rasterised elsewhere (as
+TFLite needs: see `serving.tflite`) -> the same outputs.
 The class names, in the order of ``probabilities``, are in
 ``assets/classes.txt``.
 
@@ -117,22 +120,38 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K, b
     encoded, encoded_length = ink_lib.encode_tf(ink, length)
     return outputs(data.model_inputs(spec, encoded, encoded_length, ink, length, image_size=image_size), valid)
 
+  def serve_image(image):
+    image = _with_blank_row(image)  # As serve_ink's placeholder: an empty batch gives empty outputs.
+    return outputs(data.model_inputs(spec, image=image, image_size=image_size),
+                   tf.ones(tf.shape(image)[:1] - 1, tf.bool))
+
+  def serve_ink_image(ink, length, image):
+    ink, length, valid = serving_ink(ink, length)
+    if ink.shape[0] is None:  # serving_ink appended its placeholder row: the image gets a blank one.
+      image = _with_blank_row(image)
+    same_batch = tf.debugging.assert_equal(tf.shape(image)[0], tf.shape(ink)[0],
+                                           message="ink and image must have the same batch size")
+    with tf.control_dependencies([same_batch]):
+      image = tf.identity(image)
+    encoded, encoded_length = ink_lib.encode_tf(ink, length)
+    return outputs(data.model_inputs(spec, encoded, encoded_length, image=image, image_size=image_size), valid)
+
+  ink_spec = [tf.TensorSpec([batch_size, None, 3], tf.float32, name="ink"),
+              tf.TensorSpec([batch_size], tf.int32, name="length")]
+  image_spec = [tf.TensorSpec([batch_size, None, None, 1], tf.uint8, name="image")]
   archive = keras.export.ExportArchive()
   archive.track(model)
-  archive.add_endpoint("serving_default", serve_ink, input_signature=[
-      tf.TensorSpec([batch_size, None, 3], tf.float32, name="ink"),
-      tf.TensorSpec([batch_size], tf.int32, name="length")])
+  archive.add_endpoint("serving_default", serve_ink, input_signature=ink_spec)
   if spec.uses_image and not spec.uses_ink:
-
-    def serve_image(image):
-      # A blank image appended, as in serve_ink: an empty batch gives empty outputs.
-      image = tf.concat([image, tf.zeros(tf.concat([[1], tf.shape(image)[1:]], 0), tf.uint8)], 0)
-      return outputs(data.model_inputs(spec, image=image, image_size=image_size),
-                     tf.ones(tf.shape(image)[:1] - 1, tf.bool))
-
-    archive.add_endpoint("serving_image", serve_image,
-                         input_signature=[tf.TensorSpec([batch_size, None, None, 1], tf.uint8, name="image")])
+    archive.add_endpoint("serving_image", serve_image, input_signature=image_spec)
+  if spec.uses_image and spec.uses_ink:
+    archive.add_endpoint("serving_ink_image", serve_ink_image, input_signature=ink_spec + image_spec)
   write_archive(archive, output_dir, {CLASSES_ASSET: "".join(name + "\n" for name in class_names)})
+
+
+def _with_blank_row(image):
+  """uint8 ``[batch, h, w, 1]`` -> ``[batch + 1, h, w, 1]``, a blank image appended."""
+  return tf.concat([image, tf.zeros(tf.concat([[1], tf.shape(image)[1:]], 0), tf.uint8)], 0)
 
 
 def write_archive(archive, output_dir, assets):

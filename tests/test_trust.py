@@ -17,6 +17,7 @@ from quickdraw_tf import evaluate
 from quickdraw_tf import export
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf.serving import tflite
 from quickdraw_tf.training import backup
 from tests import test_download
 from tests import verbs
@@ -175,6 +176,30 @@ def test_serving_an_empty_batch_gives_empty_outputs(serving):
   out = _serve(serving, np.zeros((0, 0, 3)), np.zeros(0))
   assert out["probabilities"].shape == (0, 3) and out["valid"].shape == (0,)
   assert out["top_k_classes"].shape == (0, 3)
+
+
+@pytest.fixture(scope="module")
+def fusion_serving(tmp_path_factory):
+  path = tmp_path_factory.mktemp("fusion") / "sm"
+  export.export(models.build("fusion", 3, image_size=32), models.get("fusion"), ["a", "b", "c"], str(path), 32)
+  return tf.saved_model.load(str(path)).signatures
+
+
+def test_fusion_serves_ink_with_an_image_rasterised_elsewhere_as_from_ink_alone(fusion_serving):
+  ink = _drawings(3)
+  ink[1, 2, 0] = np.nan  # Not classified, whatever the image holds.
+  image = np.concatenate([tflite.rasterize(points) for points in ink])
+  both = fusion_serving["serving_ink_image"](ink=tf.constant(ink), length=tf.constant([8, 8, 8]),
+                                            image=tf.constant(image))
+  alone = _serve(fusion_serving["serving_default"], ink, [8, 8, 8])
+  assert both["valid"].numpy().tolist() == alone["valid"].tolist() == [True, False, True]
+  np.testing.assert_allclose(both["probabilities"].numpy(), alone["probabilities"], atol=1e-5)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="ink and image must have the same batch size"):
+    fusion_serving["serving_ink_image"](ink=tf.constant(ink), length=tf.constant([8, 8, 8]),
+                                        image=tf.constant(image[:2]))
+  empty = fusion_serving["serving_ink_image"](ink=tf.zeros([0, 0, 3]), length=tf.zeros([0], tf.int32),
+                                             image=tf.zeros([0, 28, 28, 1], tf.uint8))
+  assert empty["probabilities"].shape == (0, 3)
 
 
 # --- predict with hostile input ---

@@ -18,8 +18,10 @@ SavedModel's ``serving_image`` signature, ``image`` uint8 ``[1, h, w, 1]``
 (255 = ink, any size, resized in the graph) in, the same outputs out; the
 drawing is rasterised before, by `rasterize` here (the serving graph's own
 rasteriser, `raster.rasterize`, at `raster.BITMAP_SIZE`) or by an app drawing
-strokes with the same geometry (`raster.render`). ``fusion`` reads both ink
-and the rasterised image in one graph and is not converted.
+strokes with the same geometry (`raster.render`). ``fusion`` reads both: its
+``.tflite`` has the SavedModel's ``serving_ink_image`` signature, ``ink`` and
+``length`` as the sequence models' plus ``image`` as the image models', the
+image rasterised before in the same way.
 
 The class names, in the order of ``probabilities``, go to
 ``<output>.classes.txt``. Quantisation (``--quantize``): ``float16`` stores
@@ -45,6 +47,7 @@ from quickdraw_tf.training import run_dir
 QUANTIZATIONS = ("none", "float16", "int8")
 INK_SIGNATURE = "serving_default"
 IMAGE_SIGNATURE = "serving_image"
+INK_IMAGE_SIGNATURE = "serving_ink_image"
 
 
 class TFLiteError(cli.Error, ValueError):
@@ -52,11 +55,9 @@ class TFLiteError(cli.Error, ValueError):
 
 
 def signature_for(spec):
-  """The serving signature converted for a `models.ModelSpec`; TFLiteError for fusion."""
+  """The serving signature converted for a `models.ModelSpec`: ink, image, or both (fusion)."""
   if spec.uses_ink and spec.uses_image:
-    raise TFLiteError(f"model {spec.name!r} reads ink and the in-graph raster together; the rasteriser has no "
-                      "TFLite builtins (see quickdraw_tf/serving/tflite.py): serve its SavedModel instead "
-                      "(python -m quickdraw_tf.export --format=savedmodel)")
+    return INK_IMAGE_SIGNATURE
   return INK_SIGNATURE if spec.uses_ink else IMAGE_SIGNATURE
 
 
@@ -65,7 +66,7 @@ def convert_saved_model(saved_model_dir, signature, quantize="none"):
 
   Args:
     saved_model_dir: written by `export.export` with ``batch_size=1``.
-    signature: `INK_SIGNATURE` or `IMAGE_SIGNATURE`.
+    signature: `INK_SIGNATURE`, `IMAGE_SIGNATURE` or `INK_IMAGE_SIGNATURE`.
     quantize: one of `QUANTIZATIONS`.
 
   Returns:
@@ -86,7 +87,7 @@ def export(model, spec, class_names, output, image_size=None, quantize="none"):
   Args: as `export.export`, plus quantize (one of `QUANTIZATIONS`).
 
   Raises:
-    TFLiteError: fusion, or an unknown quantisation.
+    TFLiteError: an unknown quantisation.
   """
   from quickdraw_tf import export as export_lib  # pylint: disable=g-import-not-at-top
   signature = signature_for(spec)
@@ -138,10 +139,12 @@ class Classifier:
   def __call__(self, points):
     """points float32 ``[n, 3]`` -> dict of the signature's outputs, batch row 0 (numpy)."""
     points = np.asarray(points, np.float32)
-    if self.signature == IMAGE_SIGNATURE:
-      outputs = self.runner(image=rasterize(points))
-    else:
-      outputs = self.runner(ink=points[None], length=np.array([len(points)], np.int32))
+    inputs = {}
+    if self.signature != IMAGE_SIGNATURE:
+      inputs.update(ink=points[None], length=np.array([len(points)], np.int32))
+    if self.signature != INK_SIGNATURE:
+      inputs.update(image=rasterize(points))
+    outputs = self.runner(**inputs)
     return {name: value[0] for name, value in outputs.items()}
 
 
