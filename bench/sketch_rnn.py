@@ -66,6 +66,7 @@ def build_records(name, classes):
   out = os.path.join(FLAGS.runs_dir, "records", name)
   if not (records.is_complete(out) and records.read_classes(out) == sorted(classes)):
     shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(os.path.dirname(out), exist_ok=True)  # make_records creates the records directory, not its parents.
     inputs = [os.path.join(FLAGS.data_dir, "strokes", FLAGS.source, f"{c}.ndjson") for c in classes]
     make_records.convert(inputs, out, progress=False, num_shards=1, workers=1)
   return out
