@@ -175,9 +175,8 @@ def main(_):
   train(FLAGS.classifier, all_records, classifier_dir, FLAGS.classifier_budget,
         extra=["--image_size=64"] if models.get(FLAGS.classifier).uses_image else [])
   classifier = tf.saved_model.load(os.path.join(classifier_dir, run_dir_lib.SAVED_MODEL))
-  labels, probabilities = evaluate.predict_saved_model(os.path.join(classifier_dir, run_dir_lib.SAVED_MODEL),
-                                                       all_records, "test")
-  class_names = records.read_classes(all_records)
+  labels, probabilities, class_names = evaluate.predict_saved_model(
+      os.path.join(classifier_dir, run_dir_lib.SAVED_MODEL), all_records, "test")
   curve_rows, test_rows, recognition_rows = [], [], []
   for name in FLAGS.classes:
     records_dir = build_records(name, [name])
