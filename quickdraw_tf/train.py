@@ -103,19 +103,12 @@ class TrainError(cli.Error):
   """A problem the user can act on."""
 
 
-class StartingStep(keras.callbacks.Callback):
-  """Says where training starts: after BackupAndRestore, a resumed run starts past 0."""
-
-  def on_train_begin(self, logs=None):
-    step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-    print(f"train: starting at step {step}, epoch {(self.model._initial_epoch or 0) + 1}", flush=True)  # pylint: disable=protected-access
-
-
 class TimeBudget(keras.callbacks.Callback):
   """Stops training once ``seconds`` of training have passed (benchmarks give every model the same budget).
 
   ``clock`` "wall" counts wall-clock time, "cpu" the CPU time of this process
-  over all its threads, which other work on the machine does not inflate.
+  over all its threads, which other work on the machine does not inflate. A
+  resumed run counts what its backup had spent (`backup.BackupAndRestore`).
   """
 
   def __init__(self, seconds, clock="wall"):
@@ -124,13 +117,25 @@ class TimeBudget(keras.callbacks.Callback):
     self.clock = time.process_time if clock == "cpu" else time.time
     self.clock_name = "CPU" if clock == "cpu" else "wall"
     self.started = None
+    self.spent_before = 0.0  # By earlier processes of this run, up to the backup it resumed from.
 
   def on_train_begin(self, logs=None):
     if self.started is None:  # One budget for all of train's stages (fits).
       self.started = self.clock()
 
+  def spent(self):
+    return self.spent_before + (self.clock() - self.started if self.started is not None else 0.0)
+
+  def backup_state(self):
+    return {"spent": self.spent()}
+
+  def restore_backup_state(self, state):
+    self.spent_before = float(state["spent"])
+    print(f"train: {self.spent_before:.0f} of the {self.seconds:g} {self.clock_name} seconds of --time_budget were "
+          "spent before this resumption", flush=True)
+
   def on_train_batch_end(self, batch, logs=None):
-    if self.clock() - self.started >= self.seconds:
+    if self.spent() >= self.seconds:
       self.model.stop_training = True
       step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
       progress.write(f"train: time budget of {self.seconds:g} {self.clock_name} seconds spent at step {step}")
@@ -193,7 +198,7 @@ def train(config):
     if spec.trainer:  # A generative model trains its own way (its module's train), with these callbacks.
       budget = [TimeBudget(config.time_budget, config.budget_clock)] if config.time_budget else []
       try:
-        return importlib.import_module(spec.trainer).train(config, callbacks=[StartingStep(), *budget])
+        return importlib.import_module(spec.trainer).train(config, callbacks=budget)
       except ValueError as e:  # Its records or options: one line.
         raise TrainError(str(e)) from None
     return _train_classifier(config, spec)
@@ -264,22 +269,22 @@ def _datasets(config, spec, size, raster_on_replicas):
 
 def _callbacks(config, out_dir, eval_data, class_names, replica_inputs):
   """Backups, checkpoints, TensorBoard and summaries; the schedule, early stop and time budget as configured."""
-  callbacks = [*run_dir.training_callbacks(out_dir, config.checkpoint_steps, config.profile_batch), StartingStep()]
+  carried = []  # Their state goes into the backups: a resumed run goes on as if never stopped.
   if eval_data is not None:
-    callbacks += [
+    carried += [
         keras.callbacks.ModelCheckpoint(os.path.join(out_dir, run_dir.BEST_WEIGHTS), monitor="val_accuracy",
                                         mode="max", save_best_only=True, save_weights_only=True),
         Summaries(os.path.join(out_dir, run_dir.LOGS_DIR), eval_data.take(4).map(lambda f, label: (replica_inputs(f), label)), class_names,
                   config.batch_size),
     ]
   if config.lr_factor < 1 and (eval_data is not None or config.lr_monitor == "train_loss"):
-    callbacks.append(keras.callbacks.ReduceLROnPlateau(train_config.LR_MONITORS[config.lr_monitor],
-                                                       factor=config.lr_factor, patience=config.lr_patience))
+    carried.append(keras.callbacks.ReduceLROnPlateau(train_config.LR_MONITORS[config.lr_monitor],
+                                                     factor=config.lr_factor, patience=config.lr_patience))
   if config.stop_patience and eval_data is not None:
-    callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.stop_patience, mode="max"))
+    carried.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.stop_patience, mode="max"))
   if config.time_budget:
-    callbacks.append(TimeBudget(config.time_budget, config.budget_clock))
-  return callbacks
+    carried.append(TimeBudget(config.time_budget, config.budget_clock))
+  return run_dir.training_callbacks(out_dir, config.checkpoint_steps, carried, config.profile_batch)
 
 
 def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, backup_dir, replica_inputs):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from quickdraw_tf import evaluate
 from quickdraw_tf import export
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf import train
 from quickdraw_tf.serving import tflite
 from quickdraw_tf.training import backup
 from tests import test_download
@@ -370,6 +372,62 @@ def test_an_unreadable_backup_names_the_file_and_the_way_out(records_dir, traine
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert f"the backup file {weights} cannot be read" in result.stderr
   assert f"remove {model_dir / 'backup'}" in result.stderr
+
+
+def _stopping_callbacks():
+  return [keras.callbacks.EarlyStopping("val_accuracy", patience=3, mode="max"),
+          keras.callbacks.ReduceLROnPlateau("val_loss", patience=2),
+          keras.callbacks.ModelCheckpoint("unused.weights.h5", "val_accuracy", save_best_only=True, mode="max",
+                                          save_weights_only=True),
+          train.TimeBudget(600, "cpu")]
+
+
+def test_a_resumed_run_keeps_its_patience_best_accuracy_and_spent_budget(tmp_path):
+  """Keras resets these at every fit: restored from the backup, a resumed run stops and saves as if never stopped."""
+  model = models.build("bilstm", 2)
+  model.compile(keras.optimizers.Adam())
+  model.optimizer.build(model.trainable_variables)
+  early, plateau, best, budget = carried = _stopping_callbacks()
+  early.wait, early.best, early.best_epoch = 2, np.float32(0.625), 4
+  plateau.wait, plateau.best, plateau.cooldown_counter = 1, 0.75, 0
+  best.best, budget.spent_before = np.float64(0.625), 123.5
+  saver = backup.BackupAndRestore(str(tmp_path), carried=carried)
+  saver.set_model(model)
+  saver._current_epoch, saver._last_batch_seen = 6, 0  # pylint: disable=protected-access
+  saver._save_model()  # pylint: disable=protected-access
+
+  resumed = _stopping_callbacks()
+  restorer = backup.BackupAndRestore(str(tmp_path), carried=resumed)
+  restorer.set_model(model)
+  for callback in resumed:
+    callback.set_model(model)
+    callback.on_train_begin()  # Keras' own reset, before the backup's (which runs after them).
+  restorer.on_train_begin()
+  early, plateau, best, budget = resumed
+  assert (early.wait, early.best, early.best_epoch) == (2, 0.625, 4)
+  assert (plateau.wait, plateau.best, plateau.cooldown_counter) == (1, 0.75, 0)
+  assert best.best == 0.625 and budget.spent() >= 123.5
+  early.on_train_begin()  # A next training stage (another fit) starts them afresh, as Keras does ...
+  restorer.on_train_begin()
+  assert early.wait == 0 and early.best is None  # ... and the backup does not restore them again.
+
+
+def test_a_resumed_run_counts_the_time_budget_its_backup_had_spent(records_dir, tmp_path):
+  model_dir = tmp_path / "run"
+  args = _train_args(records_dir, model_dir, "bilstm", "--time_budget=100000", "--budget_clock=cpu",
+                     "--stop_patience=5")
+  result = verbs.run("train", *[arg.replace("--epochs=2", "--epochs=1") for arg in args])
+  assert result.returncode == 0, result.stderr[-3000:]
+  with h5py.File(model_dir / "backup" / "latest.weights.h5", "r") as f:
+    state = json.loads(f.attrs[backup.STATE_ATTR])
+  kinds = {key.split(":")[1]: value for key, value in state["callbacks"].items()}
+  assert set(kinds) == {"ModelCheckpoint", "ReduceLROnPlateau", "EarlyStopping", "TimeBudget"}, kinds
+  spent = kinds["TimeBudget"]["spent"]
+  assert 0 < spent < 100000 and kinds["EarlyStopping"]["best"] == kinds["ModelCheckpoint"]["best"]
+  result = verbs.run("train", *args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"train: {spent:.0f} of the 100000 CPU seconds of --time_budget were spent before this resumption" in \
+      result.stdout, result.stdout
 
 
 # --- The README's flow, with two classes ---

@@ -68,22 +68,35 @@ def start(model_dir, run):
     json.dump(run, f, indent=1)
 
 
-def training_callbacks(model_dir, checkpoint_steps, profile_batch=0):
-  """The callbacks that fill a run directory: backups, a checkpoint per epoch, TensorBoard.
+def training_callbacks(model_dir, checkpoint_steps, carried=(), profile_batch=0):
+  """The callbacks that fill a run directory, around ``carried``: a checkpoint per epoch, TensorBoard, backups.
 
-  Weights, optimizer state (so the step counter) and epoch are backed up every
-  ``checkpoint_steps`` steps and after every epoch (one callback cannot do
-  both); both restore the same backup, and an interrupted epoch runs again
-  from its first batch.
+  Weights, optimizer state (so the step counter and learning rate), epoch and
+  the state of the ``carried`` callbacks (`backup.callback_state`) are
+  backed up every ``checkpoint_steps`` steps and after every epoch (one
+  callback cannot do both); both restore the same backup, and an interrupted
+  epoch runs again from its first batch. Returns them in the order they must
+  run: the backups after ``carried``. A callback that reads the restored run
+  (the step it starts at) goes after all of them.
   """
   backup_dir = os.path.join(model_dir, BACKUP_DIR)
   return [
-      backup.BackupAndRestore(backup_dir, save_freq=checkpoint_steps),
-      backup.BackupAndRestore(backup_dir, save_freq="epoch"),
       keras.callbacks.ModelCheckpoint(os.path.join(model_dir, CHECKPOINTS_DIR, "epoch{epoch:03d}.weights.h5"),
                                       save_weights_only=True),
       keras.callbacks.TensorBoard(os.path.join(model_dir, LOGS_DIR), profile_batch=profile_batch or 0),
+      *carried,
+      backup.BackupAndRestore(backup_dir, save_freq=checkpoint_steps, carried=carried),
+      backup.BackupAndRestore(backup_dir, save_freq="epoch", carried=carried),
+      StartingStep(),
   ]
+
+
+class StartingStep(keras.callbacks.Callback):
+  """Says where training starts: after BackupAndRestore, a resumed run starts past 0."""
+
+  def on_train_begin(self, logs=None):
+    step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+    print(f"train: starting at step {step}, epoch {(self.model._initial_epoch or 0) + 1}", flush=True)  # pylint: disable=protected-access
 
 
 def _difference(key, before, now):

@@ -96,18 +96,17 @@ def data_options(records_dir, model_dir, model_options):
 
 
 def _callbacks(config, train_callbacks, eval_data):
-  """Backups, checkpoints, TensorBoard and sketch summaries around ``train_callbacks`` (start report, budget)."""
+  """Backups, checkpoints, TensorBoard and sketch summaries around ``train_callbacks`` (the time budget)."""
   model_dir = config.model_dir
-  callbacks = [
-      *run_dir.training_callbacks(model_dir, config.checkpoint_steps, config.profile_batch),
+  carried = [  # Their state goes into the backups: a resumed run goes on as if never stopped.
       *train_callbacks,
       SketchSummaries(os.path.join(model_dir, run_dir.LOGS_DIR),
                       next(iter(eval_data)) if eval_data is not None else None, config.batch_size, config.seed),
   ]
   if eval_data is not None:
-    callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(model_dir, run_dir.BEST_WEIGHTS),
-                                                     monitor="val_loss", save_best_only=True, save_weights_only=True))
-  return callbacks
+    carried.append(keras.callbacks.ModelCheckpoint(os.path.join(model_dir, run_dir.BEST_WEIGHTS),
+                                                   monitor="val_loss", save_best_only=True, save_weights_only=True))
+  return run_dir.training_callbacks(model_dir, config.checkpoint_steps, carried, config.profile_batch)
 
 
 def train(config, callbacks=()):
@@ -115,7 +114,7 @@ def train(config, callbacks=()):
 
   ``clip_norm`` clips every gradient element to ``[-clip_norm, clip_norm]``,
   as magenta's sketch-rnn clips (``tf.clip_by_value``), not by global norm.
-  ``callbacks`` come from train (its start report and time budget).
+  ``callbacks`` come from train (its time budget).
 
   Returns:
     the Keras ``History``.
