@@ -130,7 +130,7 @@ class TimeBudget(keras.callbacks.Callback):
     return {"spent": self.spent()}
 
   def restore_backup_state(self, state):
-    self.spent_before = float(state["spent"])
+    self.spent_before = float(state.get("spent", 0.0))
     print(f"train: {self.spent_before:.0f} of the {self.seconds:g} {self.clock_name} seconds of --time_budget were "
           "spent before this resumption", flush=True)
 

@@ -89,6 +89,14 @@ def read_carried_state(backup_dir, kind):
   return next((value for key, value in state.get("callbacks", {}).items() if key.split(":")[1] == kind), None)
 
 
+def _numbers_by_callback(carried):
+  """Whether ``carried`` is {key: None or {name: number or None}}, as `BackupAndRestore` writes it."""
+  return isinstance(carried, dict) and all(
+      state is None or (isinstance(state, dict) and all(
+          value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+          for value in state.values())) for state in carried.values())
+
+
 def _read_json_state(backup_dir):
   """The backup's state dict, or None when there is no backup; BackupError when it cannot be read."""
   path = os.path.join(backup_dir, "latest.weights.h5")
@@ -103,6 +111,9 @@ def _read_json_state(backup_dir):
         state = f.read()
     state = json.loads(state)
     state["epoch"], state["batch"] = int(state["epoch"]), int(state.get("batch", 0))
+    carried = state.setdefault("callbacks", {})
+    if not _numbers_by_callback(carried):
+      raise TypeError(f"its callbacks' state is not numbers by callback: {json.dumps(carried)[:80]}")
     return state
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise _unreadable(path, e) from None
