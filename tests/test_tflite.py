@@ -77,3 +77,21 @@ def test_every_classifier_has_a_signature_and_unknown_quantisations_say_why():
   assert tflite.signature_for(models.get("bilstm")) == tflite.INK_SIGNATURE
   assert tflite.signature_for(models.get("vgg19")) == tflite.IMAGE_SIGNATURE
   assert tflite.signature_for(models.get("fusion")) == tflite.INK_IMAGE_SIGNATURE
+
+
+def test_the_host_side_keeps_the_serving_contract_for_drawings_that_cannot_be_classified(tiny_run, tmp_path):
+  """The image-only graph cannot see a bad drawing (its rasteriser runs here): the Classifier answers as the
+  SavedModel does, valid False and zeros; a wrong shape is a ValueError."""
+  model, config = run_dir.restore(tiny_run("resnet18"))
+  output = str(tmp_path / "resnet18.tflite")
+  tflite.export(model, models.get("resnet18"), config["classes"], output, config["image_size"] or None)
+  classifier = tflite.Classifier(output)
+  for points in (np.zeros((0, 3)), [[1.0, 2.0, 1.0]], [[0, 0, 0], [np.nan, 1, 1]], [[0, 0, 0], [np.inf, 1, 1]],
+                 [[3e38, 0, 0], [-3e38, 1, 1]]):  # Finite points whose extent is not.
+    out = classifier(points)
+    assert not out["valid"] and not out["probabilities"].any() and not out["top_k_probabilities"].any()
+    assert (out["top_k_classes"] == b"").all()
+  good = classifier([[0, 0, 0], [10, 10, 0], [20, 0, 1]])
+  assert good["valid"] and good["probabilities"].sum() == pytest.approx(1.0, abs=1e-5)
+  with pytest.raises(ValueError, match=r"points must be float \[n, 3\]"):
+    classifier([[1, 2], [3, 4]])

@@ -47,6 +47,7 @@ from quickdraw_tf.training import run_dir
 QUANTIZATIONS = ("none", "float16", "int8")
 INK_SIGNATURE = "serving_default"
 IMAGE_SIGNATURE = "serving_image"
+FLOAT32_MAX = np.finfo(np.float32).max
 INK_IMAGE_SIGNATURE = "serving_ink_image"
 
 
@@ -117,10 +118,25 @@ def _rasterize_graph(points, lengths):
 
 
 def rasterize(points):
-  """The image side of the split: points float32 ``[n, 3]`` -> uint8 ``[1, s, s, 1]``, as serving rasterises."""
+  """The image side of the split: points float32 ``[n, 3]`` -> uint8 ``[1, s, s, 1]``, as serving rasterises.
+
+  A drawing that cannot be classified (`classifiable`) gives a blank image.
+  """
   points = np.asarray(points, np.float32)
+  if not classifiable(points):
+    return np.zeros([1, raster.BITMAP_SIZE, raster.BITMAP_SIZE, 1], np.uint8)
   image = _rasterize_graph(points[None], np.array([len(points)], np.int32))
   return np.round(image.numpy() * 255).astype(np.uint8)
+
+
+def classifiable(points):
+  """The serving contract's test (`export.serving_ink`) on the host: at least 2 points, coordinates and
+  extent finite in float32. points: float32 ``[n, 3]``."""
+  if len(points) < 2:
+    return False
+  with np.errstate(over="ignore", invalid="ignore"):
+    extent = points[:, :2].max(0) - points[:, :2].min(0)
+    return bool(np.all(np.abs(points) <= FLOAT32_MAX) and np.all(np.abs(extent) <= FLOAT32_MAX))
 
 
 class Classifier:
@@ -137,15 +153,28 @@ class Classifier:
     self.runner = runner.get_signature_runner(self.signature)
 
   def __call__(self, points):
-    """points float32 ``[n, 3]`` -> dict of the signature's outputs, batch row 0 (numpy)."""
+    """points float32 ``[n, 3]`` -> dict of the signature's outputs, batch row 0 (numpy).
+
+    A drawing that cannot be classified gets what the SavedModel answers: ``valid`` False, zero
+    probabilities, empty class names (the image-only graph cannot see it: it is checked here).
+
+    Raises:
+      ValueError: points not of shape ``[n, 3]``.
+    """
     points = np.asarray(points, np.float32)
+    if points.ndim != 2 or points.shape[1] != 3:
+      raise ValueError(f"points must be float [n, 3] (x, y, 1 on a stroke's last point), not shape {points.shape}")
     inputs = {}
     if self.signature != IMAGE_SIGNATURE:
       inputs.update(ink=points[None], length=np.array([len(points)], np.int32))
     if self.signature != INK_SIGNATURE:
       inputs.update(image=rasterize(points))
-    outputs = self.runner(**inputs)
-    return {name: value[0] for name, value in outputs.items()}
+    outputs = {name: value[0] for name, value in self.runner(**inputs).items()}
+    if not classifiable(points):
+      outputs.update(valid=np.bool_(False), probabilities=np.zeros_like(outputs["probabilities"]),
+                     top_k_probabilities=np.zeros_like(outputs["top_k_probabilities"]),
+                     top_k_classes=np.full_like(outputs["top_k_classes"], b""))
+    return outputs
 
 
 def main(model, config, output, quantize):
