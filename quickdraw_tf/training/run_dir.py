@@ -76,8 +76,8 @@ def training_callbacks(model_dir, checkpoint_steps, carried=(), profile_batch=0)
   backed up every ``checkpoint_steps`` steps and after every epoch (one
   callback cannot do both); both restore the same backup, and an interrupted
   epoch runs again from its first batch. Returns them in the order they must
-  run: the backups after ``carried``. A callback that reads the restored run
-  (the step it starts at) goes after all of them.
+  run: the backups after ``carried``, then `StartingStep`, which reads the
+  restored step.
   """
   backup_dir = os.path.join(model_dir, BACKUP_DIR)
   return [
