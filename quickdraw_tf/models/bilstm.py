@@ -25,6 +25,7 @@ import keras
 from keras import layers
 
 from quickdraw_tf.models import common
+from quickdraw_tf.models import fused_lstm
 
 UNITS = 256
 STROKE5_PADDING = (0.0, 0.0, 0.0, 0.0, 1.0)
@@ -39,7 +40,7 @@ def encoder(stroke5, ink_length, name="bilstm", units=UNITS):
   """
   stroke5, lengths = common.recurrent_padding(stroke5, ink_length, STROKE5_PADDING)
   mask = common.time_mask(stroke5, lengths)
-  return layers.Bidirectional(layers.LSTM(units), name=name)(stroke5, mask=mask)
+  return layers.Bidirectional(fused_lstm.LSTM(units), name=name)(stroke5, mask=mask)
 
 
 def build(num_classes):

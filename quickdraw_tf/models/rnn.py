@@ -22,6 +22,7 @@ from keras import layers
 from keras import ops
 
 from quickdraw_tf.models import common
+from quickdraw_tf.models import fused_lstm
 
 FILTERS = (48, 64, 96)
 WIDTHS = (5, 5, 3)
@@ -60,7 +61,7 @@ def build(num_classes, activation="linear", pooling=0, batch_norm=False, dropout
   # no recurrent dropout, no unrolling): the cuDNN kernel on GPU.
   mask = common.time_mask(x, lengths)
   for i in range(LSTM_LAYERS):
-    x = layers.Bidirectional(layers.LSTM(LSTM_UNITS, return_sequences=True), name=f"lstm{i + 1}")(x, mask=mask)
+    x = layers.Bidirectional(fused_lstm.LSTM(LSTM_UNITS, return_sequences=True), name=f"lstm{i + 1}")(x, mask=mask)
     if dropout:
       x = layers.Dropout(dropout, name=f"lstm{i + 1}_dropout")(x)
   # The tutorial sums the BiLSTM outputs over time: only over real steps.
