@@ -5,6 +5,7 @@ r"""Accuracy and cost of every model on real drawings, beside the published tabl
   python -m bench.accuracy --budget=120 --reuse   # finish or re-render a run, keeping its finished models
   python -m bench.accuracy --budget=240 --fidelity=sketchanet,resnet18   # + PyTorch init / schedule rows
   python -m bench.accuracy --converge --reuse      # converged run, hours; rerun the same to resume
+  python -m bench.accuracy --converge --reuse --noablation --variants=resnet18:stem=imagenet  # + ImageNet stem row
 
 Data (records built with make_records into --records_root, reused when complete):
   * vec17: every vector drawing (all sources under strokes/, raw ones
@@ -81,6 +82,9 @@ flags.DEFINE_bool("bmp22", True, "Also train the image models on bmp22.")
 flags.DEFINE_list("fidelity", [], "Image models to train again on bmp22 with PyTorch's initialisation "
                   "(--model_option=init=torch) and with the learning rate schedule on the training loss "
                   "(--lr_monitor=train_loss), as the reference report's code, each beside its default run.")
+flags.DEFINE_list("variants", [], "More runs, each beside its model's default run: `model:setting`, the setting "
+                  "a model option (`resnet18:stem=imagenet`) or a flag of train "
+                  "(`bilstm:--mixed_precision=mixed_bfloat16`); on bmp22 for image-only models, else on vec17.")
 flags.DEFINE_bool("converge", False, "Converged mode: every model until eval top-1 has not improved for "
                   "--converge_patience evaluations or --converge_cap CPU seconds, on all rows of bmp22; into "
                   "its own section of BENCHMARKS.md, runs/bench_accuracy_converged and bench/accuracy_converged.png.")
@@ -383,8 +387,8 @@ def reference_table(vec, bmp, vec_name, bmp_name):
   return text + ("\n\nPairwise order: " + "; ".join(notes) + "." if notes else "")
 
 
-def fidelity_table(pairs):
-  """One row per --fidelity run beside its model's default run: eval and test top-1 and the difference."""
+def change_table(pairs):
+  """One row per changed run (--fidelity, --variants) beside its model's default run: top-1s and the difference."""
   rows = []
   for default, r in pairs:
     change = r["test"]["top1_accuracy"] - default["test"]["top1_accuracy"]
@@ -520,6 +524,42 @@ def fidelity_runs(model_names, bmp_dir, run, defaults):
   return rows
 
 
+def parse_variant(variant):
+  """``model:setting`` -> (model, model options, train flags); app.UsageError when malformed."""
+  model, _, setting = variant.partition(":")
+  if model not in models.MODELS or not setting or (not setting.startswith("--") and "=" not in setting):
+    raise app.UsageError(f"--variants={variant}: expected model:option=value or model:--train_flag=value")
+  if setting.startswith("--"):
+    return model, {}, [setting]
+  key, _, value = setting.partition("=")
+  try:
+    models.check_options(model, {key: value})
+  except ValueError as e:
+    raise app.UsageError(f"--variants={variant}: {e}") from None
+  return model, {key: value}, []
+
+
+def variant_runs(run, vec_run, bmp_run):
+  """Each --variants run beside its model's default run (on bmp22 if image-only, else vec17): rows of results.
+
+  ``vec_run`` and ``bmp_run``: (records dir, default results) of each data set, or None where it was not run.
+  """
+  rows = []
+  for variant in FLAGS.variants:
+    model, options, train_flags = parse_variant(variant)
+    spec = models.get(model)
+    on_bmp = spec.uses_image and not spec.uses_ink
+    data_name, data_run = (run["bmp_name"], bmp_run) if on_bmp else (run["vec_name"], vec_run)
+    default = next((r for r in data_run[1] if r["model"] == model), None) if data_run else None
+    if default is None:
+      raise app.UsageError(f"--variants={variant}: {model} has no default run on {data_name} to compare with")
+    setting = variant.split(":", 1)[1]
+    run_dir = os.path.join(run["runs_dir"], data_name, f"{model}_{setting.strip('-').replace('=', '_')}")
+    rows.append((default, train_and_test(f"{model} {setting}", model, data_run[0], run_dir, run["budget"], options,
+                                         train_flags, run["patience"])))
+  return rows
+
+
 def main(_):
   run = settings()
   budget, model_names, vec_name, bmp_name = run["budget"], run["models"], run["vec_name"], run["bmp_name"]
@@ -553,9 +593,11 @@ def main(_):
     bmp = [train_and_test(m, m, bmp_dir, os.path.join(runs_dir, bmp_name, m), budget, patience=patience)
            for m in model_names if models.get(m).uses_image and not models.get(m).uses_ink]
   fidelity = fidelity_runs(model_names, bmp_dir, run, bmp) if bmp_dir and FLAGS.fidelity else []
+  variants = variant_runs(run, (vec_dir, vec) if vec else None, (bmp_dir, bmp) if bmp else None)
   elapsed = time.time() - started
   # Wall time of the model runs (training and testing), so a run finished with --reuse reports its first runs'.
-  runs_minutes = sum(r["run_wall_s"] for r in vec + ablation[1:] + batch_runs + bmp) / 60
+  all_runs = vec + ablation[1:] + batch_runs + bmp + [r for _, r in fidelity + variants]
+  runs_minutes = sum(r["run_wall_s"] for r in all_runs) / 60
 
   vec_n, bmp_n = len(records.read_classes(vec_dir)), len(records.read_classes(bmp_dir)) if bmp_dir else 0
   cores = os.cpu_count()
@@ -582,7 +624,7 @@ def main(_):
                   for m in model_names if models.get(m).uses_image)
       + ". Training time runs from the start of `fit` to the end of its last evaluation (which runs after the "
       "budget is spent, hence CPU seconds a little over it); examples/s is examples seen (steps x batch) over it."
-      f" The {len(vec + ablation[1:] + batch_runs + bmp)} model runs took {runs_minutes:.0f} min "
+      f" The {len(all_runs)} model runs took {runs_minutes:.0f} min "
       "of wall time in all (training and testing; records are built in seconds), measured while other work "
       "shared the machine: wall seconds and examples/s are lower than on an idle machine; CPU seconds and "
       "examples per CPU second less so, though TensorFlow's thread pools burn more CPU a step when they contend "
@@ -624,7 +666,10 @@ def main(_):
            reference_table(vec, bmp, vec_name, bmp_name), SKETCHANET_NOTE, PORT_NOTE]
   if fidelity:
     body += ["\n### Initialisation and schedule as the report's PyTorch code\n", FIDELITY_NOTE,
-             fidelity_table(fidelity)]
+             change_table(fidelity)]
+  if variants:
+    body += ["\n### Variants\n", "Each row: one setting (`--variants`) against the model's default run above, same "
+             "data, budget and seed.\n", change_table(variants)]
   if len(ablation) == len(ABLATION):
     speed_up = ablation[2]["examples_per_cpu_s"] / ablation[0]["examples_per_cpu_s"]
     body += ["\n### The tutorial model's ablation\n",
@@ -640,8 +685,10 @@ def main(_):
     body += ["\n### The tutorial model's batch size\n", batch_note(ablation[0], batch_runs[0]),
              results_table([ablation[0], *batch_runs], vec_prior[0])]
   plot_path = os.path.join(runs_dir, "accuracy.png") if FLAGS.quick else run["plot"]
-  panels = [(f"{vec_name} ({vec_n} categories)", vec + ablation[1:] + batch_runs)] if vec else []
-  panels += [(f"{bmp_name} ({bmp_n} categories)", bmp + [r for _, r in fidelity])] if bmp else []
+  on_bmp = [r for _, r in fidelity + variants if r["key"]["records"] == bmp_dir]
+  panels = [(f"{vec_name} ({vec_n} categories)",
+             vec + ablation[1:] + batch_runs + [r for _, r in variants if r not in on_bmp])] if vec else []
+  panels += [(f"{bmp_name} ({bmp_n} categories)", bmp + on_bmp)] if bmp else []
   x_axis = "epochs" if patience else "seconds"
   plot(panels, plot_path, x_axis)
   if not FLAGS.quick:

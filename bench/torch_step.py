@@ -17,9 +17,7 @@ architecture where it does not (``rnn``, Google's TF 1 tutorial model;
 ``resnet18``, whose 28 px stem is ours). Ratios within 0.05 of 1 are ties.
 """
 
-import os
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -27,7 +25,7 @@ import keras
 import numpy as np
 
 from bench import report
-from quickdraw_tf import models
+from bench import steps
 
 flags.DEFINE_integer("rounds", 4, "Interleaved rounds; the best of each side is kept.", lower_bound=1)
 flags.DEFINE_float("seconds", 4.0, "CPU seconds at least per side and round.")
@@ -35,8 +33,7 @@ flags.DEFINE_list("models", ["rnn", "bilstm", "sketchanet", "alexnet", "resnet18
 flags.DEFINE_bool("quick", False, "Smoke check: one short round a side; prints the table, writes nothing.")
 FLAGS = flags.FLAGS
 
-BATCH = 64
-CLASSES = 17
+BATCH, CLASSES = steps.BATCH, steps.CLASSES
 # (model, points of ink, image side) measured: the issue's shapes.
 SHAPES = (("rnn", 64, 0), ("rnn", 128, 0), ("bilstm", 64, 0), ("bilstm", 128, 0), ("sketchanet", 0, 225),
           ("sketchanet", 0, 64), ("alexnet", 0, 225), ("alexnet", 0, 64), ("resnet18", 0, 28),
@@ -146,26 +143,6 @@ def torch_model(name, image_side):
   return Fusion(image_side), lambda ink, image: (ink, image)
 
 
-def random_batch(name, points, side, rng):
-  """Ours and PyTorch's inputs of one batch, and its labels."""
-  spec = models.get(name)
-  ink = rng.normal(size=(BATCH, points or 1, spec.ink_channels or 3)).astype("float32")
-  image = rng.uniform(size=(BATCH, side or 1, side or 1, 1)).astype("float32")
-  ours = {}
-  if spec.uses_ink:
-    # Bucketed batches: the longest drawing fills the batch, the others between half and all of it.
-    ours.update(ink=ink, ink_length=np.r_[points, rng.integers(points // 2, points + 1, BATCH - 1)].astype("int32"))
-  if spec.uses_image:
-    ours["image"] = image
-  return ours, (ink, image.transpose(0, 3, 1, 2).copy()), rng.integers(0, CLASSES, BATCH)
-
-
-def our_step(name, side, batch, labels):
-  model = models.build(name, CLASSES, image_size=side or None)
-  model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  return lambda: model.train_on_batch(batch, labels)
-
-
 def torch_step(name, side, batch, labels):
   import torch  # pylint: disable=import-outside-toplevel
   model, inputs = torch_model(name, side)
@@ -181,25 +158,17 @@ def torch_step(name, side, batch, labels):
   return step
 
 
-def examples_per_cpu_second(step):
-  steps, started = 0, time.process_time()
-  while steps < 2 or time.process_time() - started < FLAGS.seconds:
-    step()
-    steps += 1
-  return steps * BATCH / (time.process_time() - started)
-
-
 def measure(name, points, side):
   """(ours, PyTorch's) best examples per CPU second over the interleaved rounds."""
-  ours, theirs, labels = random_batch(name, points, side, np.random.default_rng(0))
-  steps = (our_step(name, side, ours, labels), torch_step(name, side, theirs, labels))
-  for step in steps:  # Warm up: traces, allocations.
+  ours, theirs, labels = steps.random_batch(name, points, side, np.random.default_rng(0))
+  both = (steps.our_step(name, side, ours, labels), torch_step(name, side, theirs, labels))
+  for step in both:  # Warm up: traces, allocations.
     step()
     step()
   best = [0.0, 0.0]
   for _ in range(FLAGS.rounds):
-    for i, step in enumerate(steps):
-      best[i] = max(best[i], examples_per_cpu_second(step))
+    for i, step in enumerate(both):
+      best[i] = max(best[i], steps.examples_per_cpu_second(step, FLAGS.seconds))
   return best
 
 
