@@ -4,10 +4,11 @@ import os
 
 __version__ = "0.1.0"
 
-# TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX512-VNNI, AVX512-BF16 or AMX. On
-# others (an AMD EPYC with AVX2 here) they train our CNNs 1.3-3.2x faster per CPU second, the LSTMs alike
-# (BENCHMARKS.md, "oneDNN on CPUs where TensorFlow leaves it off"). TensorFlow reads this when first imported:
-# a value the user set wins, and importing TensorFlow before this package leaves TensorFlow's own default.
+# TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX512-VNNI, AVX512-BF16 or AMX.
+# On others (an AMD EPYC with AVX2 here) they train our CNNs 1.2-2.9x faster per CPU second, rnn alike,
+# bilstm 0.87x (BENCHMARKS.md, "oneDNN on CPUs where TensorFlow leaves it off"). TensorFlow reads this
+# when first imported: a value the user set wins, and importing TensorFlow before this package leaves
+# TensorFlow's own default.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # Where the shared QuickDraw drawings live; tests and benchmarks read them from here.
