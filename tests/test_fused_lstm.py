@@ -61,6 +61,15 @@ def test_training_step_matches_keras_lstm(sequences):
   assert _runs_fused(tf.function(lambda: fused(inputs, training=True)))
 
 
+def test_an_empty_batch_trains_as_with_keras_lstm():
+  keras.utils.set_random_seed(1)
+  model = _stacked(fused_lstm.LSTM, sequences=True)
+  (ink, mask), labels = _batch()
+  logits, _, grads = _loss_and_gradients(model, [ink[:0], mask[:0]], labels[:0])
+  assert logits.shape == (0, CLASSES)
+  assert all(np.all(np.isfinite(g)) for g in grads)
+
+
 def test_inference_runs_keras_own_loop_and_xla_and_bfloat16_train_alike():
   keras.utils.set_random_seed(1)
   model = _stacked(fused_lstm.LSTM, sequences=False)

@@ -108,7 +108,8 @@ def lstm_sequence(inputs, h0, c0, kernel, recurrent_kernel, bias):
     outputs h and cell states c of every step, float ``[time, batch, units]`` each.
   """
   steps, batch, units = tf.shape(inputs)[0], tf.shape(inputs)[1], tf.shape(h0)[1]
-  flat = lambda x: tf.reshape(x, [steps * batch, -1])  # pylint: disable=unnecessary-lambda-assignment
+  # [time * batch, last]; the last size given, as -1 cannot be inferred for an empty batch.
+  flat = lambda x: tf.reshape(x, [steps * batch, tf.shape(x)[2]])  # pylint: disable=unnecessary-lambda-assignment
   projected = tf.reshape(tf.matmul(flat(inputs), kernel) + bias, [steps, batch, 4 * units])
   new_array = lambda: tf.TensorArray(inputs.dtype, size=steps)  # pylint: disable=unnecessary-lambda-assignment
 
