@@ -49,11 +49,7 @@ def measure_here():
 
 def onednn_features():
   """Which of the CPU features that make TensorFlow turn oneDNN on by itself this CPU has."""
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      present = set(f.read().split())
-  except OSError:
-    return []
+  present = report.cpu_flags()
   return [name for flag, name in (("avx512_vnni", "AVX512-VNNI"), ("avx512_bf16", "AVX512-BF16"),
                                   ("amx_tile", "AMX")) if flag in present]
 

@@ -78,11 +78,7 @@ def dataset_rate(dataset):
 
 def cpu_has_bfloat16():
   """True when this CPU has the AVX512-BF16 instructions (bfloat16 matrix products)."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      return "avx512_bf16" in f.read().split()
-  except OSError:
-    return False
+  return "avx512_bf16" in report.cpu_flags()
 
 
 def training_step(records_dir, spec, num_classes, policy="float32"):

@@ -39,6 +39,15 @@ def machine():
           f"TensorFlow {tf.__version__}")
 
 
+def cpu_flags():
+  """The instruction-set flags of this CPU (/proc/cpuinfo), e.g. {"avx2", "avx512_bf16"}; empty where unreadable."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      return set(re.findall(r"^flags\s*:\s*(.*)$", f.read(), re.M)[0].split())
+  except (OSError, IndexError):
+    return set()
+
+
 def table(header, rows):
   """A Markdown table from a header list and rows of cells."""
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

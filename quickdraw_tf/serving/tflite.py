@@ -47,8 +47,8 @@ from quickdraw_tf.training import run_dir
 QUANTIZATIONS = ("none", "float16", "int8")
 INK_SIGNATURE = "serving_default"
 IMAGE_SIGNATURE = "serving_image"
-FLOAT32_MAX = np.finfo(np.float32).max
 INK_IMAGE_SIGNATURE = "serving_ink_image"
+FLOAT32_MAX = np.finfo(np.float32).max
 
 
 class TFLiteError(cli.Error, ValueError):
