@@ -93,7 +93,7 @@ flags.DEFINE_integer("converge_patience", 3, "Converged mode: evaluations (epoch
 flags.DEFINE_float("converge_cap", 3600, "Converged mode: CPU seconds per model at most (>= 1800 but in --quick).")
 flags.DEFINE_bool("quick", False, "Smoke check: 4 categories, a few models, --budget=12; prints tables only.")
 flags.DEFINE_bool("reuse", False, "Reuse finished runs of the same settings in --runs_dir (e.g. after a crash).")
-flags.DEFINE_string("data_dir", quickdraw_tf.DEFAULT_DATA_DIR, "The shared QuickDraw data.")
+report.define_data_dir()
 flags.DEFINE_string("records_root", os.path.join(REPO, quickdraw_tf.DEFAULT_RECORDS_ROOT),
                     "Where the records are built (bench_<name> under it).")
 flags.DEFINE_string("runs_dir", None, "Model directories (default runs/bench_accuracy[_quick]).")

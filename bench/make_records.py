@@ -40,7 +40,6 @@ from absl import flags
 import numpy as np
 
 from bench import report
-import quickdraw_tf
 from quickdraw_tf.drawings import ink
 from quickdraw_tf.drawings import raster
 
@@ -48,7 +47,7 @@ flags.DEFINE_integer("repeats", 8, "Copies of the simplified data in the large i
 flags.DEFINE_integer("trials", 3, "Runs of each converter; the fastest is reported.", lower_bound=1)
 flags.DEFINE_integer("memory_repeats", 32, "Copies in the largest input, converted by make_records alone to "
                      "measure peak memory (0: skip).", lower_bound=0)
-flags.DEFINE_string("data_dir", quickdraw_tf.DEFAULT_DATA_DIR, "The shared QuickDraw data.")
+report.define_data_dir()
 flags.DEFINE_bool("images_only", False, "Only the two renderers side by side (1x input) and the fidelity checks, "
                   "into a section of their own.")
 FLAGS = flags.FLAGS

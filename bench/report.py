@@ -6,11 +6,25 @@ import platform
 import re
 import subprocess
 
+from absl import flags
+
+import quickdraw_tf
+
 # The 17 vector classes of the reference report (its "vec17" figures), which the benchmarks train on.
 VEC17 = ("horse", "dog", "monkey", "cat", "flamingo", "bird", "circle", "scorpion", "duck", "swan", "owl",
          "mosquito", "butterfly", "squiggle", "ant", "square", "triangle")
 
 BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
+
+
+def define_data_dir():
+  """Defines --data_dir, the shared QuickDraw drawings, which absl checks exists before ``main`` runs."""
+  flags.DEFINE_string("data_dir", quickdraw_tf.DEFAULT_DATA_DIR,
+                      "The shared QuickDraw data (default: $QUICKDRAW_DATA, else ../shared/data/quickdraw beside "
+                      "the repository).")
+  flags.register_validator("data_dir", os.path.isdir,
+                           message="no such directory: pass --data_dir=DIR, or set QUICKDRAW_DATA, to where the "
+                           "QuickDraw data is (its SOURCES.md says what it holds)")
 
 
 def machine():

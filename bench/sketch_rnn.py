@@ -32,7 +32,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import quickdraw_tf
 from bench import report
 from quickdraw_tf import evaluate
 from quickdraw_tf import make_records
@@ -58,7 +57,7 @@ flags.DEFINE_integer("samples", 50, "Unconditional samples per class.")
 flags.DEFINE_integer("timing_steps", 5, "Timed train_on_batch steps per model.")
 flags.DEFINE_bool("quick", False, "Tiny units, 2 steps a class, lamnguyen data; prints only.")
 flags.DEFINE_string("runs_dir", "runs/bench_sketch_rnn", "Records and runs go here.")
-flags.DEFINE_string("data_dir", quickdraw_tf.DEFAULT_DATA_DIR, "The shared QuickDraw data.")
+report.define_data_dir()
 FLAGS = flags.FLAGS
 
 
