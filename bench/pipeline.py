@@ -8,7 +8,9 @@ stored images (its default), so image models rasterise in-graph. For each
 model at its default input size: examples/s of its pipeline alone (parse,
 bucket, stroke-5, rasterise, resize), and of its training step alone on a
 few of its batches held in memory (forward, backward, Adam update),
-alternately, best of ``--rounds``. The pipeline must deliver at least 10x
+alternately, best of ``--rounds``. The step is also given in examples per
+CPU second, which other processes disturb less, in float32 and, on CPUs
+with AVX512-BF16, mixed bfloat16: the column that shows a regression. The pipeline must deliver at least 10x
 what the step consumes. Also: padded time steps with
 bucket_by_sequence_length against plain padded_batch, and the in-graph
 rasteriser against Google's numpy_bitmap images. The load average
@@ -30,7 +32,6 @@ import numpy as np
 import tensorflow as tf
 
 from bench import report
-import quickdraw_tf
 from quickdraw_tf import make_records
 from quickdraw_tf import models
 from quickdraw_tf.drawings import ink
@@ -39,7 +40,7 @@ from quickdraw_tf.pipelines import data
 from quickdraw_tf.pipelines import records
 
 flags.DEFINE_integer("batch_size", 64, "Batch size of pipelines and steps.")
-flags.DEFINE_string("data_dir", quickdraw_tf.DEFAULT_DATA_DIR, "The shared QuickDraw data.")
+report.define_data_dir()
 flags.DEFINE_float("seconds", 8.0, "Time spent measuring each pipeline and each training step, per round.")
 flags.DEFINE_integer("rounds", 2, "Alternating pipeline / step measurements per model; the best of each is kept.",
                      lower_bound=1)
@@ -93,8 +94,8 @@ def training_step(records_dir, spec, num_classes, policy="float32"):
       "mixed_bfloat16").
 
   Returns:
-    a function measuring examples/s of the step alone, and the model's
-    parameter count.
+    a function measuring the step alone, returning (examples/s, examples per
+    CPU second), and the model's parameter count.
   """
   dataset = data.make_dataset(records_dir, "train", spec, FLAGS.batch_size, training=True, seed=0)
   batches = list(dataset.take(STEP_BATCHES))
@@ -109,11 +110,12 @@ def training_step(records_dir, spec, num_classes, policy="float32"):
     model.train_on_batch(*batch)
 
   def rate():
-    steps, started = 0, time.time()
+    steps, started, cpu_started = 0, time.time(), time.process_time()
     while steps < len(batches) or time.time() - started < FLAGS.seconds:
       model.train_on_batch(*batches[steps % len(batches)])
       steps += 1
-    return steps * FLAGS.batch_size / (time.time() - started)
+    examples = steps * FLAGS.batch_size
+    return examples / (time.time() - started), examples / (time.process_time() - cpu_started)
 
   return rate, model.count_params()
 
@@ -281,17 +283,17 @@ def main(_):
       if spec.trainer:  # Generative models: bench/sketch_rnn.py.
         continue
       step_rate, params = training_step(tmp, spec, num_classes)
-      bf16_rate = training_step(tmp, spec, num_classes, "mixed_bfloat16")[0] if cpu_has_bfloat16() else lambda: 0
-      rates = [(pipeline_rate(tmp, spec), step_rate(),
-                pipeline_rate(tmp, spec, raster_on_replicas=True) if spec.uses_image else 0, bf16_rate())
+      bf16_rate = training_step(tmp, spec, num_classes, "mixed_bfloat16")[0] if cpu_has_bfloat16() else lambda: (0, 0)
+      rates = [(pipeline_rate(tmp, spec), *step_rate(),
+                pipeline_rate(tmp, spec, raster_on_replicas=True) if spec.uses_image else 0, bf16_rate()[1])
                for _ in range(FLAGS.rounds)]
-      pipeline, step, ink_only, step_bf16 = (max(r[i] for r in rates) for i in range(4))
+      pipeline, step, step_per_cpu, ink_only, bf16_per_cpu = (max(r[i] for r in rates) for i in range(5))
       size = f"{spec.image_size} px" if spec.uses_image else "ink"
       source = "ink + rasterised image" if spec.uses_ink and spec.uses_image else (
           "rasterised image" if spec.uses_image else f"ink ({spec.ink_channels} channels)")
       rows.append([name, size, source, f"{params:,}", f"{pipeline:,.0f}", f"{step:,.1f}", f"**{pipeline / step:,.0f}x**",
                    "yes" if pipeline >= 10 * step else "NO", f"{ink_only:,.0f}" if ink_only else "",
-                   f"{step_bf16:,.1f}" if step_bf16 else "no AVX512-BF16"])
+                   f"{step_per_cpu:,.1f}", f"{bf16_per_cpu:,.1f}" if bf16_per_cpu else "no AVX512-BF16"])
       print(rows[-1], flush=True)
     padding = padding_table(tmp)
   body = (f"Records: vec17, {sum(stats['totals'].values()):,} drawings ({stats['totals']['train']:,} train) of "
@@ -304,7 +306,7 @@ def main(_):
           + report.table(["model", "input", "pipeline feeds", "parameters", "pipeline examples/s",
                           "training step examples/s", "pipeline / step", ">= 10x",
                           "pipeline examples/s, ink only (the step rasterises)",
-                          "training step examples/s, mixed bfloat16"], rows)
+                          "training step examples per CPU s", "the same, mixed bfloat16"], rows)
           + "\n\n### Padding: `bucket_by_sequence_length` against `padded_batch` (train split)\n\n" + padding
           + "\n\n### In-graph rasteriser (`raster.rasterize`, 28 px) against Google's `numpy_bitmap`\n\n"
           "Same drawings (rows 0-24 of each `numpy_bitmap_prefix` array = `simplified_lamnguyen`, 22 categories); "
