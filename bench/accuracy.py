@@ -139,8 +139,8 @@ PORT_NOTE = (
     "defaults (Glorot-uniform kernels, zero biases; ReduceLROnPlateau on the eval loss); the report's PyTorch "
     "choices are options (`--model_option=init=torch`, `--lr_monitor=train_loss`) that `--fidelity` measures. "
     "Within a short budget the schedule cannot act on a model that trains fewer than 3 epochs (patience 2).")
-TRAIN_STARTED = "train: starting at step"
-THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")  # Shown in the command when set.  # Printed by train's StartingStep callback at the start of fit.
+TRAIN_STARTED = "train: starting at step"  # Printed by train's StartingStep callback at the start of fit.
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")  # Shown in the command when set.
 
 
 def build_records(name, inputs, categories=None, max_per_class=0):
@@ -149,6 +149,7 @@ def build_records(name, inputs, categories=None, max_per_class=0):
   if records.is_complete(out) and (categories is None or records.read_classes(out) == list(categories)):
     return out
   shutil.rmtree(out, ignore_errors=True)
+  os.makedirs(FLAGS.records_root, exist_ok=True)
   make_records.convert(inputs, out, categories=list(categories) if categories else None,
                        max_per_class=max_per_class, progress=False)
   return out
@@ -214,18 +215,9 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
          "train": records.read_stats(records_dir)["totals"], "train_flags": list(train_flags),
          "patience": patience}
   result_path = os.path.join(run_dir, "bench_result.json")
-  if FLAGS.reuse and os.path.exists(result_path):
-    with open(result_path, encoding="utf-8") as f:
-      result = json.load(f)
-    if result["key"] == key:
-      print(f"accuracy: reusing {run_dir}", flush=True)
-      if "top1_batch_stats" not in result["test"]:  # Results from before this figure existed.
-        restored, config = run_dir_lib.restore(run_dir)
-        result["test"]["top1_batch_stats"] = batch_stats_top1(restored, config, records_dir)
-        keras.backend.clear_session()
-        with open(result_path, "w", encoding="utf-8") as f:
-          json.dump(result, f, indent=1)
-      return result
+  reused = reused_result(result_path, key, records_dir) if FLAGS.reuse else None
+  if reused:
+    return reused
   resume = FLAGS.reuse and patience and os.path.isdir(os.path.join(run_dir, "backup"))
   if not resume:
     shutil.rmtree(run_dir, ignore_errors=True)  # train resumes from a backup it finds: start afresh.
@@ -239,8 +231,47 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   command += [f"--model_option={k}={v}" for k, v in options.items()] + list(train_flags)
   command += [f"--stop_patience={patience}"] if patience else []
   print(f"accuracy: {label}: {' '.join(command[1:])}", flush=True)
-  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
   started = time.time()
+  fit_started, fit_cpu = run_train(command, run_dir, resume)
+  result = test_result(run_dir, records_dir, fit_started)
+  result.update(key=key, label=label, model=model, image_size=side, fit_cpu_s=cpu_before + fit_cpu,
+                run_wall_s=time.time() - started, resumed=bool(resume))
+  result["examples_per_cpu_s"] = result["steps"] * result["batch_size"] / result["fit_cpu_s"]
+  with open(result_path, "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=1)
+  test = result["test"]
+  print(f"accuracy: {label}: {result['steps']} steps ({result['epochs']:.1f} epochs) in {result['fit_wall_s']:.0f} s, "
+        f"test top-1 {test['top1_accuracy']:.4f}, top-3 {test['top3_accuracy']:.4f}, MAP@3 {test['map3']:.4f}",
+        flush=True)
+  return result
+
+
+def reused_result(result_path, key, records_dir):
+  """The finished run's result dict if it was run with ``key``, else None (brought up to date when older)."""
+  if not os.path.exists(result_path):
+    return None
+  with open(result_path, encoding="utf-8") as f:
+    result = json.load(f)
+  if result["key"] != key:
+    return None
+  print(f"accuracy: reusing {os.path.dirname(result_path)}", flush=True)
+  if "top1_batch_stats" not in result["test"]:  # Results from before this figure existed.
+    restored, config = run_dir_lib.restore(os.path.dirname(result_path))
+    result["test"]["top1_batch_stats"] = batch_stats_top1(restored, config, records_dir)
+    keras.backend.clear_session()
+    with open(result_path, "w", encoding="utf-8") as f:
+      json.dump(result, f, indent=1)
+  return result
+
+
+def run_train(command, run_dir, resume):
+  """Runs a train command, its output into run_dir/train.log; returns (wall time fit started, CPU s since).
+
+  The CPU seconds count the train process from the start of fit (its
+  ``TRAIN_STARTED`` line) to its exit, so imports and graph building are not
+  charged to the model. A failed train raises RuntimeError with its log's end.
+  """
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
   fit_started = cpu_at_fit = None
   with open(os.path.join(run_dir, "train.log"), "a" if resume else "w", encoding="utf-8") as log:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
@@ -252,16 +283,19 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
       log.write(line)
     process.wait()
   after = resource.getrusage(resource.RUSAGE_CHILDREN)
-  cpu_total = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
   if process.returncode or fit_started is None:
     with open(os.path.join(run_dir, "train.log"), encoding="utf-8") as f:
       raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{f.read()[-3000:]}")
+  return fit_started, after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime - cpu_at_fit
+
+
+def test_result(run_dir, records_dir, fit_started):
+  """The finished run's learning curve, cost and test metrics of its best weights: part of a result dict."""
   curve = eval_curve(run_dir)
   steps = curve[-1][1]
   batch = run_dir_lib.read_config(run_dir)["training"]["batch_size"]  # What train recorded.
   train_count = records.read_stats(records_dir)["totals"]["train"]
   fit_seconds = curve[-1][0] - fit_started
-
   labels, probabilities = evaluate.predict_checkpoint(run_dir, records_dir, "test")
   metrics = evaluate.metrics(labels, probabilities, records.read_classes(records_dir))
   restored, config = run_dir_lib.restore(run_dir)
@@ -271,22 +305,14 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   # Checkpoints of every epoch are only needed by train: keep logs, config and the best/final weights.
   for bulky in ("checkpoints", "backup"):
     shutil.rmtree(os.path.join(run_dir, bulky), ignore_errors=True)
-  result = {
-      "key": key, "label": label, "model": model, "image_size": side, "params": params,
-      "batch_size": batch, "steps": steps, "epochs": steps * batch / train_count,
-      "fit_wall_s": fit_seconds, "fit_cpu_s": cpu_before + cpu_total - cpu_at_fit, "run_wall_s": time.time() - started,
-      "examples_per_s": steps * batch / fit_seconds, "examples_per_cpu_s": steps * batch / (cpu_before + cpu_total - cpu_at_fit),
+  return {
+      "params": params, "batch_size": batch, "steps": steps, "epochs": steps * batch / train_count,
+      "fit_wall_s": fit_seconds, "examples_per_s": steps * batch / fit_seconds,
       "curve": [(t - fit_started, acc) for t, _, acc in curve],
       "curve_epochs": [(step * batch / train_count, acc) for _, step, acc in curve],
-      "best_eval_top1": max(acc for _, _, acc in curve), "resumed": bool(resume),
+      "best_eval_top1": max(acc for _, _, acc in curve),
       "test": {k: metrics[k] for k in ("examples", "top1_accuracy", "top3_accuracy", "map3", "top1_batch_stats")},
   }
-  with open(result_path, "w", encoding="utf-8") as f:
-    json.dump(result, f, indent=1)
-  print(f"accuracy: {label}: {steps} steps ({result['epochs']:.1f} epochs) in {fit_seconds:.0f} s, "
-        f"test top-1 {metrics['top1_accuracy']:.4f}, top-3 {metrics['top3_accuracy']:.4f}, "
-        f"MAP@3 {metrics['map3']:.4f}", flush=True)
-  return result
 
 
 def sizes(records_dir):
@@ -560,59 +586,66 @@ def variant_runs(run, vec_run, bmp_run):
   return rows
 
 
-def main(_):
-  run = settings()
-  budget, model_names, vec_name, bmp_name = run["budget"], run["models"], run["vec_name"], run["bmp_name"]
-  bmp_words, bmp_cap, runs_dir, patience = run["bmp_words"], run["bmp_cap"], run["runs_dir"], run["patience"]
-  started = time.time()
-  vec_dir = build_records(vec_name, [os.path.join(FLAGS.data_dir, "strokes")], run["vec_words"])
+def build_run_records(run):
+  """Builds (or finds complete) the run's records; returns (vec17 directory, bmp22 directory or None)."""
+  vec_dir = build_records(run["vec_name"], [os.path.join(FLAGS.data_dir, "strokes")], run["vec_words"])
   bmp_dir = None
   if FLAGS.bmp22:
     bmp_inputs = [os.path.join(FLAGS.data_dir, "bitmaps28", "numpy_bitmap_prefix")]
-    if bmp_words:
-      bmp_inputs = [os.path.join(bmp_inputs[0], f"{w}.npy") for w in bmp_words]
-    bmp_dir = build_records(f"{bmp_name}_max{bmp_cap}" if bmp_cap else bmp_name, bmp_inputs, bmp_words, bmp_cap)
+    if run["bmp_words"]:
+      bmp_inputs = [os.path.join(bmp_inputs[0], f"{w}.npy") for w in run["bmp_words"]]
+    bmp_name, bmp_cap = run["bmp_name"], run["bmp_cap"]
+    bmp_dir = build_records(f"{bmp_name}_max{bmp_cap}" if bmp_cap else bmp_name, bmp_inputs, run["bmp_words"], bmp_cap)
   print(f"accuracy: records {vec_dir} ({sizes(vec_dir)})" + (f", {bmp_dir} ({sizes(bmp_dir)})" if bmp_dir else ""),
         flush=True)
+  return vec_dir, bmp_dir
 
-  vec = [train_and_test(m, m, vec_dir, os.path.join(runs_dir, vec_name, m), budget, patience=patience)
+
+def train_all(run, vec_dir, bmp_dir):
+  """Every run this invocation asks for; a dict of result lists: vec, ablation, batch_runs, bmp, fidelity,
+  variants (the last two of (default, variant) pairs) and all (every run trained here)."""
+  budget, model_names, vec_name, patience = run["budget"], run["models"], run["vec_name"], run["patience"]
+  vec = [train_and_test(m, m, vec_dir, os.path.join(run["runs_dir"], vec_name, m), budget, patience=patience)
          for m in model_names] if FLAGS.vec17 else []
   ablation, batch_runs = [], []
   if FLAGS.ablation and FLAGS.vec17 and "rnn" in model_names:
     ablation = [next(r for r in vec if r["label"] == "rnn")]
     for name, options, _ in ABLATION[1:]:
       label = "rnn " + ",".join(f"{k}={v}" for k, v in options.items())
-      run_dir = os.path.join(runs_dir, vec_name, label.replace(" ", "_").replace(",", "_").replace("=", ""))
+      run_dir = os.path.join(run["runs_dir"], vec_name, label.replace(" ", "_").replace(",", "_").replace("=", ""))
       ablation.append(train_and_test(label, "rnn", vec_dir, run_dir, budget, options, patience=patience))
     # The tutorial's batch of 8 (configs/rnn.cfg) against the 64 of the other models: 8x the updates per drawing.
     batch_runs = [train_and_test(f"rnn batch_size={OTHER_RNN_BATCH}", "rnn", vec_dir,
-                                 os.path.join(runs_dir, vec_name, f"rnn_batch{OTHER_RNN_BATCH}"), budget,
+                                 os.path.join(run["runs_dir"], vec_name, f"rnn_batch{OTHER_RNN_BATCH}"), budget,
                                  train_flags=[f"--batch_size={OTHER_RNN_BATCH}"], patience=patience)]
   bmp = []
   if bmp_dir:
-    bmp = [train_and_test(m, m, bmp_dir, os.path.join(runs_dir, bmp_name, m), budget, patience=patience)
+    bmp = [train_and_test(m, m, bmp_dir, os.path.join(run["runs_dir"], run["bmp_name"], m), budget, patience=patience)
            for m in model_names if models.get(m).uses_image and not models.get(m).uses_ink]
   fidelity = fidelity_runs(model_names, bmp_dir, run, bmp) if bmp_dir and FLAGS.fidelity else []
   variants = variant_runs(run, (vec_dir, vec) if vec else None, (bmp_dir, bmp) if bmp else None)
-  elapsed = time.time() - started
-  # Wall time of the model runs (training and testing), so a run finished with --reuse reports its first runs'.
-  all_runs = vec + ablation[1:] + batch_runs + bmp + [r for _, r in fidelity + variants]
-  runs_minutes = sum(r["run_wall_s"] for r in all_runs) / 60
+  return dict(vec=vec, ablation=ablation, batch_runs=batch_runs, bmp=bmp, fidelity=fidelity, variants=variants,
+              all=vec + ablation[1:] + batch_runs + bmp + [r for _, r in fidelity + variants])
 
-  vec_n, bmp_n = len(records.read_classes(vec_dir)), len(records.read_classes(bmp_dir)) if bmp_dir else 0
-  cores = os.cpu_count()
-  strokes_dir = os.path.join(FLAGS.data_dir, "strokes")
-  vec_prior = prior_rate(vec_dir)
-  bmp_prior = prior_rate(bmp_dir) if bmp_dir else None
+
+def command_line():
+  """The command that makes this table again (thread settings included, --reuse left out)."""
   threads = "".join(f"{k}={os.environ[k]} " for k in THREAD_VARIABLES if k in os.environ)
   arguments = [a for a in sys.argv[1:] if a not in ("--reuse", "--noreuse")]
-  command = threads + "python -m bench.accuracy " + " ".join(arguments)
+  return threads + "python -m bench.accuracy " + " ".join(arguments)
+
+
+def intro_text(run, runs):
+  """The section's first paragraph: budget, stopping rule, image sides and what the times mean."""
+  budget, patience, cores = run["budget"], run["patience"], os.cpu_count()
+  # Wall time of the model runs (training and testing), so a run finished with --reuse reports its first runs'.
+  runs_minutes = sum(r["run_wall_s"] for r in runs["all"]) / 60
   stopping = ""
   if patience:
     stopping = (f"Converged mode: each model trains until its eval top-1 has not improved for {patience} "
                 f"evaluations (`--stop_patience={patience}`, one evaluation an epoch) or its cap is spent, on all "
                 "rows of every category. ")
-  body = [
+  return (
       stopping +
       f"Every model: `python -m quickdraw_tf.train` with its `configs/<model>.cfg`, a budget of **{budget:g} CPU "
       f"seconds** of its training process (`--time_budget={budget:g} --budget_clock=cpu`; {budget / cores:.0f} to "
@@ -621,19 +654,25 @@ def main(_):
       "Image sides (`--image_side="
       f"{FLAGS.image_side}`: the smaller of it and a model's default): "
       + ", ".join(f"`{m}` {image_side(models.get(m))} px (default {models.get(m).image_size})"
-                  for m in model_names if models.get(m).uses_image)
+                  for m in run["models"] if models.get(m).uses_image)
       + ". Training time runs from the start of `fit` to the end of its last evaluation (which runs after the "
       "budget is spent, hence CPU seconds a little over it); examples/s is examples seen (steps x batch) over it."
-      f" The {len(all_runs)} model runs took {runs_minutes:.0f} min "
+      f" The {len(runs['all'])} model runs took {runs_minutes:.0f} min "
       "of wall time in all (training and testing; records are built in seconds), measured while other work "
       "shared the machine: wall seconds and examples/s are lower than on an idle machine; CPU seconds and "
       "examples per CPU second less so, though TensorFlow's thread pools burn more CPU a step when they contend "
       "for the cores (one thread each, `TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1`, wastes less)."
-      + ("" if " GPU " in report.machine() else " No GPU was available for this run, so there is no GPU table."),
-  ]
+      + ("" if " GPU " in report.machine() else " No GPU was available for this run, so there is no GPU table."))
+
+
+def data_sections(run, runs, vec_dir, bmp_dir):
+  """The results table of each data set, with its records and priors; a list of markdown blocks."""
+  vec, bmp, body = runs["vec"], runs["bmp"], []
   if vec:
+    vec_n, vec_prior = len(records.read_classes(vec_dir)), prior_rate(vec_dir)
+    strokes_dir = os.path.join(FLAGS.data_dir, "strokes")
     body += [
-      f"\n### {vec_name}: {vec_n} categories of vector drawings\n",
+      f"\n### {run['vec_name']}: {vec_n} categories of vector drawings\n",
       f"Records: every vector source of `strokes/` ({', '.join(sorted(os.listdir(strokes_dir)))}), {vec_n} "
       f"categories, deduplicated by `key_id` and geometry, split by the records' hash: {sizes(vec_dir)}. "
       f"Chance: {1 / vec_n:.3f} top-1; always answering the most frequent training class ({vec_prior[1]}): "
@@ -645,25 +684,39 @@ def main(_):
     body.append("\n`vgg19` has no ImageNet weights here (no network): without `--vgg19_weights` train trains all "
                 "of it from random weights (with them, the head first on the frozen backbone, then its last block).")
   if bmp:
-    body += [f"\n### {bmp_name}: {bmp_n} categories of 28 px bitmaps (Google's numpy_bitmap)\n",
+    bmp_n, bmp_prior, bmp_cap = len(records.read_classes(bmp_dir)), prior_rate(bmp_dir), run["bmp_cap"]
+    body += [f"\n### {run['bmp_name']}: {bmp_n} categories of 28 px bitmaps (Google's numpy_bitmap)\n",
              "Records: `bitmaps28/numpy_bitmap_prefix`, image models only"
              + (f", the first {bmp_cap:,} rows of each category" if bmp_cap else "")
              + f": {sizes(bmp_dir)}. Chance: {1 / bmp_n:.3f} top-1; always answering the most frequent training "
              f"class ({bmp_prior[1]}): {bmp_prior[0]:.4f}.\n",
              results_table(bmp, bmp_prior[0]), batch_norm_note(bmp)]
-  body += ["\n### Beside the reference report (table 2)\n",
-           "`../shared/reference/cnn-rnn-sketch-classification-report.zh.txt`: 25 categories of **70,000 training "
-           "drawings each** (1,750,000, plus 2,500 validation drawings a category), CNNs on its 28 px images "
-           "resized to 225 px (its train_cnn.py resizes every CNN's input), RNNs on stroke-5 sequences, its best "
-           "weights by validation accuracy (its training "
-           "snippet runs 5 epochs). Ours: "
-           f"{vec_name} has {records.read_stats(vec_dir)['totals']['train']:,} training drawings in all"
-           + (f", {bmp_name} {records.read_stats(bmp_dir)['totals']['train']:,}" if bmp_dir else "")
-           + (f", each model trained until its eval top-1 stalled or {budget:g} CPU seconds were spent. " if patience
-              else f", and {budget:g} CPU seconds per model: far from convergence (see the epochs above), so our "
-              "order is that of accuracy reached within the same cost, not of final accuracy. ")
-           + "Ranks are among the models present (1 = best; ties share the better rank).\n",
-           reference_table(vec, bmp, vec_name, bmp_name), SKETCHANET_NOTE, PORT_NOTE]
+  return body
+
+
+def reference_section(run, runs, vec_dir, bmp_dir):
+  """Our ranks beside the reference report's table 2, with the notes on where the ports differ."""
+  vec_name, bmp_name, budget = run["vec_name"], run["bmp_name"], run["budget"]
+  return ["\n### Beside the reference report (table 2)\n",
+          "`../shared/reference/cnn-rnn-sketch-classification-report.zh.txt`: 25 categories of **70,000 training "
+          "drawings each** (1,750,000, plus 2,500 validation drawings a category), CNNs on its 28 px images "
+          "resized to 225 px (its train_cnn.py resizes every CNN's input), RNNs on stroke-5 sequences, its best "
+          "weights by validation accuracy (its training "
+          "snippet runs 5 epochs). Ours: "
+          f"{vec_name} has {records.read_stats(vec_dir)['totals']['train']:,} training drawings in all"
+          + (f", {bmp_name} {records.read_stats(bmp_dir)['totals']['train']:,}" if bmp_dir else "")
+          + (f", each model trained until its eval top-1 stalled or {budget:g} CPU seconds were spent. "
+             if run["patience"] else
+             f", and {budget:g} CPU seconds per model: far from convergence (see the epochs above), so our "
+             "order is that of accuracy reached within the same cost, not of final accuracy. ")
+          + "Ranks are among the models present (1 = best; ties share the better rank).\n",
+          reference_table(runs["vec"], runs["bmp"], vec_name, bmp_name), SKETCHANET_NOTE, PORT_NOTE]
+
+
+def comparison_sections(run, runs, vec_dir):
+  """Fidelity, variant, ablation and batch-size comparisons, where this invocation ran them."""
+  fidelity, variants, ablation, batch_runs = runs["fidelity"], runs["variants"], runs["ablation"], runs["batch_runs"]
+  body = []
   if fidelity:
     body += ["\n### Initialisation and schedule as the report's PyTorch code\n", FIDELITY_NOTE,
              change_table(fidelity)]
@@ -677,29 +730,46 @@ def main(_):
              "tutorial model on its 345 categories with the tutorial's default parameters: linear convolutions "
              "without pooling 75%, ReLU 73%, ReLU with max-pooling (size 4, stride 4) 70%; the notes add that "
              "pooling cut the training time by more than half. Ours: the same three `rnn` variants "
-             f"(`--model_option=activation=relu`, `--model_option=pooling=4`) on {vec_name}, same CPU budget, so "
-             "a cheaper variant sees more examples: pooling 4 after each of the 3 convolutions shortens the "
+             f"(`--model_option=activation=relu`, `--model_option=pooling=4`) on {run['vec_name']}, same CPU budget, "
+             "so a cheaper variant sees more examples: pooling 4 after each of the 3 convolutions shortens the "
              f"BiLSTM's sequences 64-fold, {speed_up:.0f}x the examples per CPU second here.\n",
-             ablation_table(ablation, vec_name)]
+             ablation_table(ablation, run["vec_name"])]
   if batch_runs:
     body += ["\n### The tutorial model's batch size\n", batch_note(ablation[0], batch_runs[0]),
-             results_table([ablation[0], *batch_runs], vec_prior[0])]
-  plot_path = os.path.join(runs_dir, "accuracy.png") if FLAGS.quick else run["plot"]
-  on_bmp = [r for _, r in fidelity + variants if r["key"]["records"] == bmp_dir]
-  panels = [(f"{vec_name} ({vec_n} categories)",
-             vec + ablation[1:] + batch_runs + [r for _, r in variants if r not in on_bmp])] if vec else []
-  panels += [(f"{bmp_name} ({bmp_n} categories)", bmp + on_bmp)] if bmp else []
-  x_axis = "epochs" if patience else "seconds"
-  plot(panels, plot_path, x_axis)
-  if not FLAGS.quick:
-    body += [f"\n![eval and test top-1 against training]({os.path.relpath(plot_path, REPO)})\n",
-             f"Plot: `{os.path.relpath(plot_path, REPO)}`, eval top-1 after each epoch against training "
-             f"{'epochs' if patience else 'wall seconds'}, the test top-1 of the best weights as a dot."]
-    title = "Accuracy at convergence on real drawings (CPU)" if patience else "Accuracy and cost on real drawings (CPU)"
-    report.write_section(run["section"], title, command, "\n".join(body))
-  else:
+             results_table([ablation[0], *batch_runs], prior_rate(vec_dir)[0])]
+  return body
+
+
+def plot_panels(run, runs, vec_dir, bmp_dir):
+  """(title, results) of each data set for `plot`: its runs, variants and fidelity runs included."""
+  on_bmp = [r for _, r in runs["fidelity"] + runs["variants"] if r["key"]["records"] == bmp_dir]
+  on_vec = runs["ablation"][1:] + runs["batch_runs"] + [r for _, r in runs["variants"] if r not in on_bmp]
+  panels = [(f"{run['vec_name']} ({len(records.read_classes(vec_dir))} categories)", runs["vec"] + on_vec)
+            ] if runs["vec"] else []
+  if runs["bmp"]:
+    panels += [(f"{run['bmp_name']} ({len(records.read_classes(bmp_dir))} categories)", runs["bmp"] + on_bmp)]
+  return panels
+
+
+def main(_):
+  run = settings()
+  started = time.time()
+  vec_dir, bmp_dir = build_run_records(run)
+  runs = train_all(run, vec_dir, bmp_dir)
+  body = ([intro_text(run, runs)] + data_sections(run, runs, vec_dir, bmp_dir)
+          + reference_section(run, runs, vec_dir, bmp_dir) + comparison_sections(run, runs, vec_dir))
+  patience = run["patience"]
+  plot_path = os.path.join(run["runs_dir"], "accuracy.png") if FLAGS.quick else run["plot"]
+  plot(plot_panels(run, runs, vec_dir, bmp_dir), plot_path, "epochs" if patience else "seconds")
+  if FLAGS.quick:
     print("\n".join(body))
-    print(f"\naccuracy: quick run done in {elapsed:.0f} s; plot {plot_path}; BENCHMARKS.md not written")
+    print(f"\naccuracy: quick run done in {time.time() - started:.0f} s; plot {plot_path}; BENCHMARKS.md not written")
+    return
+  body += [f"\n![eval and test top-1 against training]({os.path.relpath(plot_path, REPO)})\n",
+           f"Plot: `{os.path.relpath(plot_path, REPO)}`, eval top-1 after each epoch against training "
+           f"{'epochs' if patience else 'wall seconds'}, the test top-1 of the best weights as a dot."]
+  title = "Accuracy at convergence on real drawings (CPU)" if patience else "Accuracy and cost on real drawings (CPU)"
+  report.write_section(run["section"], title, command_line(), "\n".join(body))
 
 
 if __name__ == "__main__":
