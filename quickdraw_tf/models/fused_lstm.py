@@ -39,12 +39,16 @@ def has_accelerators():
 
 
 def eigen_matmul(a, b, transpose_a=False):
-  """``tf.matmul`` of rank-2 tensors, on Eigen's kernel even with oneDNN on.
+  """``tf.matmul`` of rank-2 tensors; in float32 on Eigen's kernel even with oneDNN on.
 
-  It is a batch of one through ``BatchMatMulV3``, which TensorFlow's oneDNN
-  rewrite leaves alone (it takes MatMul and BatchMatMulV2), at the cost of two
-  free reshapes. Same dtypes and gradient as ``tf.matmul``.
+  float32 runs as a batch of one through ``BatchMatMulV3``, which TensorFlow's
+  oneDNN rewrite leaves alone (it takes MatMul and BatchMatMulV2), at the cost
+  of two free reshapes. Other dtypes stay ``tf.matmul``: BatchMatMulV3 has no
+  float16 CPU kernel, and on CPUs with AVX512-BF16 oneDNN's is bfloat16's fast
+  kernel. Same results and gradient as ``tf.matmul``.
   """
+  if a.dtype != tf.float32:
+    return tf.matmul(a, b, transpose_a=transpose_a)
   return tf.raw_ops.BatchMatMulV3(x=a[None], y=b[None], adj_x=transpose_a, Tout=a.dtype)[0]
 
 
