@@ -10,11 +10,11 @@ bucket, stroke-5, rasterise, resize), and of its training step alone on a
 few of its batches held in memory (forward, backward, Adam update),
 alternately, best of ``--rounds``. The step is also given in examples per
 CPU second, which other processes disturb less, in float32 and, on CPUs
-with AVX512-BF16, mixed bfloat16: the column that shows a regression. The pipeline must deliver at least 10x
-what the step consumes. Also: padded time steps with
-bucket_by_sequence_length against plain padded_batch, and the in-graph
-rasteriser against Google's numpy_bitmap images. The load average
-before and after is reported: other processes slow both sides.
+with AVX512-BF16, mixed bfloat16: the column that shows a regression. The
+pipeline must deliver at least 10x what the step consumes. Also: padded
+time steps with bucket_by_sequence_length against plain padded_batch, and
+the in-graph rasteriser against Google's numpy_bitmap images. The load
+average before and after is reported: other processes slow both sides.
 """
 
 import glob
