@@ -5,8 +5,8 @@ import os
 __version__ = "0.1.0"
 
 # TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX512-VNNI, AVX512-BF16 or AMX.
-# On others (an AMD EPYC with AVX2 here) they train our CNNs 1.2-2.9x faster per CPU second, rnn alike,
-# bilstm 0.87x (BENCHMARKS.md, "oneDNN on CPUs where TensorFlow leaves it off"). TensorFlow reads this
+# On others (an AMD EPYC with AVX2 here) they train our CNNs 1.2-3.1x faster per CPU second, the LSTMs
+# 0.95-1.02x (BENCHMARKS.md, "oneDNN on CPUs where TensorFlow leaves it off"). TensorFlow reads this
 # when first imported: a value the user set wins, and importing TensorFlow before this package leaves
 # TensorFlow's own default.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -105,13 +105,13 @@ def test_recurrent_models_use_it_and_read_keras_lstm_checkpoints(tmp_path, monke
     np.testing.assert_array_equal(old, new)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])  # float16: no BatchMatMulV3 CPU kernel.
 def test_eigen_matmul_is_matmul(dtype):
   rng = np.random.default_rng(0)
   a, b = (tf.constant(rng.normal(size=shape), dtype) for shape in ((5, 3), (3, 4)))
   tall = tf.constant(rng.normal(size=(5, 4)), dtype)
   assert fused_lstm.eigen_matmul(a, b).dtype == dtype
-  np.testing.assert_allclose(fused_lstm.eigen_matmul(a, b), tf.matmul(a, b), rtol=1e-6)  # float16 has no BatchMatMulV3 CPU kernel.
+  np.testing.assert_allclose(fused_lstm.eigen_matmul(a, b), tf.matmul(a, b), rtol=1e-6)
   np.testing.assert_allclose(fused_lstm.eigen_matmul(a, tall, transpose_a=True),
                              tf.matmul(a, tall, transpose_a=True), rtol=1e-6)
   assert fused_lstm.eigen_matmul(tf.zeros([0, 3], dtype), b).shape == (0, 4)  # An empty batch.

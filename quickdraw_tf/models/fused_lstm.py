@@ -25,7 +25,7 @@ layer names, hence checkpoints, are those of ``keras.layers.LSTM``.
 
 Two of its products, each step's ``h @ recurrent_kernel`` and the weight
 gradients, run as `eigen_matmul`: with oneDNN on (the package's default),
-oneDNN's MatMul ran them 1.4x and 1.7x slower than Eigen's on a 2-core AVX2
+oneDNN's MatMul ran them 1.4x and 1.5x slower than Eigen's on a 2-core AVX2
 CPU, a quarter of ``bilstm``'s training step.
 """
 
