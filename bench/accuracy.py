@@ -533,15 +533,39 @@ def settings():
                models=[m for m in QUICK_MODELS if m in FLAGS.models], vec_name="vec4", bmp_name="bmp4", bmp_cap=300)
   name = "bench_accuracy" + ("_converged" if converge else "") + ("_quick" if FLAGS.quick else "")
   run["runs_dir"] = FLAGS.runs_dir or os.path.join(REPO, "runs", name)
+  check_runs(run)
   return run
 
 
-def fidelity_runs(model_names, bmp_dir, run, defaults):
+def image_only(model):
+  """Whether ``model`` reads images and no ink: it trains on bmp22, not vec17."""
+  spec = models.get(model)
+  return spec.uses_image and not spec.uses_ink
+
+
+def check_runs(run):
+  """app.UsageError, before anything trains, for a --models, --fidelity or --variants entry that cannot run."""
+  classifiers = [name for name, spec in models.MODELS.items() if not spec.trainer]
+  unknown = [m for m in FLAGS.models if m not in classifiers]
+  if unknown:
+    raise app.UsageError(f"--models: {','.join(unknown)} not a classifier; valid: {','.join(classifiers)}")
+  bmp_models = [m for m in run["models"] if image_only(m)] if FLAGS.bmp22 else []
+  vec_models = run["models"] if FLAGS.vec17 else []
+  for model in FLAGS.fidelity:
+    if model not in bmp_models:
+      raise app.UsageError(f"--fidelity={model}: not an image-only model of --models on bmp22, so it has no run "
+                           "there to compare with")
+  for variant in FLAGS.variants:
+    model = parse_variant(variant)[0]
+    data_name, data_models = (run["bmp_name"], bmp_models) if image_only(model) else (run["vec_name"], vec_models)
+    if model not in data_models:
+      raise app.UsageError(f"--variants={variant}: {model} has no default run on {data_name} to compare with")
+
+
+def fidelity_runs(bmp_dir, run, defaults):
   """Each --fidelity model again with PyTorch's init and with the schedule on training loss; rows of results."""
   rows = []
   for model in FLAGS.fidelity:
-    if model not in model_names or not models.get(model).uses_image or models.get(model).uses_ink:
-      raise app.UsageError(f"--fidelity={model}: not an image-only model of --models, so it has no bmp22 run")
     default = next(r for r in defaults if r["model"] == model)
     for label, options, train_flags in FIDELITY_VARIANTS:
       run_dir = os.path.join(run["runs_dir"], run["bmp_name"], f"{model}_{label.replace('=', '_')}")
@@ -551,18 +575,18 @@ def fidelity_runs(model_names, bmp_dir, run, defaults):
 
 
 def parse_variant(variant):
-  """``model:setting`` -> (model, model options, train flags); app.UsageError when malformed."""
+  """``model:setting`` -> (model, setting, model options, train flags); app.UsageError when malformed."""
   model, _, setting = variant.partition(":")
   if model not in models.MODELS or not setting or (not setting.startswith("--") and "=" not in setting):
     raise app.UsageError(f"--variants={variant}: expected model:option=value or model:--train_flag=value")
   if setting.startswith("--"):
-    return model, {}, [setting]
+    return model, setting, {}, [setting]
   key, _, value = setting.partition("=")
   try:
     models.check_options(model, {key: value})
   except ValueError as e:
     raise app.UsageError(f"--variants={variant}: {e}") from None
-  return model, {key: value}, []
+  return model, setting, {key: value}, []
 
 
 def variant_runs(run, vec_run, bmp_run):
@@ -572,14 +596,9 @@ def variant_runs(run, vec_run, bmp_run):
   """
   rows = []
   for variant in FLAGS.variants:
-    model, options, train_flags = parse_variant(variant)
-    spec = models.get(model)
-    on_bmp = spec.uses_image and not spec.uses_ink
-    data_name, data_run = (run["bmp_name"], bmp_run) if on_bmp else (run["vec_name"], vec_run)
-    default = next((r for r in data_run[1] if r["model"] == model), None) if data_run else None
-    if default is None:
-      raise app.UsageError(f"--variants={variant}: {model} has no default run on {data_name} to compare with")
-    setting = variant.split(":", 1)[1]
+    model, setting, options, train_flags = parse_variant(variant)
+    data_name, data_run = (run["bmp_name"], bmp_run) if image_only(model) else (run["vec_name"], vec_run)
+    default = next(r for r in data_run[1] if r["model"] == model)
     run_dir = os.path.join(run["runs_dir"], data_name, f"{model}_{setting.strip('-').replace('=', '_')}")
     rows.append((default, train_and_test(f"{model} {setting}", model, data_run[0], run_dir, run["budget"], options,
                                          train_flags, run["patience"])))
@@ -621,8 +640,8 @@ def train_all(run, vec_dir, bmp_dir):
   bmp = []
   if bmp_dir:
     bmp = [train_and_test(m, m, bmp_dir, os.path.join(run["runs_dir"], run["bmp_name"], m), budget, patience=patience)
-           for m in model_names if models.get(m).uses_image and not models.get(m).uses_ink]
-  fidelity = fidelity_runs(model_names, bmp_dir, run, bmp) if bmp_dir and FLAGS.fidelity else []
+           for m in model_names if image_only(m)]
+  fidelity = fidelity_runs(bmp_dir, run, bmp) if bmp_dir and FLAGS.fidelity else []
   variants = variant_runs(run, (vec_dir, vec) if vec else None, (bmp_dir, bmp) if bmp else None)
   return dict(vec=vec, ablation=ablation, batch_runs=batch_runs, bmp=bmp, fidelity=fidelity, variants=variants,
               all=vec + ablation[1:] + batch_runs + bmp + [r for _, r in fidelity + variants])

@@ -212,10 +212,14 @@ def _train_classifier(config, spec):
   size = (config.image_size or spec.image_size) if spec.uses_image else None
   # Non-chief workers write into a directory of their own (tf.distribute's recipe).
   out_dir = config.model_dir if distribute.is_chief(strategy) else _worker_dir(config.model_dir, strategy)
-  class_names, steps = _prepare_run(config, spec, out_dir, size)
+  class_names, steps, run = _check_run(config, spec, size)
   keras.mixed_precision.set_global_policy(distribute.precision_policy(config.mixed_precision, strategy))
   with strategy.scope():
-    model = models.build(config.model, len(class_names), image_size=size, **config.model_options)
+    try:
+      model = models.build(config.model, len(class_names), image_size=size, **config.model_options)
+    except ValueError as e:  # An option's value (its key was checked): one line, and no run directory written.
+      raise TrainError(f"--model_option: {e}") from None
+  run_dir.start(out_dir, run)
   # With GPUs or TPUs the replicas rasterise ink (data.rasterise_in_step): a host's cores rasterising could
   # not keep them fed (BENCHMARKS.md, "Where image models' images come from").
   raster_on_replicas = spec.uses_image and data.has_accelerators(strategy)
@@ -237,8 +241,8 @@ def _train_classifier(config, spec):
   return history
 
 
-def _prepare_run(config, spec, out_dir, size):
-  """Checks the records and the run directory, then writes config.json; returns (class names, steps an epoch)."""
+def _check_run(config, spec, size):
+  """Checks the records and the run directory; returns (class names, steps an epoch, the run's config.json dict)."""
   data.image_source_for(config.records, spec, config.image_source)
   class_names = records.read_classes(config.records)
   stats = records.read_stats(config.records)
@@ -247,8 +251,7 @@ def _prepare_run(config, spec, out_dir, size):
          "model_options": dict(config.model_options), "records": os.path.abspath(config.records),
          "training": config.record(), "version": quickdraw_tf.__version__}
   run_dir.check_compatible(config.model_dir, run)  # A worker's out_dir is its own; the run is model_dir.
-  run_dir.start(out_dir, run)
-  return class_names, config.steps_per_epoch or max(1, stats["totals"]["train"] // config.batch_size)
+  return class_names, config.steps_per_epoch or max(1, stats["totals"]["train"] // config.batch_size), run
 
 
 def _datasets(config, spec, size, raster_on_replicas):

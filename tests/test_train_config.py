@@ -52,6 +52,12 @@ def test_unknown_options_and_config_keys_fail_with_the_valid_names(records_dir, 
   assert result.returncode == 1 and "unknown option(s) activaton for model 'rnn'; valid: init, activation" in (
       result.stderr)
   assert not os.path.exists(tmp_path / "a")
+  # A known option with a bad value: found when the model is built, before the run directory is written.
+  result = verbs.run("train", "--model=rnn", f"--records={records_dir}", f"--model_dir={tmp_path / 'a'}",
+                     "--model_option=init=pytorch", *TRAIN_ARGS)
+  assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert "train: error: --model_option: init must be one of keras, torch, got 'pytorch'" in result.stderr
+  assert not os.path.exists(tmp_path / "a" / "config.json")
   cfg = tmp_path / "rnn.cfg"
   monkeypatch.setattr(train_config, "config_path", lambda model: cfg)
   for text, message in (("# a comment\n--learning_rat=0.1\n", f"{cfg}:2: unknown flag --learning_rat; valid: "),

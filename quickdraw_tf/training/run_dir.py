@@ -64,8 +64,10 @@ def start(model_dir, run):
   """Writes ``run`` (the config dict) to a new run directory, or one that `check_compatible` allows to go on."""
   check_compatible(model_dir, run)
   os.makedirs(os.path.join(model_dir, CHECKPOINTS_DIR), exist_ok=True)
-  with open(os.path.join(model_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
+  path = os.path.join(model_dir, CONFIG_FILE)
+  with open(path + ".partial", "w", encoding="utf-8") as f:
     json.dump(run, f, indent=1)
+  os.replace(path + ".partial", path)  # A kill mid-write must not leave a config that blocks resuming the run.
 
 
 def training_callbacks(model_dir, checkpoint_steps, carried=(), profile_batch=0):
