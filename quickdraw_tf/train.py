@@ -232,7 +232,7 @@ def _train_classifier(config, spec):
       models.Stage(config.epochs)]
   history = _fit_stages(model, config, stages, strategy, (train_data, eval_data, steps), callbacks,
                         os.path.join(out_dir, run_dir.BACKUP_DIR), replica_inputs)
-  model.save_weights(os.path.join(out_dir, run_dir.FINAL_WEIGHTS))
+  run_dir.save_weights(model, os.path.join(out_dir, run_dir.FINAL_WEIGHTS))
   if config.export:
     best = os.path.join(out_dir, run_dir.BEST_WEIGHTS)
     if os.path.exists(best):  # Serve the weights evaluate picks by default: the best by eval accuracy.
@@ -275,8 +275,7 @@ def _callbacks(config, out_dir, eval_data, class_names, replica_inputs):
   carried = []  # Their state goes into the backups: a resumed run goes on as if never stopped.
   if eval_data is not None:
     carried += [
-        keras.callbacks.ModelCheckpoint(os.path.join(out_dir, run_dir.BEST_WEIGHTS), monitor="val_accuracy",
-                                        mode="max", save_best_only=True, save_weights_only=True),
+        run_dir.best_checkpoint(out_dir, "val_accuracy", "max"),
         Summaries(os.path.join(out_dir, run_dir.LOGS_DIR), eval_data.take(4).map(lambda f, label: (replica_inputs(f), label)), class_names,
                   config.batch_size),
     ]

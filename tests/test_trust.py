@@ -317,6 +317,22 @@ HELD_TRAIN = textwrap.dedent("""
     """)
 
 
+def _kill_when_held(script, *args):
+  """Runs ``python -c script *args`` until it prints HELD (where it waits on its stdin), then kills it."""
+  process = subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, **QUIET})
+  try:
+    lines = []
+    for line in process.stdout:  # Blocks until the child is held (or ends, which fails below).
+      lines.append(line)
+      if line.startswith("HELD"):
+        break
+    assert lines and lines[-1].startswith("HELD"), "".join(lines) + process.stderr.read()[-3000:]
+  finally:
+    process.kill()
+    process.wait()
+
+
 def _backed_up_step(model_dir):
   """The optimizer step in the run's backup, loaded as train loads it."""
   model = models.build("bilstm", 2)
@@ -338,24 +354,48 @@ def test_a_kill_at_any_stage_of_a_backup_leaves_one_that_resumes(records_dir, tm
                                                                   step):
   model_dir = tmp_path / "run"
   args = _train_args(records_dir, model_dir)
-  process = subprocess.Popen([sys.executable, "-c", HELD_TRAIN, str(hold_at), stage, *args], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **QUIET})
-  try:
-    lines = []
-    for line in process.stdout:  # Blocks until the child is held (or ends, which fails below).
-      lines.append(line)
-      if line.startswith("HELD"):
-        break
-    assert lines and lines[-1].startswith("HELD"), "".join(lines) + process.stderr.read()[-3000:]
-  finally:
-    process.kill()
-    process.wait()
+  _kill_when_held(HELD_TRAIN, str(hold_at), stage, *args)
   assert backup.read_state(str(model_dir / "backup")) == state
   assert _backed_up_step(model_dir) == step
   if stage == "done":
     result = verbs.run("train", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"starting at step {step}, epoch {state[0] + 1}" in result.stdout, result.stdout
+
+
+# Trains, holding the process in the middle of writing its first best weights; the test kills it there.
+HELD_BEST = textwrap.dedent("""
+    import sys
+    import keras
+    from quickdraw_tf import cli, train
+    save_weights = keras.Model.save_weights
+
+    def held_save_weights(self, filepath, *args, **kwargs):
+      if "best" in str(filepath):
+        with open(filepath, "wb") as f:  # Half a weights file on disk.
+          f.write(b"\\x89HDF\\r\\n" + bytes(88))
+        print("HELD", flush=True)
+        sys.stdin.readline()  # The test kills this process while it waits here.
+      save_weights(self, filepath, *args, **kwargs)
+
+    keras.Model.save_weights = held_save_weights
+    sys.argv = ["train", *sys.argv[1:]]
+    cli.run(train.define_flags, train.main)
+    """)
+
+
+def test_a_kill_while_writing_the_best_weights_leaves_no_half_file_under_their_name(records_dir, tmp_path):
+  model_dir = tmp_path / "run"
+  args = _train_args(records_dir, model_dir)
+  _kill_when_held(HELD_BEST, *args)
+  assert not (model_dir / "best.weights.h5").exists()  # Evaluate would have read it.
+  assert (model_dir / "best.partial.weights.h5").exists()
+  result = verbs.run("train", *args)  # Resumed: the partial file is removed, the best weights written whole.
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert not [p for p in model_dir.rglob("*") if ".partial" in p.name]
+  assert sorted(p.name for p in (model_dir / "checkpoints").iterdir()) == ["epoch001.weights.h5", "epoch002.weights.h5"]
+  result = verbs.run("evaluate", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'eval'}")
+  assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_an_unreadable_backup_names_the_file_and_the_way_out(records_dir, trained_run, tmp_path):

@@ -6,6 +6,7 @@
   saved_model/       the serving SavedModel (export.py writes it)
   backup/            the backup a killed run resumes from (backup.py)
   checkpoints/       the weights after every epoch
+  *.partial.weights.h5  weights being written (`PublishWeights` renames them)
   logs/              TensorBoard: train/, validation/ (and visualize's)
 
 ``config.json`` records what a run's weights depend on; a later run in the same
@@ -26,6 +27,8 @@ from quickdraw_tf.training import backup
 CONFIG_FILE = "config.json"
 BEST_WEIGHTS = "best.weights.h5"
 FINAL_WEIGHTS = "final.weights.h5"
+WEIGHTS_SUFFIX = ".weights.h5"  # Keras' save_weights requires it.
+PARTIAL_SUFFIX = ".partial.weights.h5"
 SAVED_MODEL = "saved_model"
 BACKUP_DIR = "backup"
 CHECKPOINTS_DIR = "checkpoints"
@@ -70,6 +73,50 @@ def start(model_dir, run):
   os.replace(path + ".partial", path)  # A kill mid-write must not leave a config that blocks resuming the run.
 
 
+def partial_path(path):
+  """Where a ``*.weights.h5`` file is written before it is renamed to ``path``: never half a file under its name."""
+  return path.removesuffix(WEIGHTS_SUFFIX) + PARTIAL_SUFFIX
+
+
+def save_weights(model, path):
+  """``model.save_weights(path)``, written aside and renamed: a kill mid-write leaves the previous file whole."""
+  model.save_weights(partial_path(path))
+  os.replace(partial_path(path), path)
+
+
+def best_checkpoint(model_dir, monitor, mode):
+  """Keras' ModelCheckpoint of the best weights by ``monitor``, written to their `partial_path`: `PublishWeights`
+  (in `training_callbacks`) renames them to best.weights.h5 once whole."""
+  return keras.callbacks.ModelCheckpoint(partial_path(os.path.join(model_dir, BEST_WEIGHTS)), monitor=monitor,
+                                         mode=mode, save_best_only=True, save_weights_only=True)
+
+
+class PublishWeights(keras.callbacks.Callback):
+  """Renames the weights Keras' ModelCheckpoints wrote to their `partial_path` in a run directory to their names.
+
+  Keras writes a checkpoint in place, and a kill mid-write would leave a
+  truncated best.weights.h5 that evaluate reads. Place it after the
+  checkpoints. A run's start removes the partial files a killed run left,
+  which could be half written.
+  """
+
+  def __init__(self, model_dir):
+    super().__init__()
+    self.dirs = (model_dir, os.path.join(model_dir, CHECKPOINTS_DIR))
+
+  def _partials(self):
+    return [os.path.join(d, name) for d in self.dirs if os.path.isdir(d) for name in sorted(os.listdir(d))
+            if name.endswith(PARTIAL_SUFFIX)]
+
+  def on_train_begin(self, logs=None):
+    for path in self._partials():
+      os.remove(path)
+
+  def on_epoch_end(self, epoch, logs=None):
+    for path in self._partials():
+      os.replace(path, path.removesuffix(PARTIAL_SUFFIX) + WEIGHTS_SUFFIX)
+
+
 def training_callbacks(model_dir, checkpoint_steps, carried=(), profile_batch=0):
   """The callbacks that fill a run directory, around ``carried``: a checkpoint per epoch, TensorBoard, backups.
 
@@ -78,15 +125,17 @@ def training_callbacks(model_dir, checkpoint_steps, carried=(), profile_batch=0)
   backed up every ``checkpoint_steps`` steps and after every epoch (one
   callback cannot do both); both restore the same backup, and an interrupted
   epoch runs again from its first batch. Returns them in the order they must
-  run: the backups after ``carried``, then `StartingStep`, which reads the
+  run: `PublishWeights` after the checkpoints (``carried`` may hold one),
+  the backups after ``carried``, then `StartingStep`, which reads the
   restored step.
   """
   backup_dir = os.path.join(model_dir, BACKUP_DIR)
+  every_epoch = partial_path(os.path.join(model_dir, CHECKPOINTS_DIR, "epoch{epoch:03d}.weights.h5"))
   return [
-      keras.callbacks.ModelCheckpoint(os.path.join(model_dir, CHECKPOINTS_DIR, "epoch{epoch:03d}.weights.h5"),
-                                      save_weights_only=True),
+      keras.callbacks.ModelCheckpoint(every_epoch, save_weights_only=True),
       keras.callbacks.TensorBoard(os.path.join(model_dir, LOGS_DIR), profile_batch=profile_batch or 0),
       *carried,
+      PublishWeights(model_dir),  # Not carried: it has no state, and the carried ones keep their backup keys.
       backup.BackupAndRestore(backup_dir, save_freq=checkpoint_steps, carried=carried),
       backup.BackupAndRestore(backup_dir, save_freq="epoch", carried=carried),
       StartingStep(),

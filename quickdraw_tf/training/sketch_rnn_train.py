@@ -104,8 +104,7 @@ def _callbacks(config, train_callbacks, eval_data):
                       next(iter(eval_data)) if eval_data is not None else None, config.batch_size, config.seed),
   ]
   if eval_data is not None:
-    carried.append(keras.callbacks.ModelCheckpoint(os.path.join(model_dir, run_dir.BEST_WEIGHTS),
-                                                   monitor="val_loss", save_best_only=True, save_weights_only=True))
+    carried.append(run_dir.best_checkpoint(model_dir, "val_loss", "min"))
   return run_dir.training_callbacks(model_dir, config.checkpoint_steps, carried, config.profile_batch)
 
 
@@ -156,7 +155,7 @@ def train(config, callbacks=()):
   callbacks = [*bars, *_callbacks(config, callbacks, eval_data)]
   history = model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
                       callbacks=callbacks, verbose=verbose)
-  model.save_weights(os.path.join(model_dir, run_dir.FINAL_WEIGHTS))
+  run_dir.save_weights(model, os.path.join(model_dir, run_dir.FINAL_WEIGHTS))
   if config.export:
     from quickdraw_tf.serving import sketch_rnn_export  # pylint: disable=g-import-not-at-top
     best = os.path.join(model_dir, run_dir.BEST_WEIGHTS)
