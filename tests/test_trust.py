@@ -398,6 +398,22 @@ def test_a_kill_while_writing_the_best_weights_leaves_no_half_file_under_their_n
   assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_weights_that_do_not_load_are_one_line_naming_the_file(records_dir, trained_run, tmp_path):
+  model_dir = tmp_path / "run"
+  shutil.copytree(trained_run, model_dir)
+  best = model_dir / "best.weights.h5"
+  best.write_bytes(best.read_bytes()[:200])  # Damaged.
+  final = model_dir / "final.weights.h5"
+  shutil.copy(trained_run / "checkpoints" / "epoch001.weights.h5", final)
+  config = json.loads((model_dir / "config.json").read_text())
+  (model_dir / "config.json").write_text(json.dumps({**config, "model": "rnn"}))  # Weights of another model.
+  for verb, weights, output in (("evaluate", best, "--output_dir"), ("export", final, "--output")):
+    result = verbs.run(verb, f"--model_dir={model_dir}", f"--weights={weights}", f"{output}={tmp_path / verb}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"{verb}: error: {weights} cannot be loaded into the rnn model that {model_dir}'s config.json" in (
+        result.stderr)
+
+
 def test_an_unreadable_backup_names_the_file_and_the_way_out(records_dir, trained_run, tmp_path):
   model_dir = tmp_path / "run"
   shutil.copytree(trained_run, model_dir)

@@ -37,6 +37,10 @@ LOGS_DIR = "logs"
 COMPATIBILITY_KEYS = ("model", "classes", "image_size", "model_options")
 
 
+class WeightsError(cli.Error, ValueError):
+  """A weights file that does not load into the model its run directory's config describes."""
+
+
 class IncompatibleRun(cli.Error, ValueError):
   """``model_dir`` holds another run; the message says what differs and what to do."""
 
@@ -184,7 +188,13 @@ def restore(model_dir, weights=None):
                     if os.path.exists(os.path.join(model_dir, w))), None)
     if weights is None:
       raise FileNotFoundError(f"{model_dir} holds neither {BEST_WEIGHTS} nor {FINAL_WEIGHTS}")
-  model.load_weights(weights)
+  try:
+    model.load_weights(weights)
+  except (OSError, ValueError) as e:  # Keras' message can list every layer and its weights: the start says enough.
+    reason = " ".join(str(e).split())[:240] or type(e).__name__
+    raise WeightsError(f"{weights} cannot be loaded into the {config['model']} model that {model_dir}'s "
+                       f"{CONFIG_FILE} describes ({reason}): a damaged file, or weights of another model; pass "
+                       "another (--weights=checkpoints/epochNNN.weights.h5) or train again") from None
   return model, config
 
 
