@@ -5,7 +5,7 @@ r"""Accuracy and cost of every model on real drawings, beside the published tabl
   python -m bench.accuracy --budget=120 --reuse   # finish or re-render a run, keeping its finished models
   python -m bench.accuracy --budget=240 --fidelity=sketchanet,resnet18   # + PyTorch init / schedule rows
   python -m bench.accuracy --converge --reuse      # converged run, hours; rerun the same to resume
-  python -m bench.accuracy --converge --reuse --noablation --variants=resnet18:stem=imagenet  # + ImageNet stem row
+  python -m bench.accuracy --converge --reuse --noablation --variants=resnet18:stem=small  # + resnet18's 3x3/1 stem
 
 Data (records built with make_records into --records_root, reused when complete):
   * vec17: every vector drawing (all sources under strokes/, raw ones
@@ -83,7 +83,7 @@ flags.DEFINE_list("fidelity", [], "Image models to train again on bmp22 with PyT
                   "(--model_option=init=torch) and with the learning rate schedule on the training loss "
                   "(--lr_monitor=train_loss), as the reference report's code, each beside its default run.")
 flags.DEFINE_list("variants", [], "More runs, each beside its model's default run: `model:setting`, the setting "
-                  "a model option (`resnet18:stem=imagenet`) or a flag of train "
+                  "a model option (`resnet18:stem=small`) or a flag of train "
                   "(`bilstm:--mixed_precision=mixed_bfloat16`); on bmp22 for image-only models, else on vec17.")
 flags.DEFINE_bool("converge", False, "Converged mode: every model until eval top-1 has not improved for "
                   "--converge_patience evaluations or --converge_cap CPU seconds, on all rows of bmp22; into "

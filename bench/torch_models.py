@@ -2,8 +2,8 @@
 
 The report's code is LogCreative/quickdraw-classifier (``models/sketchrnn.py``,
 ``models/sketchnet.py``, its batch-normalised AlexNet, ``models/cnnrnn.py``);
-``rnn`` (Google's TF 1 tutorial model) and ``resnet18`` (our 28 px stem) are
-copies of our architectures. Imported only where PyTorch is installed.
+``rnn`` (Google's TF 1 tutorial model) and ``resnet18`` (the report's runs a bare
+stem on 225 px) are copies of our architectures. Imported only where PyTorch is installed.
 """
 
 import torch
@@ -78,8 +78,8 @@ class Block(nn.Module):
     return torch.relu(self.body(x) + self.shortcut(x))
 
 
-def resnet18(side):  # Ours: 3x3/1 stem below 112 px, else 7x7/2 and a 3x3/2 max-pool.
-  stem = bn_conv(1, 64, 3) if side < 112 else [*bn_conv(1, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
+def resnet18():  # Ours: the 7x7/2 stem and a 3x3/2 max-pool at every size, as torchvision's.
+  stem = [*bn_conv(1, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
   blocks, cin = [], 64
   for stage, cout in enumerate((64, 128, 256, 512)):
     blocks += [Block(cin, cout, 2 if stage else 1), Block(cout, cout, 1)]
@@ -118,5 +118,5 @@ def build(name, image_side):
   if name == "alexnet":
     return alexnet(), lambda ink, image: (image,)
   if name == "resnet18":
-    return resnet18(image_side), lambda ink, image: (image,)
+    return resnet18(), lambda ink, image: (image,)
   return Fusion(image_side), lambda ink, image: (ink, image)

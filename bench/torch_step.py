@@ -14,7 +14,7 @@ frameworks use every core. The PyTorch side is the report's code
 ``out[-1]``, ``models/sketchnet.py``, the batch-normalised AlexNet, the
 CNN+RNN fusion) where it defines the model, and a copy of our own
 architecture where it does not (``rnn``, Google's TF 1 tutorial model;
-``resnet18``, whose 28 px stem is ours). Ratios within 0.05 of 1 are ties.
+``resnet18``: the report's runs a bare stem on 225 px). Ratios within 0.05 of 1 are ties.
 """
 
 import json

@@ -2,7 +2,7 @@
 
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX512-VNNI, AVX512-BF16 or AMX.
 # On others (an AMD EPYC with AVX2 here) they train our CNNs 1.2-3.1x faster per CPU second, the LSTMs

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 
 import keras
 import numpy as np
@@ -16,6 +17,7 @@ from quickdraw_tf.models import __main__ as models_main
 from quickdraw_tf.models import common
 from quickdraw_tf.models import vgg19
 from quickdraw_tf.pipelines import data
+from quickdraw_tf.training import run_dir
 
 # Small image sizes keep the CPU suite fast; the defaults are exercised by the registry listing.
 CLASSIFIERS = [name for name, spec in models.MODELS.items() if not spec.trainer]  # sketch_rnn: test_sketch_rnn
@@ -177,10 +179,27 @@ def test_registry_lists_every_model_at_its_default_size(capsys):
       "sketchanet": 225, "alexnet": 225, "resnet18": 28, "fusion": 225, "vgg19": 64}
 
 
-def test_resnet18_stem_follows_the_input_size():
-  assert models.build("resnet18", 3).get_layer("conv1").kernel_size == (3, 3)
-  large = models.build("resnet18", 3, image_size=224)
-  assert large.get_layer("conv1").kernel_size == (7, 7) and large.get_layer("conv1_pool") is not None
+def test_resnet18_stem_is_imagenets_at_every_size_and_small_on_request():
+  for size in (28, 224):
+    model = models.build("resnet18", 3, image_size=size)
+    assert model.get_layer("conv1").kernel_size == (7, 7) and model.get_layer("conv1").strides == (2, 2)
+    assert model.get_layer("conv2_block1_conv1").input.shape[1] == -(-size // 4)  # After the stride and the pool.
+  small = models.build("resnet18", 3, stem="small")
+  assert small.get_layer("conv1").kernel_size == (3, 3) and small.get_layer("conv2_block1_conv1").input.shape[1] == 28
+
+
+def test_a_resnet18_run_of_0_1_without_a_stem_restores_with_the_small_stem_it_was_trained_with(tmp_path):
+  trained = models.build("resnet18", 3, stem="small")
+  trained.save_weights(str(tmp_path / "final.weights.h5"))
+  config = {"model": "resnet18", "classes": ["a", "b", "c"], "image_size": 28, "model_options": {},
+            "version": "0.1.0"}
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  restored, recorded = run_dir.restore(str(tmp_path))
+  assert recorded["model_options"] == {"stem": "small"} and restored.get_layer("conv1").kernel_size == (3, 3)
+  with pytest.raises(run_dir.IncompatibleRun, match=re.escape("model_options {'stem': 'small'} there, {} now")):
+    run_dir.check_compatible(str(tmp_path), {**config, "model_options": {}, "version": "0.2.0"})
+  for newer in ({**config, "version": "0.2.0"}, {**config, "image_size": 112}, {**config, "model": "alexnet"}):
+    assert run_dir.as_recorded_now(newer) == newer
 
 
 def test_vgg19_without_weights_says_so_and_starts_at_random(caplog):

@@ -9,18 +9,22 @@ Batch norm as PyTorch's (momentum 0.9 in Keras terms, epsilon 1e-5): the
 reference report trained its ResNet-18 in PyTorch. Convolutions have no bias
 (batch norm follows each: a bias would be cancelled; the report's have one).
 
-The stem follows the input size: the standard 7x7/2 convolution with batch
-norm, ReLU and a 3x3/2 max-pool ("imagenet") shrinks a 28 px sketch to 7 px
-before the first block, so inputs under 112 px get a 3x3/1 convolution with
-batch norm and ReLU ("small"). ``stem="report"`` is the report's code
+The stem is the standard one at every input size ("imagenet"): a 7x7/2
+convolution with batch norm and ReLU, then a 3x3/2 max-pool, which shrinks a
+28 px sketch to 7 px before the first block. ``stem="small"``, a 3x3/1
+convolution with batch norm and ReLU, keeps the 28 px: 3.7x the arithmetic,
+and no better for it on bmp22 (BENCHMARKS.md, "Accuracy at convergence":
+lower eval accuracy after one epoch, and lower at the end of the same CPU
+time). Runs recorded before 0.2.0 without a stem under 112 px used it
+(`run_dir` reads them so). ``stem="report"`` is the report's code
 (LogCreative/quickdraw-classifier, models/resnet18.py) as it runs: a 7x7/2
 convolution with bias and nothing after it (its forward skips the batch norm
 and max-pool it defines), on 225 px inputs there.
 
 Other differences from the report's code, and why: it resizes the 28 px
-images to 225 px (ours trains at 28 px with the "small" stem: 64x cheaper a
-step, and the bench's CPU budget allows no more); its convolutions draw
-PyTorch's initialisation (``init="torch"`` here).
+images to 225 px (ours trains at 28 px: 64x cheaper a step, and the bench's
+CPU budget allows no more); its convolutions draw PyTorch's initialisation
+(``init="torch"`` here).
 """
 
 import keras
@@ -30,7 +34,7 @@ from quickdraw_tf.models import common
 
 IMAGE_SIZE = 28
 STAGES = ((64, 2), (128, 2), (256, 2), (512, 2))
-STEMS = ("small", "imagenet", "report")
+STEMS = ("imagenet", "small", "report")
 
 
 def _conv_bn(x, filters, kernel, stride, name, relu=True):
@@ -57,14 +61,13 @@ def _stem(image, stem):
   return _conv_bn(image, 64, 3, 1, "conv1")
 
 
-def build(num_classes, image_size=IMAGE_SIZE, stem=None):
+def build(num_classes, image_size=IMAGE_SIZE, stem="imagenet"):
   """keras.Model: {image [b, s, s, 1]} -> logits float32 [b, classes].
 
   Args:
-    stem: "small" (3x3/1), "imagenet" (7x7/2 + max-pool) or "report" (a bare
-      7x7/2 convolution); default "imagenet" from 112 px, else "small".
+    stem: "imagenet" (7x7/2 + max-pool), "small" (3x3/1) or "report" (a bare
+      7x7/2 convolution).
   """
-  stem = stem or ("imagenet" if image_size >= 112 else "small")
   if stem not in STEMS:
     raise ValueError(f"resnet18 stem must be one of {', '.join(STEMS)}, got {stem!r}")
   image = common.image_input(image_size)

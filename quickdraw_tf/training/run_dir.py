@@ -57,7 +57,7 @@ def check_compatible(model_dir, config):
     return
   try:
     with open(path, encoding="utf-8") as f:
-      previous = json.load(f)
+      previous = as_recorded_now(json.load(f))
     differences = [key for key in COMPATIBILITY_KEYS if previous.get(key) != config[key]]
   except (OSError, ValueError, AttributeError) as e:
     raise IncompatibleRun(f"{path} cannot be read ({e}): use another --model_dir") from None
@@ -167,7 +167,21 @@ def read_config(model_dir):
     raise FileNotFoundError(f"{model_dir} holds no {CONFIG_FILE}: is it a model_dir written by "
                             "python -m quickdraw_tf.train?")
   with open(path, encoding="utf-8") as f:
-    return json.load(f)
+    return as_recorded_now(json.load(f))
+
+
+def as_recorded_now(config):
+  """A config.json dict an earlier version wrote, as this version records the same run (the dict itself if new).
+
+  Up to 0.1.0 resnet18 used its "small" stem under 112 px when no stem was
+  given; the default is now "imagenet" at every size.
+  """
+  version = tuple(int(part) for part in str(config.get("version", "0")).split(".")[:2] if part.isdigit())
+  options = config.get("model_options", {})
+  if (version < (0, 2) and config.get("model") == "resnet18" and "stem" not in options
+      and 0 < (config.get("image_size") or 0) < 112):
+    return {**config, "model_options": {**options, "stem": "small"}}
+  return config
 
 
 def restore(model_dir, weights=None):
