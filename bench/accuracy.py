@@ -237,8 +237,7 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   result.update(key=key, label=label, model=model, image_size=side, fit_cpu_s=cpu_before + fit_cpu,
                 run_wall_s=time.time() - started, resumed=bool(resume))
   result["examples_per_cpu_s"] = result["steps"] * result["batch_size"] / result["fit_cpu_s"]
-  with open(result_path, "w", encoding="utf-8") as f:
-    json.dump(result, f, indent=1)
+  write_result(result_path, result)
   test = result["test"]
   print(f"accuracy: {label}: {result['steps']} steps ({result['epochs']:.1f} epochs) in {result['fit_wall_s']:.0f} s, "
         f"test top-1 {test['top1_accuracy']:.4f}, top-3 {test['top3_accuracy']:.4f}, MAP@3 {test['map3']:.4f}",
@@ -248,20 +247,30 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
 
 def reused_result(result_path, key, records_dir):
   """The finished run's result dict if it was run with ``key``, else None (brought up to date when older)."""
-  if not os.path.exists(result_path):
+  try:
+    with open(result_path, encoding="utf-8") as f:
+      result = json.load(f)
+  except FileNotFoundError:
     return None
-  with open(result_path, encoding="utf-8") as f:
-    result = json.load(f)
-  if result["key"] != key:
+  except ValueError as e:  # Written by hand, or by a version that did not write it whole: train again.
+    print(f"accuracy: {result_path} cannot be read ({e}): training that run again", flush=True)
+    return None
+  if result.get("key") != key:
     return None
   print(f"accuracy: reusing {os.path.dirname(result_path)}", flush=True)
   if "top1_batch_stats" not in result["test"]:  # Results from before this figure existed.
     restored, config = run_dir_lib.restore(os.path.dirname(result_path))
     result["test"]["top1_batch_stats"] = batch_stats_top1(restored, config, records_dir)
     keras.backend.clear_session()
-    with open(result_path, "w", encoding="utf-8") as f:
-      json.dump(result, f, indent=1)
+    write_result(result_path, result)
   return result
+
+
+def write_result(path, result):
+  """Writes a run's result dict aside, then renames it: a kill leaves the previous file or none, not half of one."""
+  with open(path + ".partial", "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=1)
+  os.replace(path + ".partial", path)
 
 
 def run_train(command, run_dir, resume):
