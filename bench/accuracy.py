@@ -242,7 +242,7 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   result.update(key=key, label=label, model=model, image_size=side, fit_cpu_s=cpu_before + fit_cpu,
                 run_wall_s=time.time() - started, resumed=bool(resume))
   result["examples_per_cpu_s"] = result["steps"] * result["batch_size"] / result["fit_cpu_s"]
-  write_result(result_path, result)
+  run_dir_lib.write_json(result_path, result)
   test = result["test"]
   print(f"accuracy: {label}: {result['steps']} steps ({result['epochs']:.1f} epochs) in {result['fit_wall_s']:.0f} s, "
         f"test top-1 {test['top1_accuracy']:.4f}, top-3 {test['top3_accuracy']:.4f}, MAP@3 {test['map3']:.4f}",
@@ -267,15 +267,8 @@ def reused_result(result_path, key, records_dir):
     restored, config = run_dir_lib.restore(os.path.dirname(result_path))
     result["test"]["top1_batch_stats"] = batch_stats_top1(restored, config, records_dir)
     keras.backend.clear_session()
-    write_result(result_path, result)
+    run_dir_lib.write_json(result_path, result)
   return result
-
-
-def write_result(path, result):
-  """Writes a run's result dict aside, then renames it: a kill leaves the previous file or none, not half of one."""
-  with open(path + ".partial", "w", encoding="utf-8") as f:
-    json.dump(result, f, indent=1)
-  os.replace(path + ".partial", path)
 
 
 def run_train(command, run_dir, resume):

@@ -71,10 +71,14 @@ def start(model_dir, run):
   """Writes ``run`` (the config dict) to a new run directory, or one that `check_compatible` allows to go on."""
   check_compatible(model_dir, run)
   os.makedirs(os.path.join(model_dir, CHECKPOINTS_DIR), exist_ok=True)
-  path = os.path.join(model_dir, CONFIG_FILE)
+  write_json(os.path.join(model_dir, CONFIG_FILE), run)  # Whole: half a config would block resuming the run.
+
+
+def write_json(path, value):
+  """Writes ``value`` as JSON aside, then renames it to ``path``: a kill leaves the previous file or none."""
   with open(path + ".partial", "w", encoding="utf-8") as f:
-    json.dump(run, f, indent=1)
-  os.replace(path + ".partial", path)  # A kill mid-write must not leave a config that blocks resuming the run.
+    json.dump(value, f, indent=1)
+  os.replace(path + ".partial", path)
 
 
 def partial_path(path):
