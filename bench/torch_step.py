@@ -29,7 +29,7 @@ import numpy as np
 from bench import report
 from bench import steps
 
-flags.DEFINE_integer("rounds", 2, "Alternating rounds of each side; the best is kept.", lower_bound=1)
+flags.DEFINE_integer("rounds", 4, "Alternating rounds of each side; the best is kept.", lower_bound=1)
 flags.DEFINE_float("seconds", 3.0, "CPU seconds at least per side and round.")
 flags.DEFINE_list("models", ["rnn", "bilstm", "sketchanet", "alexnet", "resnet18", "fusion"], "Models to measure.")
 flags.DEFINE_bool("quick", False, "Smoke check: one short round a side; prints the table, writes nothing.")
@@ -39,6 +39,8 @@ FLAGS = flags.FLAGS
 MEASUREMENTS = 2  # Per process; the best is kept.
 
 BATCH, CLASSES = steps.BATCH, steps.CLASSES
+COLUMNS = ["model", "input", "ours: examples per CPU s", "PyTorch: examples per CPU s", "ours / PyTorch", "",
+           "ours / PyTorch, medians", "spread of ours' rounds", "spread of PyTorch's rounds"]
 # (model, points of ink, image side) measured: the issue's shapes.
 SHAPES = (("rnn", 64, 0), ("rnn", 128, 0), ("bilstm", 64, 0), ("bilstm", 128, 0), ("sketchanet", 0, 225),
           ("sketchanet", 0, 64), ("alexnet", 0, 225), ("alexnet", 0, 64), ("resnet18", 0, 28),
@@ -77,19 +79,24 @@ def measure_here(name, points, side, framework):
 
 
 def measure(name, points, side):
-  """(ours, PyTorch's) best examples per CPU second, each side in processes of its own, alternately.
+  """{"ours": [...], "torch": [...]}: examples per CPU second of each round, each side in processes of its own.
 
   One process holding both frameworks slows PyTorch's small LSTM ops many times over (their thread pools
-  contend), so each measurement runs alone.
+  contend), so each measurement runs alone, the two sides alternately.
   """
-  best = {"ours": 0.0, "torch": 0.0}
+  rounds = {"ours": [], "torch": []}
   for _ in range(FLAGS.rounds):
-    for framework in best:
+    for framework, rates in rounds.items():
       command = [sys.executable, "-m", "bench.torch_step", f"--measure={framework}:{name}:{points}:{side}",
                  f"--seconds={FLAGS.seconds}"]
       out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-      best[framework] = max(best[framework], json.loads(out.strip().splitlines()[-1]))
-  return best["ours"], best["torch"]
+      rates.append(json.loads(out.strip().splitlines()[-1]))
+  return rounds
+
+
+def spread(rates):
+  """(best - worst) / best of one side's rounds: how much a single round can mislead."""
+  return (max(rates) - min(rates)) / max(rates)
 
 
 def main(_):
@@ -106,22 +113,26 @@ def main(_):
   for name, points, side in SHAPES:
     if name not in FLAGS.models:
       continue
-    ours, theirs = measure(name, points, side)
+    rounds = measure(name, points, side)
+    ours, theirs = max(rounds["ours"]), max(rounds["torch"])
     ratio = ours / theirs
     verdict = "tie" if abs(ratio - 1) <= 0.05 else ("faster" if ratio > 1 else "**slower**")
     size = ", ".join(filter(None, [f"{points} points" if points else "", f"{side} px" if side else ""]))
-    rows.append([f"`{name}`", size, f"{ours:,.1f}", f"{theirs:,.1f}", f"{ratio:.2f}x", verdict])
+    rows.append([f"`{name}`", size, f"{ours:,.1f}", f"{theirs:,.1f}", f"{ratio:.2f}x", verdict,
+                 f"{np.median(rounds['ours']) / np.median(rounds['torch']):.2f}x", f"{spread(rounds['ours']):.0%}",
+                 f"{spread(rounds['torch']):.0%}"])
     print(rows[-1], flush=True)
   if FLAGS.quick:
-    print(report.table(["model", "input", "ours", "PyTorch", "ratio", ""], rows))
+    print(report.table(COLUMNS, rows))
     return None
   body = (f"Batch {BATCH}, random inputs of the same shapes, {CLASSES} classes; one training step (forward, "
           f"cross-entropy, backward, Adam). Each side measured in a process of its own, {FLAGS.rounds} alternating "
           f"rounds of {MEASUREMENTS} measurements of at least {FLAGS.seconds:g} CPU s, the best kept; PyTorch "
           f"{torch.__version__} with {torch.get_num_threads()} threads. Examples per CPU second count every "
           "thread's time; TensorFlow with oneDNN on (quickdraw_tf's default).\n\n"
-          + report.table(["model", "input", "ours: examples per CPU s", "PyTorch: examples per CPU s",
-                          "ours / PyTorch", ""], rows) + "\n")
+          + report.table(COLUMNS, rows) + "\n\nThe verdict is the ratio of the bests. A single round can differ from "
+          "its side's best by the spread shown (the LSTMs' small ops vary most from process to process), which is "
+          "why there are several rounds and why the ratio of the medians is shown beside it.\n")
   report.write_section("torch_step", "Training steps against the original implementations (CPU)",
                        " ".join(["python -m bench.torch_step"] + sys.argv[1:]), body)
   return None
