@@ -39,6 +39,12 @@ converged, the ``accuracy_converged`` section and bench/accuracy_converged.png
 resumes an interrupted one from its backup (its CPU time, cap and patience
 count from its start, as train restores them). ``--quick --converge`` is its
 smoke check.
+
+A full run keeps each finished model's result (metrics, cost, learning
+curve; no weights) in bench/results/<run>/<data>/<label>.json, which is
+committed: a run of more hours than one machine is lent for goes on with
+--reuse on the next one, and a subset (e.g. --models=sketchanet --novec17)
+renders its table from the results it finds.
 """
 
 import glob
@@ -97,6 +103,9 @@ report.define_data_dir()
 flags.DEFINE_string("records_root", os.path.join(REPO, quickdraw_tf.DEFAULT_RECORDS_ROOT),
                     "Where the records are built (bench_<name> under it).")
 flags.DEFINE_string("runs_dir", None, "Model directories (default runs/bench_accuracy[_quick]).")
+flags.DEFINE_string("results_dir", os.path.join(REPO, "bench", "results"),
+                    "Finished runs' results of full runs, one JSON file a run (committed: a run of hours goes on "
+                    "with --reuse on another machine). --quick keeps them in its model directories.")
 flags.DEFINE_string("plot", os.path.join(REPO, "bench", "accuracy.png"), "The plot (full run only).")
 FLAGS = flags.FLAGS
 
@@ -216,11 +225,12 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   spec = models.get(model)
   options = options or {}
   side = image_side(spec)
-  key = {"model": model, "options": options, "records": records_dir, "budget": budget, "image_size": side,
+  key = {"model": model, "options": options, "records": os.path.basename(records_dir), "budget": budget,
+         "image_size": side,
          "train": records.read_stats(records_dir)["totals"], "train_flags": list(train_flags),
          "patience": patience}
-  result_path = os.path.join(run_dir, "bench_result.json")
-  reused = reused_result(result_path, key, records_dir) if FLAGS.reuse else None
+  result_path = result_file(run_dir)
+  reused = reused_result(result_path, key, run_dir, records_dir) if FLAGS.reuse else None
   if reused:
     return reused
   resume = FLAGS.reuse and patience and os.path.isdir(os.path.join(run_dir, "backup"))
@@ -242,6 +252,7 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   result.update(key=key, label=label, model=model, image_size=side, fit_cpu_s=cpu_before + fit_cpu,
                 run_wall_s=time.time() - started, resumed=bool(resume))
   result["examples_per_cpu_s"] = result["steps"] * result["batch_size"] / result["fit_cpu_s"]
+  os.makedirs(os.path.dirname(result_path), exist_ok=True)
   run_dir_lib.write_json(result_path, result)
   test = result["test"]
   print(f"accuracy: {label}: {result['steps']} steps ({result['epochs']:.1f} epochs) in {result['fit_wall_s']:.0f} s, "
@@ -250,7 +261,18 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   return result
 
 
-def reused_result(result_path, key, records_dir):
+def result_file(run_dir):
+  """Where the result of the run in ``run_dir`` (<runs_dir>/<name>/<data>/<label>) is kept.
+
+  Full runs: --results_dir/<name>/<data>/<label>.json, outside the model
+  directory, so that committed results outlive the machine that trained them.
+  """
+  if FLAGS.quick:
+    return os.path.join(run_dir, "bench_result.json")
+  return os.path.join(FLAGS.results_dir, *run_dir.split(os.sep)[-3:]) + ".json"
+
+
+def reused_result(result_path, key, run_dir, records_dir):
   """The finished run's result dict if it was run with ``key``, else None (brought up to date when older)."""
   try:
     with open(result_path, encoding="utf-8") as f:
@@ -262,9 +284,9 @@ def reused_result(result_path, key, records_dir):
     return None
   if result.get("key") != key:
     return None
-  print(f"accuracy: reusing {os.path.dirname(result_path)}", flush=True)
+  print(f"accuracy: reusing {result_path}", flush=True)
   if "top1_batch_stats" not in result["test"]:  # Results from before this figure existed.
-    restored, config = run_dir_lib.restore(os.path.dirname(result_path))
+    restored, config = run_dir_lib.restore(run_dir)
     result["test"]["top1_batch_stats"] = batch_stats_top1(restored, config, records_dir)
     keras.backend.clear_session()
     run_dir_lib.write_json(result_path, result)
@@ -769,7 +791,7 @@ def comparison_sections(run, runs, vec_dir):
 
 def plot_panels(run, runs, vec_dir, bmp_dir):
   """(title, results) of each data set for `plot`: its runs, variants and fidelity runs included."""
-  on_bmp = [r for _, r in runs["fidelity"] + runs["variants"] if r["key"]["records"] == bmp_dir]
+  on_bmp = [r for _, r in runs["fidelity"] + runs["variants"] if r["key"]["records"] == os.path.basename(bmp_dir)]
   on_vec = runs["ablation"][1:] + runs["batch_runs"] + [r for _, r in runs["variants"] if r not in on_bmp]
   panels = [(f"{run['vec_name']} ({len(records.read_classes(vec_dir))} categories)", runs["vec"] + on_vec)
             ] if runs["vec"] else []
