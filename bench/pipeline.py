@@ -51,6 +51,7 @@ flags.DEFINE_bool("placement_only", False, "Only the table of where images come 
 FLAGS = flags.FLAGS
 
 STEP_BATCHES = 8  # Distinct batches the training step cycles through.
+FEED_RATIO = 10  # A pipeline must deliver this many times what the step consumes, to keep up on a busy host.
 
 
 
@@ -134,10 +135,10 @@ def stored_rate(stored_records, spec):
 
 
 def fed_by(pipeline, stored, step):
-  """Which pipeline feeds the step at least 10x what it consumes: the host rasteriser, stored images, or none."""
-  if pipeline >= 10 * step:
+  """Which pipeline feeds the step FEED_RATIO times what it consumes: the host rasteriser, stored images, or none."""
+  if pipeline >= FEED_RATIO * step:
     return "yes"
-  return "from stored images" if stored >= 10 * step else "NO"
+  return "from stored images" if stored >= FEED_RATIO * step else "NO"
 
 
 def padding_table(records_dir):
@@ -308,7 +309,7 @@ def main(_):
                 pipeline_rate(tmp, spec, raster_on_replicas=True) if spec.uses_image else 0, bf16_rate()[1])
                for _ in range(FLAGS.rounds)]
       pipeline, step, step_per_cpu, ink_only, bf16_per_cpu = (max(r[i] for r in rates) for i in range(5))
-      stored = stored_rate(stored_records, spec) if spec.uses_image and pipeline < 10 * step else 0
+      stored = stored_rate(stored_records, spec) if spec.uses_image and pipeline < FEED_RATIO * step else 0
       size = f"{spec.image_size} px" if spec.uses_image else "ink"
       source = "ink + rasterised image" if spec.uses_ink and spec.uses_image else (
           "rasterised image" if spec.uses_image else f"ink ({spec.ink_channels} channels)")
@@ -326,12 +327,12 @@ def main(_):
           f"{load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after: other processes on the machine "
           "slow both sides. On CPUs the pipeline rasterises ink unless the records hold images of the model's side "
           "(`make_records --stored_image_size`, read by default): where the host rasteriser feeds the step less "
-          "than 10x, the stored-image pipeline is measured too.\n\n"
+          f"than {FEED_RATIO}x, the stored-image pipeline is measured too.\n\n"
           + report.table(["model", "input", "pipeline feeds", "parameters", "pipeline examples/s",
-                          "training step examples/s", "pipeline / step", ">= 10x",
+                          "training step examples/s", "pipeline / step", f">= {FEED_RATIO}x",
                           "pipeline examples/s, ink only (the step rasterises)",
                           "pipeline examples/s from stored images of the model's side (/ step), where the host "
-                          "rasteriser feeds < 10x",
+                          f"rasteriser feeds < {FEED_RATIO}x",
                           "training step examples per CPU s", "the same, mixed bfloat16"], rows)
           + "\n\n### Padding: `bucket_by_sequence_length` against `padded_batch` (train split)\n\n" + padding
           + "\n\n### In-graph rasteriser (`raster.rasterize`, 28 px) against Google's `numpy_bitmap`\n\n"
