@@ -106,6 +106,8 @@ flags.DEFINE_string("runs_dir", None, "Model directories (default runs/bench_acc
 flags.DEFINE_string("results_dir", os.path.join(REPO, "bench", "results"),
                     "Finished runs' results of full runs, one JSON file a run (committed: a run of hours goes on "
                     "with --reuse on another machine). --quick keeps them in its model directories.")
+flags.register_validator("results_dir", lambda path: not os.path.exists(path) or os.path.isdir(path),
+                         "--results_dir names a file, not a directory")
 flags.DEFINE_string("plot", os.path.join(REPO, "bench", "accuracy.png"), "The plot (full run only).")
 FLAGS = flags.FLAGS
 
