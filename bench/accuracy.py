@@ -171,17 +171,33 @@ def image_side(spec):
   return min(FLAGS.image_side, spec.image_size) if spec.uses_image else 0
 
 
-def eval_curve(model_dir):
-  """[(wall time, iterations, eval top-1)] after every epoch, from train's TensorBoard logs."""
+def logged(model_dir, split, tag):
+  """[(wall time, step, value)] of a scalar ``tag`` in train's TensorBoard logs of ``split``, in time order."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   points = []
-  for path in glob.glob(os.path.join(model_dir, "logs", "validation", "events.*")):
+  for path in glob.glob(os.path.join(model_dir, "logs", split, "events.*")):
     for record in tf.data.TFRecordDataset(path):
       event = tf.compat.v1.Event.FromString(record.numpy())
       for value in event.summary.value:
-        if value.tag == "evaluation_accuracy_vs_iterations":
+        if value.tag == tag:
           points.append((event.wall_time, event.step, float(tf.make_ndarray(value.tensor))))
   return sorted(points)
+
+
+def eval_curve(model_dir):
+  """[(wall time, iterations, eval top-1)] after every epoch, from train's TensorBoard logs."""
+  return logged(model_dir, "validation", "evaluation_accuracy_vs_iterations")
+
+
+def last_train_top1(model_dir):
+  """Training top-1 of the last epoch (Keras' running figure over it, dropout on), or None without logs.
+
+  Beside eval top-1 it shows how much of the training set a model fits that
+  the eval split does not reward: a large gap is a model short of data or
+  regularisation, not of optimisation.
+  """
+  points = logged(model_dir, "train", "epoch_accuracy")
+  return points[-1][2] if points else None
 
 
 def _layers_of(model, kind):
@@ -292,6 +308,9 @@ def reused_result(result_path, key, run_dir, records_dir):
     result["test"]["top1_batch_stats"] = batch_stats_top1(restored, config, records_dir)
     keras.backend.clear_session()
     run_dir_lib.write_json(result_path, result)
+  if result.get("train_top1_last_epoch") is None and os.path.isdir(os.path.join(run_dir, "logs")):
+    result["train_top1_last_epoch"] = last_train_top1(run_dir)  # Results from before this figure existed.
+    run_dir_lib.write_json(result_path, result)
   return result
 
 
@@ -341,7 +360,7 @@ def test_result(run_dir, records_dir, fit_started):
       "fit_wall_s": fit_seconds, "examples_per_s": steps * batch / fit_seconds,
       "curve": [(t - fit_started, acc) for t, _, acc in curve],
       "curve_epochs": [(step * batch / train_count, acc) for _, step, acc in curve],
-      "best_eval_top1": max(acc for _, _, acc in curve),
+      "best_eval_top1": max(acc for _, _, acc in curve), "train_top1_last_epoch": last_train_top1(run_dir),
       "test": {k: metrics[k] for k in ("examples", "top1_accuracy", "top3_accuracy", "map3", "top1_batch_stats")},
   }
 
@@ -387,14 +406,15 @@ def results_table(results, prior):
     if abs(r["test"]["top1_accuracy"] - prior) < 1e-9:
       top1 += " (prior)"
     params = f"{r['params']:,}"
+    train_top1 = "" if r.get("train_top1_last_epoch") is None else f"{r['train_top1_last_epoch']:.4f}"
     # Resumed: the wall clock saw only the last process (its CPU time includes the earlier ones').
     wall = ("resumed", "resumed") if r.get("resumed") else (f"{r['fit_wall_s']:.0f}", f"{r['examples_per_s']:,.0f}")
     rows.append([r["label"], input_of(r), params, f"{r['steps']:,}", f"{r['epochs']:.1f}",
                  wall[0], f"{r['fit_cpu_s']:.0f}", wall[1],
-                 f"{r['examples_per_cpu_s']:,.0f}", top1,
+                 f"{r['examples_per_cpu_s']:,.0f}", train_top1, top1,
                  f"{r['test']['top3_accuracy']:.4f}", f"{r['test']['map3']:.4f}"])
   return report.table(["model", "input", "parameters", "steps", "epochs", "training wall s", "training CPU s",
-                       "training examples/s (wall)", "examples per CPU s", "test top-1", "test top-3",
+                       "training examples/s (wall)", "examples per CPU s", "train top-1 (last epoch)", "test top-1", "test top-3",
                        "test MAP@3"], rows)
 
 
