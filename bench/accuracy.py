@@ -90,7 +90,8 @@ flags.DEFINE_list("fidelity", [], "Image models to train again on bmp22 with PyT
                   "(--lr_monitor=train_loss), as the reference report's code, each beside its default run.")
 flags.DEFINE_list("variants", [], "More runs, each beside its model's default run: `model:setting`, the setting "
                   "a model option (`resnet18:stem=small`) or a flag of train "
-                  "(`bilstm:--mixed_precision=mixed_bfloat16`); on bmp22 for image-only models, else on vec17.")
+                  "(`bilstm:--mixed_precision=mixed_bfloat16`); on bmp22 for image-only models, else on vec17, "
+                  "unless the model names its data (`sketchanet@vec17:--augment`).")
 flags.DEFINE_bool("converge", False, "Converged mode: every model until eval top-1 has not improved for "
                   "--converge_patience evaluations or --converge_cap CPU seconds, on all rows of bmp22; into "
                   "its own section of BENCHMARKS.md, runs/bench_accuracy_converged and bench/accuracy_converged.png.")
@@ -467,16 +468,20 @@ def reference_table(vec, bmp, vec_name, bmp_name):
 
 def change_table(pairs):
   """One row per changed run (--fidelity, --variants) beside its model's default run: top-1s and the difference."""
+  def train_top1(r):
+    return "-" if r.get("train_top1_last_epoch") is None else f"{r['train_top1_last_epoch']:.4f}"
+
   rows = []
   for default, r in pairs:
     change = r["test"]["top1_accuracy"] - default["test"]["top1_accuracy"]
-    rows.append([f"`{r['model']}`", r["label"].split(" ", 1)[1], f"{r['steps']:,}", f"{r['epochs']:.1f}",
+    rows.append([f"`{r['model']}`", r["key"]["records"].removeprefix("bench_"), r["label"].split(" ", 1)[1],
+                 f"{r['steps']:,}", f"{r['epochs']:.1f}", f"{train_top1(default)} -> {train_top1(r)}",
                  f"{default['best_eval_top1']:.4f} -> {r['best_eval_top1']:.4f}",
                  f"{default['test']['top1_accuracy']:.4f} -> **{r['test']['top1_accuracy']:.4f}**",
                  f"{100 * change:+.1f}", f"{r['test']['top3_accuracy']:.4f}", f"{r['test']['map3']:.4f}"])
-  return report.table(["model", "change", "steps", "epochs", "best eval top-1 (default -> changed)",
-                       "test top-1 (default -> changed)", "test top-1 change, points", "test top-3",
-                       "test MAP@3"], rows)
+  return report.table(["model", "data", "change", "steps", "epochs", "train top-1, last epoch (default -> changed)",
+                       "best eval top-1 (default -> changed)", "test top-1 (default -> changed)",
+                       "test top-1 change, points", "test top-3", "test MAP@3"], rows)
 
 
 def batch_note(tutorial, other):
@@ -608,8 +613,9 @@ def check_runs(run):
       raise app.UsageError(f"--fidelity={model}: not an image-only model of --models on bmp22, so it has no run "
                            "there to compare with")
   for variant in FLAGS.variants:
-    model = parse_variant(variant)[0]
-    data_name, data_models = (run["bmp_name"], bmp_models) if image_only(model) else (run["vec_name"], vec_models)
+    model, data_name = parse_variant(variant)[:2]
+    on_bmp = on_bmp22(model, data_name)
+    data_name, data_models = (run["bmp_name"], bmp_models) if on_bmp else (run["vec_name"], vec_models)
     if model not in data_models:
       raise app.UsageError(f"--variants={variant}: {model} has no default run on {data_name} to compare with")
 
@@ -627,29 +633,41 @@ def fidelity_runs(bmp_dir, run, defaults):
 
 
 def parse_variant(variant):
-  """``model:setting`` -> (model, setting, model options, train flags); app.UsageError when malformed."""
-  model, _, setting = variant.partition(":")
-  if model not in models.MODELS or not setting or (not setting.startswith("--") and "=" not in setting):
-    raise app.UsageError(f"--variants={variant}: expected model:option=value or model:--train_flag=value")
+  """``model[@data]:setting`` -> (model, data name or None, setting, model options, train flags).
+
+  Raises app.UsageError when malformed.
+  """
+  head, _, setting = variant.partition(":")
+  model, _, data_name = head.partition("@")
+  if (model not in models.MODELS or not setting or (not setting.startswith("--") and "=" not in setting)
+      or data_name not in ("", "vec17", "bmp22") or (data_name == "bmp22" and not image_only(model))):
+    raise app.UsageError(f"--variants={variant}: expected model:option=value or model:--train_flag=value, "
+                         "model@vec17:... or (image-only models) model@bmp22:... to choose the data")
   if setting.startswith("--"):
-    return model, setting, {}, [setting]
+    return model, data_name or None, setting, {}, [setting]
   key, _, value = setting.partition("=")
   try:
     models.check_options(model, {key: value})
   except ValueError as e:
     raise app.UsageError(f"--variants={variant}: {e}") from None
-  return model, setting, {key: value}, []
+  return model, data_name or None, setting, {key: value}, []
+
+
+def on_bmp22(model, data_name):
+  """Whether a variant of ``model`` naming ``data_name`` (or None) runs on bmp22 rather than vec17."""
+  return data_name == "bmp22" or (data_name is None and image_only(model))
 
 
 def variant_runs(run, vec_run, bmp_run):
-  """Each --variants run beside its model's default run (on bmp22 if image-only, else vec17): rows of results.
+  """Each --variants run beside its model's default run (on bmp22 if image-only, else vec17, unless it names its
+  data): rows of results.
 
   ``vec_run`` and ``bmp_run``: (records dir, default results) of each data set, or None where it was not run.
   """
   rows = []
   for variant in FLAGS.variants:
-    model, setting, options, train_flags = parse_variant(variant)
-    data_name, data_run = (run["bmp_name"], bmp_run) if image_only(model) else (run["vec_name"], vec_run)
+    model, data_name, setting, options, train_flags = parse_variant(variant)
+    data_name, data_run = (run["bmp_name"], bmp_run) if on_bmp22(model, data_name) else (run["vec_name"], vec_run)
     default = next(r for r in data_run[1] if r["model"] == model)
     run_dir = os.path.join(run["runs_dir"], data_name, f"{model}_{setting.strip('-').replace('=', '_')}")
     rows.append((default, train_and_test(f"{model} {setting}", model, data_run[0], run_dir, run["budget"], options,
@@ -813,7 +831,8 @@ def comparison_sections(run, runs, vec_dir):
 
 def plot_panels(run, runs, vec_dir, bmp_dir):
   """(title, results) of each data set for `plot`: its runs, variants and fidelity runs included."""
-  on_bmp = [r for _, r in runs["fidelity"] + runs["variants"] if r["key"]["records"] == os.path.basename(bmp_dir)]
+  bmp_records = os.path.basename(bmp_dir) if bmp_dir else None
+  on_bmp = [r for _, r in runs["fidelity"] + runs["variants"] if r["key"]["records"] == bmp_records]
   on_vec = runs["ablation"][1:] + runs["batch_runs"] + [r for _, r in runs["variants"] if r not in on_bmp]
   panels = [(f"{run['vec_name']} ({len(records.read_classes(vec_dir))} categories)", runs["vec"] + on_vec)
             ] if runs["vec"] else []
