@@ -399,6 +399,12 @@ def input_of(result):
   return f"{result['image_size']} px" if spec.uses_image else f"ink ({spec.ink_channels} channels)"
 
 
+def train_top1_text(result):
+  """A result's last-epoch training top-1 for the tables; '-' for results from before it was recorded."""
+  top1 = result.get("train_top1_last_epoch")
+  return "-" if top1 is None else f"{top1:.4f}"
+
+
 def results_table(results, prior):
   """Cost and test accuracy of each run, one row per run; top-1 equal to ``prior`` is marked."""
   rows = []
@@ -407,16 +413,15 @@ def results_table(results, prior):
     if abs(r["test"]["top1_accuracy"] - prior) < 1e-9:
       top1 += " (prior)"
     params = f"{r['params']:,}"
-    train_top1 = "" if r.get("train_top1_last_epoch") is None else f"{r['train_top1_last_epoch']:.4f}"
     # Resumed: the wall clock saw only the last process (its CPU time includes the earlier ones').
     wall = ("resumed", "resumed") if r.get("resumed") else (f"{r['fit_wall_s']:.0f}", f"{r['examples_per_s']:,.0f}")
     rows.append([r["label"], input_of(r), params, f"{r['steps']:,}", f"{r['epochs']:.1f}",
                  wall[0], f"{r['fit_cpu_s']:.0f}", wall[1],
-                 f"{r['examples_per_cpu_s']:,.0f}", train_top1, top1,
+                 f"{r['examples_per_cpu_s']:,.0f}", train_top1_text(r), top1,
                  f"{r['test']['top3_accuracy']:.4f}", f"{r['test']['map3']:.4f}"])
   return report.table(["model", "input", "parameters", "steps", "epochs", "training wall s", "training CPU s",
-                       "training examples/s (wall)", "examples per CPU s", "train top-1 (last epoch)", "test top-1", "test top-3",
-                       "test MAP@3"], rows)
+                       "training examples/s (wall)", "examples per CPU s", "train top-1 (last epoch)", "test top-1",
+                       "test top-3", "test MAP@3"], rows)
 
 
 def ranks(values):
@@ -468,14 +473,11 @@ def reference_table(vec, bmp, vec_name, bmp_name):
 
 def change_table(pairs):
   """One row per changed run (--fidelity, --variants) beside its model's default run: top-1s and the difference."""
-  def train_top1(r):
-    return "-" if r.get("train_top1_last_epoch") is None else f"{r['train_top1_last_epoch']:.4f}"
-
   rows = []
   for default, r in pairs:
     change = r["test"]["top1_accuracy"] - default["test"]["top1_accuracy"]
     rows.append([f"`{r['model']}`", r["key"]["records"].removeprefix("bench_"), r["label"].split(" ", 1)[1],
-                 f"{r['steps']:,}", f"{r['epochs']:.1f}", f"{train_top1(default)} -> {train_top1(r)}",
+                 f"{r['steps']:,}", f"{r['epochs']:.1f}", f"{train_top1_text(default)} -> {train_top1_text(r)}",
                  f"{default['best_eval_top1']:.4f} -> {r['best_eval_top1']:.4f}",
                  f"{default['test']['top1_accuracy']:.4f} -> **{r['test']['top1_accuracy']:.4f}**",
                  f"{100 * change:+.1f}", f"{r['test']['top3_accuracy']:.4f}", f"{r['test']['map3']:.4f}"])
