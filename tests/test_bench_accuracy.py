@@ -1,0 +1,31 @@
+"""The converged accuracy benchmark's targets table, from made-up results (no training)."""
+
+from bench import accuracy
+
+
+def _result(model, top1, epochs=4.0, cpu_s=100.0, budget=3600.0, curve=(0.3, 0.5, 0.4)):
+  return {"model": model, "epochs": epochs, "fit_cpu_s": cpu_s, "key": {"budget": budget},
+          "test": {"top1_accuracy": top1, "examples": 400},
+          "curve_epochs": [[i + 1.0, acc] for i, acc in enumerate(curve)]}
+
+
+def test_best_model_answers_a_target_and_a_shortfall_is_marked():
+  runs = {"vec": [_result("rnn", 0.70), _result("alexnet", 0.76)],
+          "bmp": [_result("alexnet", 0.91), _result("resnet18", 0.87, cpu_s=3650.0, curve=(0.5, 0.8))]}
+  rows = {(row[0], row[1]): row for row in accuracy.target_rows(runs, "vec17", "bmp22")}
+  assert rows["bmp22", "best model >= 0.90"][2:5] == ["`alexnet`", "0.9100 +- 0.0143", "met"]
+  resnet = rows["bmp22", "resnet18 >= 0.88"]
+  assert resnet[4] == "**not met**"
+  assert resnet[5] == "cap, 4.0 epochs; best eval at the last of 2 evaluations"
+  assert rows["vec17", "best model >= 0.75"][2] == "`alexnet`"
+  assert rows["vec17", "best model >= 0.75"][5] == "patience, 4.0 epochs; best eval at evaluation 2 of 3 evaluations"
+  assert ("vec17", "fusion ahead of sketchanet and bilstm") not in rows  # fusion did not run
+
+
+def test_fusion_row_compares_with_the_better_branch_on_vec17_only():
+  vec = [_result("fusion", 0.60), _result("sketchanet", 0.62), _result("bilstm", 0.40)]
+  row = accuracy.target_rows({"vec": vec, "bmp": []}, "vec17", "bmp22")[-1]
+  assert row[1] == "fusion ahead of sketchanet and bilstm"
+  assert row[3] == "0.6000 +- 0.0245 (sketchanet 0.6200, bilstm 0.4000)"
+  assert row[4].startswith("**not met**: -0.0200")
+  assert accuracy.target_rows({"vec": vec, "bmp": []}, "vec4", "bmp4") == []  # --quick: other categories
