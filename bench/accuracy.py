@@ -90,7 +90,7 @@ flags.DEFINE_list("fidelity", [], "Image models to train again on bmp22 with PyT
                   "(--lr_monitor=train_loss), as the reference report's code, each beside its default run.")
 flags.DEFINE_list("variants", [], "More runs, each beside its model's default run: `model:setting`, the setting "
                   "a model option (`resnet18:stem=small`) or a flag of train "
-                  "(`bilstm:--mixed_precision=mixed_bfloat16`); on bmp22 for image-only models, else on vec17, "
+                  "(`bilstm:--mixed_precision=mixed_bfloat16`) or several (`resnet18:--augment --steps_per_epoch=500`); on bmp22 for image-only models, else on vec17, "
                   "unless the model names its data (`sketchanet@vec17:--augment`).")
 flags.DEFINE_bool("converge", False, "Converged mode: every model until eval top-1 has not improved for "
                   "--converge_patience evaluations or --converge_cap CPU seconds, on all rows of bmp22; into "
@@ -706,7 +706,10 @@ def parse_variant(variant):
     raise app.UsageError(f"--variants={variant}: expected model:option=value or model:--train_flag=value, "
                          "model@vec17:... or (image-only models) model@bmp22:... to choose the data")
   if setting.startswith("--"):
-    return model, data_name or None, setting, {}, [setting]
+    train_flags = setting.split()
+    if not all(f.startswith("--") for f in train_flags):
+      raise app.UsageError(f"--variants={variant}: train flags, each starting with --, separated by spaces")
+    return model, data_name or None, setting, {}, train_flags
   key, _, value = setting.partition("=")
   try:
     models.check_options(model, {key: value})
@@ -731,7 +734,8 @@ def variant_runs(run, vec_run, bmp_run):
     model, data_name, setting, options, train_flags = parse_variant(variant)
     data_name, data_run = (run["bmp_name"], bmp_run) if on_bmp22(model, data_name) else (run["vec_name"], vec_run)
     default = next(r for r in data_run[1] if r["model"] == model)
-    run_dir = os.path.join(run["runs_dir"], data_name, f"{model}_{setting.strip('-').replace('=', '_')}")
+    name = "_".join(part.strip("-").replace("=", "_") for part in setting.split())
+    run_dir = os.path.join(run["runs_dir"], data_name, f"{model}_{name}")
     rows.append((default, train_and_test(f"{model} {setting}", model, data_run[0], run_dir, run["budget"], options,
                                          train_flags, run["patience"])))
   return rows

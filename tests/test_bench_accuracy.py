@@ -1,4 +1,7 @@
-"""The converged accuracy benchmark's targets table, from made-up results (no training)."""
+"""bench.accuracy's targets table and --variants parsing, from made-up results (no training)."""
+
+from absl import app
+import pytest
 
 from bench import accuracy
 
@@ -29,3 +32,10 @@ def test_fusion_row_compares_with_the_better_branch_on_vec17_only():
   assert row[3] == "0.6000 +- 0.0245 (sketchanet 0.6200, bilstm 0.4000)"
   assert row[4].startswith("**not met**: -0.0200")
   assert accuracy.target_rows({"vec": vec, "bmp": []}, "vec4", "bmp4") == []  # --quick: other categories
+
+
+def test_a_variant_may_set_several_train_flags_and_each_must_be_one():
+  assert accuracy.parse_variant("alexnet@vec17:--augment --steps_per_epoch=500") == (
+      "alexnet", "vec17", "--augment --steps_per_epoch=500", {}, ["--augment", "--steps_per_epoch=500"])
+  with pytest.raises(app.UsageError, match="each starting with --"):
+    accuracy.parse_variant("alexnet:--augment steps_per_epoch=500")
