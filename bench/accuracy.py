@@ -65,6 +65,8 @@ from PIL import Image
 from PIL import ImageDraw
 
 from bench import report
+from bench import targets
+from bench import variants
 import quickdraw_tf
 from quickdraw_tf import evaluate
 from quickdraw_tf import make_records
@@ -125,10 +127,6 @@ REFERENCE = (("sketchanet", "Sketch-a-Net", 0.6948), ("alexnet", "AlexNet", 0.84
 ABLATION = (("linear conv activation, no pooling (tutorial)", {}, 0.75),
             ("ReLU", {"activation": "relu"}, 0.73),
             ("ReLU + max-pool 4 (stride 4)", {"activation": "relu", "pooling": 4}, 0.70))
-# Issue 12's converged targets: (data set, model or None for the best model, test top-1 at least), and on vec17
-# fusion ahead of both of its branches, as in the reference report.
-TARGETS = (("bmp22", None, 0.90), ("bmp22", "resnet18", 0.88), ("vec17", None, 0.75))
-FUSION_BRANCHES = ("sketchanet", "bilstm")
 OTHER_RNN_BATCH = 64  # The batch of every other model, rnn's before it followed the tutorial (8).
 # --fidelity: (label, model options, train flags) of the reference report's PyTorch habits, one at a time.
 FIDELITY_VARIANTS = (("init=torch", {"init": "torch"}, []),
@@ -490,62 +488,6 @@ def change_table(pairs):
                        "test top-1 change, points", "test top-3", "test MAP@3"], rows)
 
 
-def standard_error(result):
-  """The binomial standard error of a result's test top-1 over its test examples."""
-  top1, n = result["test"]["top1_accuracy"], result["test"]["examples"]
-  return (top1 * (1 - top1) / n) ** 0.5
-
-
-def how_stopped(result):
-  """Why a converged run ended and where its best evaluation was, in words from its result."""
-  curve = result["curve_epochs"]
-  best = max(range(len(curve)), key=lambda i: curve[i][1])
-  by = "cap" if result["fit_cpu_s"] >= result["key"]["budget"] else "patience"
-  where = "the last" if best == len(curve) - 1 else f"evaluation {best + 1}"
-  return f"{by}, {result['epochs']:.1f} epochs; best eval at {where} of {len(curve)} evaluations"
-
-
-def target_rows(runs, vec_name, bmp_name):
-  """Rows of the targets table: each target, the run that answers it, whether it is met and how that run ended."""
-  by_data = {vec_name: runs["vec"], bmp_name: runs["bmp"]}
-  rows = []
-  for data_name, model, floor in TARGETS:
-    results = [r for r in by_data.get(data_name, []) if model in (None, r["model"])]
-    if not results:
-      continue
-    r = max(results, key=lambda r: r["test"]["top1_accuracy"])
-    top1 = r["test"]["top1_accuracy"]
-    rows.append([data_name, f"{model or 'best model'} >= {floor:.2f}", f"`{r['model']}`",
-                 f"{top1:.4f} +- {standard_error(r):.4f}", "met" if top1 >= floor else "**not met**",
-                 how_stopped(r)])
-  vec = {r["model"]: r for r in runs["vec"]}
-  if vec_name == "vec17" and {"fusion", *FUSION_BRANCHES} <= set(vec):
-    fusion = vec["fusion"]["test"]["top1_accuracy"]
-    branches = {m: vec[m]["test"]["top1_accuracy"] for m in FUSION_BRANCHES}
-    rows.append([vec_name, f"fusion ahead of {' and '.join(FUSION_BRANCHES)}", "`fusion`",
-                 f"{fusion:.4f} +- {standard_error(vec['fusion']):.4f} ("
-                 + ", ".join(f"{m} {top1:.4f}" for m, top1 in branches.items()) + ")",
-                 fusion_verdict(fusion - max(branches.values()), standard_error(vec["fusion"])),
-                 how_stopped(vec["fusion"])])
-  return rows
-
-
-def fusion_verdict(margin, error):
-  """Whether fusion leads its better branch by ``margin`` of test top-1, and the margin in standard errors."""
-  return f"{'met' if margin > 0 else '**not met**'}: {margin:+.4f}, {margin / error:+.1f} standard errors"
-
-
-def targets_section(run, runs):
-  """The converged run's targets, each a row: what answers it and whether it is met."""
-  rows = target_rows(runs, run["vec_name"], run["bmp_name"])
-  if not rows:
-    return []
-  return ["\n### Targets\n",
-          "Test top-1 +- its binomial standard error over the test drawings; how the answering run ended "
-          "(its CPU cap or its patience) and at which evaluation its best eval top-1 was.\n",
-          report.table(["data", "target", "model", "test top-1", "verdict", "run ended by"], rows)]
-
-
 def batch_note(tutorial, other):
   """What the rnn batch comparison shows, in words from its two results."""
   better = "the tutorial's batch of 8" if (tutorial["test"]["top1_accuracy"] >= other["test"]["top1_accuracy"]) \
@@ -656,27 +598,21 @@ def settings():
   return run
 
 
-def image_only(model):
-  """Whether ``model`` reads images and no ink: it trains on bmp22, not vec17."""
-  spec = models.get(model)
-  return spec.uses_image and not spec.uses_ink
-
-
 def check_runs(run):
   """app.UsageError, before anything trains, for a --models, --fidelity or --variants entry that cannot run."""
   classifiers = [name for name, spec in models.MODELS.items() if not spec.trainer]
   unknown = [m for m in FLAGS.models if m not in classifiers]
   if unknown:
     raise app.UsageError(f"--models: {','.join(unknown)} not a classifier; valid: {','.join(classifiers)}")
-  bmp_models = [m for m in run["models"] if image_only(m)] if FLAGS.bmp22 else []
+  bmp_models = [m for m in run["models"] if variants.image_only(m)] if FLAGS.bmp22 else []
   vec_models = run["models"] if FLAGS.vec17 else []
   for model in FLAGS.fidelity:
     if model not in bmp_models:
       raise app.UsageError(f"--fidelity={model}: not an image-only model of --models on bmp22, so it has no run "
                            "there to compare with")
   for variant in FLAGS.variants:
-    model, data_name = parse_variant(variant)[:2]
-    on_bmp = on_bmp22(model, data_name)
+    model, data_name = variants.parse(variant)[:2]
+    on_bmp = variants.on_bmp22(model, data_name)
     data_name, data_models = (run["bmp_name"], bmp_models) if on_bmp else (run["vec_name"], vec_models)
     if model not in data_models:
       raise app.UsageError(f"--variants={variant}: {model} has no default run on {data_name} to compare with")
@@ -694,35 +630,6 @@ def fidelity_runs(bmp_dir, run, defaults):
   return rows
 
 
-def parse_variant(variant):
-  """``model[@data]:setting`` -> (model, data name or None, setting, model options, train flags).
-
-  Raises app.UsageError when malformed.
-  """
-  head, _, setting = variant.partition(":")
-  model, _, data_name = head.partition("@")
-  if (model not in models.MODELS or not setting or (not setting.startswith("--") and "=" not in setting)
-      or data_name not in ("", "vec17", "bmp22") or (data_name == "bmp22" and not image_only(model))):
-    raise app.UsageError(f"--variants={variant}: expected model:option=value or model:--train_flag=value, "
-                         "model@vec17:... or (image-only models) model@bmp22:... to choose the data")
-  if setting.startswith("--"):
-    train_flags = setting.split()
-    if not all(f.startswith("--") for f in train_flags):
-      raise app.UsageError(f"--variants={variant}: train flags, each starting with --, separated by spaces")
-    return model, data_name or None, setting, {}, train_flags
-  key, _, value = setting.partition("=")
-  try:
-    models.check_options(model, {key: value})
-  except ValueError as e:
-    raise app.UsageError(f"--variants={variant}: {e}") from None
-  return model, data_name or None, setting, {key: value}, []
-
-
-def on_bmp22(model, data_name):
-  """Whether a variant of ``model`` naming ``data_name`` (or None) runs on bmp22 rather than vec17."""
-  return data_name == "bmp22" or (data_name is None and image_only(model))
-
-
 def variant_runs(run, vec_run, bmp_run):
   """Each --variants run beside its model's default run (on bmp22 if image-only, else vec17, unless it names its
   data): rows of results.
@@ -731,8 +638,8 @@ def variant_runs(run, vec_run, bmp_run):
   """
   rows = []
   for variant in FLAGS.variants:
-    model, data_name, setting, options, train_flags = parse_variant(variant)
-    data_name, data_run = (run["bmp_name"], bmp_run) if on_bmp22(model, data_name) else (run["vec_name"], vec_run)
+    model, data_name, setting, options, train_flags = variants.parse(variant)
+    data_name, data_run = (run["bmp_name"], bmp_run) if variants.on_bmp22(model, data_name) else (run["vec_name"], vec_run)
     default = next(r for r in data_run[1] if r["model"] == model)
     name = "_".join(part.strip("-").replace("=", "_") for part in setting.split())
     run_dir = os.path.join(run["runs_dir"], data_name, f"{model}_{name}")
@@ -776,11 +683,11 @@ def train_all(run, vec_dir, bmp_dir):
   bmp = []
   if bmp_dir:
     bmp = [train_and_test(m, m, bmp_dir, os.path.join(run["runs_dir"], run["bmp_name"], m), budget, patience=patience)
-           for m in model_names if image_only(m)]
+           for m in model_names if variants.image_only(m)]
   fidelity = fidelity_runs(bmp_dir, run, bmp) if bmp_dir and FLAGS.fidelity else []
-  variants = variant_runs(run, (vec_dir, vec) if vec else None, (bmp_dir, bmp) if bmp else None)
-  return dict(vec=vec, ablation=ablation, batch_runs=batch_runs, bmp=bmp, fidelity=fidelity, variants=variants,
-              all=vec + ablation[1:] + batch_runs + bmp + [r for _, r in fidelity + variants])
+  changed = variant_runs(run, (vec_dir, vec) if vec else None, (bmp_dir, bmp) if bmp else None)
+  return dict(vec=vec, ablation=ablation, batch_runs=batch_runs, bmp=bmp, fidelity=fidelity, variants=changed,
+              all=vec + ablation[1:] + batch_runs + bmp + [r for _, r in fidelity + changed])
 
 
 def command_line():
@@ -870,14 +777,14 @@ def reference_section(run, runs, vec_dir, bmp_dir):
 
 def comparison_sections(run, runs, vec_dir):
   """Fidelity, variant, ablation and batch-size comparisons, where this invocation ran them."""
-  fidelity, variants, ablation, batch_runs = runs["fidelity"], runs["variants"], runs["ablation"], runs["batch_runs"]
+  fidelity, changed, ablation, batch_runs = runs["fidelity"], runs["variants"], runs["ablation"], runs["batch_runs"]
   body = []
   if fidelity:
     body += ["\n### Initialisation and schedule as the report's PyTorch code\n", FIDELITY_NOTE,
              change_table(fidelity)]
-  if variants:
+  if changed:
     body += ["\n### Variants\n", "Each row: one setting (`--variants`) against the model's default run above, same "
-             "data, budget and seed.\n", change_table(variants)]
+             "data, budget and seed.\n", change_table(changed)]
   if len(ablation) == len(ABLATION):
     speed_up = ablation[2]["examples_per_cpu_s"] / ablation[0]["examples_per_cpu_s"]
     body += ["\n### The tutorial model's ablation\n",
@@ -913,7 +820,7 @@ def main(_):
   vec_dir, bmp_dir = build_run_records(run)
   runs = train_all(run, vec_dir, bmp_dir)
   body = ([intro_text(run, runs)] + data_sections(run, runs, vec_dir, bmp_dir)
-          + (targets_section(run, runs) if run["patience"] else [])
+          + (targets.section(run, runs) if run["patience"] else [])
           + reference_section(run, runs, vec_dir, bmp_dir) + comparison_sections(run, runs, vec_dir))
   patience = run["patience"]
   plot_path = os.path.join(run["runs_dir"], "accuracy.png") if FLAGS.quick else run["plot"]

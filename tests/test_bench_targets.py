@@ -1,9 +1,10 @@
-"""bench.accuracy's targets table and --variants parsing, from made-up results (no training)."""
+"""bench.accuracy's targets table (bench.targets) and its --variants grammar (bench.variants), from made-up results."""
 
 from absl import app
 import pytest
 
-from bench import accuracy
+from bench import targets
+from bench import variants
 
 
 def _result(model, top1, epochs=4.0, cpu_s=100.0, budget=3600.0, curve=(0.3, 0.5, 0.4)):
@@ -15,7 +16,7 @@ def _result(model, top1, epochs=4.0, cpu_s=100.0, budget=3600.0, curve=(0.3, 0.5
 def test_best_model_answers_a_target_and_a_shortfall_is_marked():
   runs = {"vec": [_result("rnn", 0.70), _result("alexnet", 0.76)],
           "bmp": [_result("alexnet", 0.91), _result("resnet18", 0.87, cpu_s=3650.0, curve=(0.5, 0.8))]}
-  rows = {(row[0], row[1]): row for row in accuracy.target_rows(runs, "vec17", "bmp22")}
+  rows = {(row[0], row[1]): row for row in targets.target_rows(runs, "vec17", "bmp22")}
   assert rows["bmp22", "best model >= 0.90"][2:5] == ["`alexnet`", "0.9100 +- 0.0143", "met"]
   resnet = rows["bmp22", "resnet18 >= 0.88"]
   assert resnet[4] == "**not met**"
@@ -27,15 +28,15 @@ def test_best_model_answers_a_target_and_a_shortfall_is_marked():
 
 def test_fusion_row_compares_with_the_better_branch_on_vec17_only():
   vec = [_result("fusion", 0.60), _result("sketchanet", 0.62), _result("bilstm", 0.40)]
-  row = accuracy.target_rows({"vec": vec, "bmp": []}, "vec17", "bmp22")[-1]
+  row = targets.target_rows({"vec": vec, "bmp": []}, "vec17", "bmp22")[-1]
   assert row[1] == "fusion ahead of sketchanet and bilstm"
   assert row[3] == "0.6000 +- 0.0245 (sketchanet 0.6200, bilstm 0.4000)"
   assert row[4].startswith("**not met**: -0.0200")
-  assert accuracy.target_rows({"vec": vec, "bmp": []}, "vec4", "bmp4") == []  # --quick: other categories
+  assert targets.target_rows({"vec": vec, "bmp": []}, "vec4", "bmp4") == []  # --quick: other categories
 
 
 def test_a_variant_may_set_several_train_flags_and_each_must_be_one():
-  assert accuracy.parse_variant("alexnet@vec17:--augment --steps_per_epoch=500") == (
+  assert variants.parse("alexnet@vec17:--augment --steps_per_epoch=500") == (
       "alexnet", "vec17", "--augment --steps_per_epoch=500", {}, ["--augment", "--steps_per_epoch=500"])
   with pytest.raises(app.UsageError, match="each starting with --"):
-    accuracy.parse_variant("alexnet:--augment steps_per_epoch=500")
+    variants.parse("alexnet:--augment steps_per_epoch=500")

@@ -1,0 +1,68 @@
+"""The converged accuracy run's targets (issue 12): each answered by a run, met or not, and how that run ended.
+
+Results are bench.accuracy's result dicts (test metrics, learning curve,
+CPU time and the key they ran under).
+"""
+
+from bench import report
+
+# Issue 12's converged targets: (data set, model or None for the best model, test top-1 at least), and on vec17
+# fusion ahead of both of its branches, as in the reference report.
+TARGETS = (("bmp22", None, 0.90), ("bmp22", "resnet18", 0.88), ("vec17", None, 0.75))
+FUSION_BRANCHES = ("sketchanet", "bilstm")
+
+
+def standard_error(result):
+  """The binomial standard error of a result's test top-1 over its test examples."""
+  top1, n = result["test"]["top1_accuracy"], result["test"]["examples"]
+  return (top1 * (1 - top1) / n) ** 0.5
+
+
+def how_stopped(result):
+  """Why a converged run ended and where its best evaluation was, in words from its result."""
+  curve = result["curve_epochs"]
+  best = max(range(len(curve)), key=lambda i: curve[i][1])
+  by = "cap" if result["fit_cpu_s"] >= result["key"]["budget"] else "patience"
+  where = "the last" if best == len(curve) - 1 else f"evaluation {best + 1}"
+  return f"{by}, {result['epochs']:.1f} epochs; best eval at {where} of {len(curve)} evaluations"
+
+
+def target_rows(runs, vec_name, bmp_name):
+  """Rows of the targets table: each target, the run that answers it, whether it is met and how that run ended."""
+  by_data = {vec_name: runs["vec"], bmp_name: runs["bmp"]}
+  rows = []
+  for data_name, model, floor in TARGETS:
+    results = [r for r in by_data.get(data_name, []) if model in (None, r["model"])]
+    if not results:
+      continue
+    r = max(results, key=lambda r: r["test"]["top1_accuracy"])
+    top1 = r["test"]["top1_accuracy"]
+    rows.append([data_name, f"{model or 'best model'} >= {floor:.2f}", f"`{r['model']}`",
+                 f"{top1:.4f} +- {standard_error(r):.4f}", "met" if top1 >= floor else "**not met**",
+                 how_stopped(r)])
+  vec = {r["model"]: r for r in runs["vec"]}
+  if vec_name == "vec17" and {"fusion", *FUSION_BRANCHES} <= set(vec):
+    fusion = vec["fusion"]["test"]["top1_accuracy"]
+    branches = {m: vec[m]["test"]["top1_accuracy"] for m in FUSION_BRANCHES}
+    rows.append([vec_name, f"fusion ahead of {' and '.join(FUSION_BRANCHES)}", "`fusion`",
+                 f"{fusion:.4f} +- {standard_error(vec['fusion']):.4f} ("
+                 + ", ".join(f"{m} {top1:.4f}" for m, top1 in branches.items()) + ")",
+                 fusion_verdict(fusion - max(branches.values()), standard_error(vec["fusion"])),
+                 how_stopped(vec["fusion"])])
+  return rows
+
+
+def fusion_verdict(margin, error):
+  """Whether fusion leads its better branch by ``margin`` of test top-1, and the margin in standard errors."""
+  return f"{'met' if margin > 0 else '**not met**'}: {margin:+.4f}, {margin / error:+.1f} standard errors"
+
+
+def section(run, runs):
+  """The converged run's targets, each a row: what answers it and whether it is met."""
+  rows = target_rows(runs, run["vec_name"], run["bmp_name"])
+  if not rows:
+    return []
+  return ["\n### Targets\n",
+          "Test top-1 +- its binomial standard error over the test drawings; how the answering run ended "
+          "(its CPU cap or its patience) and at which evaluation its best eval top-1 was.\n",
+          report.table(["data", "target", "model", "test top-1", "verdict", "run ended by"], rows)]
