@@ -29,8 +29,8 @@ def parse(variant):
                          "model@vec17:... or (image-only models) model@bmp22:... to choose the data")
   if setting.startswith("--"):
     train_flags = setting.split()
-    if not all(f.startswith("--") for f in train_flags):
-      raise app.UsageError(f"--variants={variant}: train flags, each starting with --, separated by spaces")
+    if not all(f.startswith("--") and f[2:3].isalpha() for f in train_flags):
+      raise app.UsageError(f"--variants={variant}: train flags, each --name or --name=value, separated by spaces")
     return model, data_name or None, setting, {}, train_flags
   key, _, value = setting.partition("=")
   try:

@@ -38,5 +38,7 @@ def test_fusion_row_compares_with_the_better_branch_on_vec17_only():
 def test_a_variant_may_set_several_train_flags_and_each_must_be_one():
   assert variants.parse("alexnet@vec17:--augment --steps_per_epoch=500") == (
       "alexnet", "vec17", "--augment --steps_per_epoch=500", {}, ["--augment", "--steps_per_epoch=500"])
-  with pytest.raises(app.UsageError, match="each starting with --"):
+  with pytest.raises(app.UsageError, match="each --name or --name=value"):
     variants.parse("alexnet:--augment steps_per_epoch=500")
+  with pytest.raises(app.UsageError, match="each --name or --name=value"):
+    variants.parse("alexnet:--augment --")  # "--" would end train's flags
