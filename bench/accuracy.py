@@ -35,7 +35,8 @@ its plot there: it never writes BENCHMARKS.md or bench/accuracy.png.
 --converge_patience evaluations (train's --stop_patience) or --converge_cap
 CPU seconds, on vec17 and all rows of bmp22, into runs/bench_accuracy_
 converged, the ``accuracy_converged`` section and bench/accuracy_converged.png
-(learning curves against epochs). With --reuse it keeps finished models and
+(learning curves against epochs), with a table of the targets each run
+answers (bench.targets). With --reuse it keeps finished models and
 resumes an interrupted one from its backup (its CPU time, cap and patience
 count from its start, as train restores them). ``--quick --converge`` is its
 smoke check.
