@@ -93,7 +93,8 @@ flags.DEFINE_list("fidelity", [], "Image models to train again on bmp22 with PyT
                   "(--lr_monitor=train_loss), as the reference report's code, each beside its default run.")
 flags.DEFINE_list("variants", [], "More runs, each beside its model's default run: `model:setting`, the setting "
                   "a model option (`resnet18:stem=small`) or a flag of train "
-                  "(`bilstm:--mixed_precision=mixed_bfloat16`) or several (`resnet18:--augment --steps_per_epoch=500`); on bmp22 for image-only models, else on vec17, "
+                  "(`bilstm:--mixed_precision=mixed_bfloat16`) or several "
+                  "(`resnet18:--augment --steps_per_epoch=500`); on bmp22 for image-only models, else on vec17, "
                   "unless the model names its data (`sketchanet@vec17:--augment`).")
 flags.DEFINE_bool("converge", False, "Converged mode: every model until eval top-1 has not improved for "
                   "--converge_patience evaluations or --converge_cap CPU seconds, on all rows of bmp22; into "
@@ -641,7 +642,8 @@ def variant_runs(run, vec_run, bmp_run):
   rows = []
   for variant in FLAGS.variants:
     model, data_name, setting, options, train_flags = variants.parse(variant)
-    data_name, data_run = (run["bmp_name"], bmp_run) if variants.on_bmp22(model, data_name) else (run["vec_name"], vec_run)
+    on_bmp = variants.on_bmp22(model, data_name)
+    data_name, data_run = (run["bmp_name"], bmp_run) if on_bmp else (run["vec_name"], vec_run)
     default = next(r for r in data_run[1] if r["model"] == model)
     name = "_".join(part.strip("-").replace("=", "_") for part in setting.split())
     run_dir = os.path.join(run["runs_dir"], data_name, f"{model}_{name}")

@@ -42,13 +42,11 @@ def target_rows(runs, vec_name, bmp_name):
                  how_stopped(r)])
   vec = {r["model"]: r for r in runs["vec"]}
   if vec_name == "vec17" and {"fusion", *FUSION_BRANCHES} <= set(vec):
-    fusion = vec["fusion"]["test"]["top1_accuracy"]
+    fusion, error = vec["fusion"]["test"]["top1_accuracy"], standard_error(vec["fusion"])
     branches = {m: vec[m]["test"]["top1_accuracy"] for m in FUSION_BRANCHES}
     rows.append([vec_name, f"fusion ahead of {' and '.join(FUSION_BRANCHES)}", "`fusion`",
-                 f"{fusion:.4f} +- {standard_error(vec['fusion']):.4f} ("
-                 + ", ".join(f"{m} {top1:.4f}" for m, top1 in branches.items()) + ")",
-                 fusion_verdict(fusion - max(branches.values()), standard_error(vec["fusion"])),
-                 how_stopped(vec["fusion"])])
+                 f"{fusion:.4f} +- {error:.4f} (" + ", ".join(f"{m} {top1:.4f}" for m, top1 in branches.items()) + ")",
+                 fusion_verdict(fusion - max(branches.values()), error), how_stopped(vec["fusion"])])
   return rows
 
 
