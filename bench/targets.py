@@ -15,6 +15,9 @@ FUSION_BRANCHES = ("sketchanet", "bilstm")
 def standard_error(result):
   """The binomial standard error of a result's test top-1 over its test examples."""
   top1, n = result["test"]["top1_accuracy"], result["test"]["examples"]
+  if not n:
+    raise ValueError(f"{result['model']}: its result has no test examples; train and test it again "
+                     "(python -m bench.accuracy --converge without --reuse)")
   return (top1 * (1 - top1) / n) ** 0.5
 
 
@@ -52,7 +55,8 @@ def target_rows(runs, vec_name, bmp_name):
 
 def fusion_verdict(margin, error):
   """Whether fusion leads its better branch by ``margin`` of test top-1, and the margin in standard errors."""
-  return f"{'met' if margin > 0 else '**not met**'}: {margin:+.4f}, {margin / error:+.1f} standard errors"
+  spread = f"{margin / error:+.1f} standard errors" if error else "no spread (test top-1 of 0 or 1)"
+  return f"{'met' if margin > 0 else '**not met**'}: {margin:+.4f}, {spread}"
 
 
 def section(run, runs):

@@ -42,3 +42,13 @@ def test_a_variant_may_set_several_train_flags_and_each_must_be_one():
     variants.parse("alexnet:--augment steps_per_epoch=500")
   with pytest.raises(app.UsageError, match="each --name or --name=value"):
     variants.parse("alexnet:--augment --")  # "--" would end train's flags
+
+
+def test_a_perfect_or_empty_test_figure_gives_a_verdict_or_a_clear_error():
+  vec = [_result("fusion", 1.0), _result("sketchanet", 0.5), _result("bilstm", 0.5)]
+  row = targets.target_rows({"vec": vec, "bmp": []}, "vec17", "bmp22")[-1]
+  assert row[3].startswith("1.0000 +- 0.0000") and row[4] == "met: +0.5000, no spread (test top-1 of 0 or 1)"
+  empty = _result("alexnet", 0.5)
+  empty["test"]["examples"] = 0
+  with pytest.raises(ValueError, match="alexnet: its result has no test examples"):
+    targets.target_rows({"vec": [empty], "bmp": []}, "vec17", "bmp22")
