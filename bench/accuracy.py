@@ -61,9 +61,9 @@ from absl import app
 from absl import flags
 import keras
 import numpy as np
-import psutil
 from PIL import Image
 from PIL import ImageDraw
+import psutil
 
 from bench import report
 from bench import targets
@@ -676,7 +676,7 @@ def train_all(run, vec_dir, bmp_dir):
   ablation, batch_runs = [], []
   if FLAGS.ablation and FLAGS.vec17 and "rnn" in model_names:
     ablation = [next(r for r in vec if r["label"] == "rnn")]
-    for name, options, _ in ABLATION[1:]:
+    for _, options, _ in ABLATION[1:]:
       label = "rnn " + ",".join(f"{k}={v}" for k, v in options.items())
       run_dir = os.path.join(run["runs_dir"], vec_name, label.replace(" ", "_").replace(",", "_").replace("=", ""))
       ablation.append(train_and_test(label, "rnn", vec_dir, run_dir, budget, options, patience=patience))

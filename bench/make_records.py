@@ -192,7 +192,7 @@ def speed_table(tmp):
       runs = runs[2:3]
     trials = FLAGS.trials if with_naive else 1
     best = {}
-    for trial in range(trials):
+    for _ in range(trials):
       for name, command, timing in runs:
         load = os.getloadavg()[0]
         wall, peak = run_measured(command)

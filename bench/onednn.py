@@ -35,6 +35,7 @@ def measure_here():
   """Prints a JSON list of examples per CPU second, one per `SHAPES` row, measured in this process."""
   import keras  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
+
   from bench import steps  # pylint: disable=import-outside-toplevel
   rates = []
   for name, points, side in SHAPES:

@@ -86,7 +86,7 @@ def bench_model(model_dir, quantizations, records_dir, max_test, runs):
       path = os.path.join(tmp, f"{quantize}.tflite")
       tflite.export(model, spec, config["classes"], path, run_dir.image_size(config), quantize)
       classifier = tflite.Classifier(path, num_threads=1)
-      latency, got = measure(lambda p: classifier(p)["probabilities"], drawings, runs)  # pylint: disable=cell-var-from-loop
+      latency, got = measure(lambda p: classifier(p)["probabilities"], drawings, runs)  # noqa: B023  # pylint: disable=cell-var-from-loop
       rows.append([name, f"TFLite {quantize}", f"{os.path.getsize(path) / 2**20:.1f}", f"{latency * 1e3:.2f}",
                    f"{(got.argmax(1) == labels).mean():.3f}",
                    f"{(got.argmax(1) == base.argmax(1)).mean():.3f}", f"{np.abs(got - base).max():.1e}"])

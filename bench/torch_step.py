@@ -50,6 +50,7 @@ SHAPES = (("rnn", 64, 0), ("rnn", 128, 0), ("bilstm", 64, 0), ("bilstm", 128, 0)
 
 def torch_step(name, side, batch, labels):
   import torch  # pylint: disable=import-outside-toplevel
+
   from bench import torch_models  # pylint: disable=import-outside-toplevel
   model, inputs = torch_models.build(name, side)
   args = [torch.from_numpy(a) for a in inputs(*batch)]

@@ -20,7 +20,6 @@ from quickdraw_tf import cli
 from quickdraw_tf import progress
 from quickdraw_tf.drawings import drawing_files
 
-
 FLAGS = flags.FLAGS
 
 

@@ -176,7 +176,7 @@ def test_without_model_dir_view_says_how_to_get_it(tiny_run, tmp_path):
 
 def _chromium():
   try:
-    from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top,unused-import
+    from playwright.sync_api import sync_playwright  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     pytest.skip("no Playwright (pip install playwright); .ci/run installs it")
   path = shutil.which("chromium") or shutil.which("chromium-browser")

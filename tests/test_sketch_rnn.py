@@ -318,7 +318,7 @@ def test_generate_modes_write_drawings_that_ink_reads_back_deterministically(res
   results = generate.generate(model, mode, drawings, num, temperatures, 5)
   again = generate.generate(model, mode, drawings, num, temperatures, 5)
   assert len(results) == count  # reconstruct: 2 drawings x 2 temperatures
-  for (title, strokes, length), (_, strokes_again, _) in zip(results, again):
+  for (_, strokes, length), (_, strokes_again, _) in zip(results, again):
     np.testing.assert_array_equal(strokes, strokes_again)
     assert 0 <= length <= MAX_SEQ_LEN and strokes.shape == (MAX_SEQ_LEN, 5)
   if mode == "complete":  # Every ending starts with the kept strokes (CAT's first one: 3 rows).

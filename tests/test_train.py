@@ -114,6 +114,7 @@ def test_time_budget_stops_training_and_still_saves(records_dir, tmp_path):
 
 def test_vgg19_trains_its_head_first_then_its_last_block(records_dir, tmp_path):
   import keras  # pylint: disable=g-import-not-at-top
+
   from quickdraw_tf.models import vgg19  # pylint: disable=g-import-not-at-top
   weights = str(tmp_path / "vgg19_notop.weights.h5")
   keras.applications.VGG19(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
@@ -315,9 +316,10 @@ def test_predict_prints_top3_and_names_bad_lines(trained, data_dir, tmp_path):
 
 
 def test_predict_reads_a_png_for_image_models(data_dir, tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
   from quickdraw_tf.drawings import ink  # pylint: disable=g-import-not-at-top
   from quickdraw_tf.drawings import raster  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   model = models.build("resnet18", len(WORDS), image_size=28)
   export.export(model, models.get("resnet18"), sorted(WORDS), str(tmp_path / "sm"), 28)
   with open(os.path.join(data_dir, "strokes", "simplified_lamnguyen", "fish.ndjson")) as f:

@@ -7,7 +7,8 @@ Generative models (``trainer`` set) read and train their own way.
 
 import dataclasses
 import inspect
-from typing import Callable, Optional
+from typing import Callable
+from typing import Optional
 
 from quickdraw_tf import cli
 from quickdraw_tf.models import alexnet

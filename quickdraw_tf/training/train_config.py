@@ -17,7 +17,9 @@ import importlib.resources
 import json
 import os
 import types
-from typing import Any, Mapping, Optional
+from typing import Any
+from typing import Mapping
+from typing import Optional
 
 from absl import flags
 
