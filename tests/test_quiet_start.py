@@ -94,6 +94,13 @@ def test_only_log_lines_below_the_level_are_dropped():
     assert not cli.is_below(ours, 3)
 
 
+def test_what_c_writes_to_stderr_meanwhile_comes_back_less_the_hidden_log_lines(capfd):
+  hidden = "I0000 00:00:1796459379.226942    5753 cudart_stub.cc:31] Could not find cuda drivers on your machine\n"
+  with cli._stderr_without_log_lines_below(1):  # pylint: disable=protected-access
+    os.write(2, f"{hidden}a line of ours\nE0000 00:00:1.5 7 cuda_platform.cc:52] an error\n".encode())
+  assert capfd.readouterr().err == "a line of ours\nE0000 00:00:1.5 7 cuda_platform.cc:52] an error\n"
+
+
 def test_gpus_are_named_in_one_line():
   assert cli.describe_gpus([]) == ""
   assert cli.describe_gpus([("GPU:0", {"device_name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)})]) == (
