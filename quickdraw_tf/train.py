@@ -137,7 +137,7 @@ class TimeBudget(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     if self.spent() >= self.seconds:
       self.model.stop_training = True
-      step = int(self.model.optimizer.iterations)
+      step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
       progress.write(f"train: time budget of {self.seconds:g} {self.clock_name} seconds spent at step {step}")
 
 
@@ -150,7 +150,7 @@ class Summaries(summaries.EpochSummaries):
     self.class_names = class_names
 
   def train_scalars(self):
-    return {"learning_rate": float(self.model.optimizer.learning_rate)}
+    return {"learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))}
 
   def write_validation(self, epoch):
     labels, predictions, images, titles = [], [], [], []

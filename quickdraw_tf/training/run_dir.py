@@ -154,7 +154,7 @@ class StartingStep(keras.callbacks.Callback):
   """Says where training starts: after BackupAndRestore, a resumed run starts past 0."""
 
   def on_train_begin(self, logs=None):
-    step = int(self.model.optimizer.iterations)
+    step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
     print(f"train: starting at step {step}, epoch {(self.model._initial_epoch or 0) + 1}", flush=True)  # pylint: disable=protected-access
 
 

@@ -184,7 +184,7 @@ class EpochSummaries(keras.callbacks.Callback):
     self._epoch_start = (0.0, 0)  # time, optimizer step
 
   def _optimizer_step(self):
-    return int(self.model.optimizer.iterations)
+    return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch_start = (time.time(), self._optimizer_step())
