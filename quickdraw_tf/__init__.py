@@ -1,6 +1,7 @@
 """quickdraw_tf: Quick, Draw! drawings to TFRecords, and sketch classifiers in TF2/Keras 3."""
 
 import os
+import sys
 
 __version__ = "0.2.0"
 
@@ -17,3 +18,17 @@ DEFAULT_DATA_DIR = os.environ.get(
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "quickdraw"))
 # Where make_records writes by default, relative to the working directory.
 DEFAULT_RECORDS_ROOT = "tfrecords"
+
+
+def _started_as_verb():
+  """True while Python imports this package to run ``python -m quickdraw_tf.<verb>``.
+
+  Python sets ``sys.argv[0]`` to "-m" while it finds the module it was asked to run; ``sys.orig_argv`` ends in the
+  module's name (or "-m<name>") and the module's arguments.
+  """
+  return sys.argv[:1] == ["-m"] and sys.orig_argv[-len(sys.argv)].removeprefix("-m").startswith(__name__ + ".")
+
+
+if _started_as_verb():  # A program starting, not a library import: TensorFlow is imported without its C++ log.
+  from quickdraw_tf import cli  # pylint: disable=g-import-not-at-top
+  cli.start_quietly(sys.argv)

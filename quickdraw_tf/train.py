@@ -316,7 +316,8 @@ def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, back
                                   config.batch_size, callbacks, backup_dir, replica_inputs)
     else:
       history = model.fit(train_data, initial_epoch=first_epoch, epochs=stage.last_epoch, steps_per_epoch=steps,
-                          validation_data=eval_data, callbacks=callbacks, verbose=verbose)
+                          validation_data=eval_data, callbacks=callbacks, verbose=verbose,
+                          shuffle=False)  # The tf.data pipeline shuffles; fit warns that it ignores shuffle=True.
     if model.stop_training:  # --time_budget spent.
       break
     first_epoch = stage.last_epoch

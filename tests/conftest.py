@@ -65,3 +65,12 @@ def tiny_run(data_dir, tmp_path_factory):
   run.records = records
   return run
 
+
+
+def pytest_terminal_summary(terminalreporter):
+  """Says which TFLite interpreter the TFLite tests ran (LiteRT's where ai-edge-litert is installed)."""
+  ran = {value for report in terminalreporter.stats.get("passed", []) for name, value in report.user_properties
+         if name == "tflite_interpreter"}
+  for name in sorted(ran):
+    terminalreporter.write_line(f"TFLite tests ran the {name} interpreter"
+                                f"{'' if name == 'LiteRT' else ' (pip install ai-edge-litert for LiteRT)'}")

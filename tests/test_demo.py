@@ -229,8 +229,8 @@ def shown_guesses(page):
 
 @pytest.mark.parametrize("name,word", [("rnn", "cat"), ("resnet18", "snowflake")])
 def test_page_draws_real_drawings_and_shows_predicts_guesses(name, word, tiny_run, data_dir, tmp_path):
+  chromium = _chromium()  # Skips without Playwright or Chromium, so first.
   from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
-  chromium = _chromium()
   saved_model = os.path.join(tiny_run(name), run_dir.SAVED_MODEL)
   drawings = real_drawings(data_dir, [word])
   # Every stroke-by-stroke prefix with 2 points or more: the page must show predict's guesses for each.

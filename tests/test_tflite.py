@@ -40,7 +40,7 @@ def parity(tflite_path, saved_model, drawings):
   return agree, len(drawings), worst
 
 
-def test_cli_writes_an_rnn_that_reads_raw_ink_like_the_saved_model(tiny_run, data_dir, tmp_path):
+def test_cli_writes_an_rnn_that_reads_raw_ink_like_the_saved_model(tiny_run, data_dir, tmp_path, record_property):
   model_dir = tiny_run("rnn")
   output = str(tmp_path / "rnn.tflite")
   result = verbs.run("export", f"--model_dir={model_dir}", "--format=tflite", f"--output={output}")
@@ -50,6 +50,7 @@ def test_cli_writes_an_rnn_that_reads_raw_ink_like_the_saved_model(tiny_run, dat
     assert f.read().splitlines() == run_dir.read_config(model_dir)["classes"]
   classifier = tflite.Classifier(output)
   assert classifier.signature == tflite.INK_SIGNATURE
+  record_property("tflite_interpreter", classifier.interpreter_name)  # The run's summary says which (conftest.py).
   agree, total, worst = parity(output, os.path.join(model_dir, run_dir.SAVED_MODEL), real_points(data_dir))
   assert (agree, worst < TOLERANCE["none"]) == (total, True), (agree, total, worst)
 

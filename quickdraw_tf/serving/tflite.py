@@ -145,10 +145,14 @@ class Classifier:
   Args:
     model_path: the ``.tflite`` file.
     num_threads: interpreter threads (None: its default).
+
+  Attributes:
+    interpreter_name: which `interpreter` runs it, "LiteRT" or "tf.lite".
   """
 
   def __init__(self, model_path, num_threads=None):
     runner = interpreter(model_path, num_threads)
+    self.interpreter_name = "LiteRT" if type(runner).__module__.startswith("ai_edge_litert") else "tf.lite"
     self.signature = next(iter(runner.get_signature_list()))
     self.runner = runner.get_signature_runner(self.signature)
 

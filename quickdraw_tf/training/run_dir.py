@@ -17,6 +17,7 @@ it was.
 
 import json
 import os
+import warnings
 
 import keras
 
@@ -207,8 +208,10 @@ def restore(model_dir, weights=None):
     if weights is None:
       raise FileNotFoundError(f"{model_dir} holds neither {BEST_WEIGHTS} nor {FINAL_WEIGHTS}")
   try:
-    model.load_weights(weights)
-  except (OSError, ValueError) as e:  # Keras' message can list every layer and its weights: the start says enough.
+    with warnings.catch_warnings():  # Keras only warns where parts of the model keep their fresh weights.
+      warnings.filterwarnings("error", r"Skipping (nested container|variable loading)", UserWarning)
+      model.load_weights(weights)
+  except (OSError, ValueError, UserWarning) as e:  # Keras' message can list every layer and weight: its start will do.
     reason = " ".join(str(e).split())[:240] or type(e).__name__
     raise WeightsError(f"{weights} cannot be loaded into the {config['model']} model that {model_dir}'s "
                        f"{CONFIG_FILE} describes ({reason}): a damaged file, or weights of another model; pass "

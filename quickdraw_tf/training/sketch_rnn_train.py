@@ -154,7 +154,8 @@ def train(config, callbacks=()):
   verbose, bars = progress.fit_output(config.progress, config.verbose, batch_size)
   callbacks = [*bars, *_callbacks(config, callbacks, eval_data)]
   history = model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
-                      callbacks=callbacks, verbose=verbose)
+                      callbacks=callbacks, verbose=verbose,
+                      shuffle=False)  # The tf.data pipeline shuffles; fit warns that it ignores shuffle=True.
   run_dir.save_weights(model, os.path.join(model_dir, run_dir.FINAL_WEIGHTS))
   if config.export:
     from quickdraw_tf.serving import sketch_rnn_export  # pylint: disable=g-import-not-at-top
