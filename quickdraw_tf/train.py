@@ -38,7 +38,6 @@ from quickdraw_tf import cli
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
 from quickdraw_tf import progress
-from quickdraw_tf.drawings import augment as augment_lib
 from quickdraw_tf.pipelines import data
 from quickdraw_tf.pipelines import records
 from quickdraw_tf.training import backup
@@ -50,49 +49,11 @@ from quickdraw_tf.training import train_config
 WORKERS_DIR = "quickdraw_tf_workers"  # under the temporary directory: non-chief workers' outputs
 
 def define_flags():
+  """train's flags: where it reads and writes, and every training setting (generated from `train_config`)."""
   flags.DEFINE_string("model", None, f"One of: {', '.join(models.MODELS)}.")
   cli.define_records(data.default_records_dir())
   cli.define_model_dir("Output directory (default runs/<model>).")
-  flags.DEFINE_integer("epochs", 10, "Epochs.", lower_bound=1)
-  flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch (0: one pass over the training split).", lower_bound=0)
-  flags.DEFINE_integer("eval_steps", 0, "Eval batches per evaluation (0: the whole eval split).", lower_bound=0)
-  flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
-  flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-  flags.DEFINE_float("weight_decay", 0.0, "Adam weight decay (decoupled, as Keras applies it).")
-  flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: no clipping).")
-  flags.DEFINE_float("lr_factor", 0.3, "ReduceLROnPlateau factor (1: a constant learning rate).", upper_bound=1)
-  flags.DEFINE_enum("lr_monitor", "eval_loss", list(train_config.LR_MONITORS), "The loss ReduceLROnPlateau watches: each epoch's "
-                    "eval loss, or its mean training loss (the reference report's PyTorch code).")
-  flags.DEFINE_integer("lr_patience", 2, "ReduceLROnPlateau patience, in epochs.")
-  flags.DEFINE_integer("stop_patience", 0, "Stop when eval accuracy has not improved for this many epochs "
-                       "(0: never).", lower_bound=0)
-  flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES), "tf.distribute strategy.")
-  flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU VM).")
-  flags.DEFINE_enum("mixed_precision", "auto", list(distribute.PRECISIONS),
-                    "auto: float16 on GPU, bfloat16 on TPU, float32 on CPU.")
-  flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-  flags.DEFINE_integer("image_size", 0, "Image input side (0: the model's default).", lower_bound=0)
-  flags.DEFINE_enum("image_source", "auto", ["auto", "stored", "raster"], "Images from records or rasterised.")
-  flags.DEFINE_bool("augment", False, "Augment training drawings (on ink, before rasterising).")
-  flags.DEFINE_float("augment_rotation", augment_lib.Ranges.rotation, "Max rotation, degrees.")
-  flags.DEFINE_float("augment_scale", augment_lib.Ranges.scale, "Max relative scale change, per axis.")
-  flags.DEFINE_float("augment_shear", augment_lib.Ranges.shear, "Max shear.")
-  flags.DEFINE_float("augment_translation", augment_lib.Ranges.translation, "Max shift, share of drawing size.")
-  flags.DEFINE_float("augment_stroke_dropout", augment_lib.Ranges.stroke_dropout, "Chance to drop a stroke.")
-  flags.DEFINE_integer("checkpoint_steps", 100, "Back up the training state every N steps (also every epoch).",
-                       lower_bound=1)
-  flags.DEFINE_float("time_budget", 0, "Stop training after this many seconds (0: no limit); the epoch in progress "
-                     "is cut short, then evaluated and saved as usual.", lower_bound=0)
-  flags.DEFINE_enum("budget_clock", "wall", ["wall", "cpu"],
-                    "What --time_budget counts: wall-clock seconds, or CPU seconds of this process (all threads; "
-                    "fair between runs that share a machine).")
-  flags.DEFINE_string("profile_batch", "", "Profile these batches in TensorBoard, e.g. '10,20'.")
-  flags.DEFINE_integer("seed", 0, "Random seed.")
-  flags.DEFINE_multi_string("model_option", [], "Model builder option key=value, e.g. activation=relu.")
-  flags.DEFINE_string("vgg19_weights", None, "Local Keras VGG19 notop weights file (ImageNet).")
-  flags.DEFINE_integer("vgg19_head_epochs", 2, "With --vgg19_weights: epochs that train only the head on the frozen "
-                       "backbone, before its last block is unfrozen too.", lower_bound=0)
-  flags.DEFINE_bool("export", True, "Write the serving SavedModel at the end.")
+  train_config.define_flags()
   cli.define_progress()
 
 
@@ -464,9 +425,7 @@ def main(_):
     models.get(FLAGS.model)
   except ValueError as e:
     raise TrainError(str(e)) from None
-  # The model's published defaults, beneath what the command line gives; any flag of train's own.
-  train_flags = {flag.name for flag in FLAGS.get_flags_for_module(FLAGS.find_module_defining_flag("model"))}
-  train_config.apply_defaults(FLAGS.model, FLAGS, train_flags)
+  train_config.apply_defaults(FLAGS.model, FLAGS)  # The model's published defaults, beneath the command line.
   train(train_config.from_flags(FLAGS))
   logging.info("done")
 
