@@ -15,15 +15,13 @@ the command line override them. Writes into ``--model_dir``:
   final.weights.h5       the weights at the end
   logs/                  TensorBoard: losses, accuracy, top-3, learning rate,
                          examples/s, sample drawings, confusion matrices
-  saved_model/           the serving SavedModel of the best weights (see export.py)
+  saved_model/           the serving SavedModel of the best weights (see serving/saved_model.py)
 Under MultiWorkerMirroredStrategy only the chief writes these; other workers
-write theirs into a local temporary directory (see `_worker_dir`).
+write theirs into a local temporary directory (see `multi_worker.worker_dir`).
 """
 
-import hashlib
 import importlib
 import os
-import tempfile
 import time
 
 from absl import app
@@ -35,18 +33,17 @@ import tensorflow as tf
 
 import quickdraw_tf
 from quickdraw_tf import cli
-from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
 from quickdraw_tf import progress
 from quickdraw_tf.pipelines import data
 from quickdraw_tf.pipelines import records
-from quickdraw_tf.training import backup
+from quickdraw_tf.serving import saved_model
 from quickdraw_tf.training import distribute
+from quickdraw_tf.training import multi_worker
 from quickdraw_tf.training import run_dir
 from quickdraw_tf.training import summaries
 from quickdraw_tf.training import train_config
 
-WORKERS_DIR = "quickdraw_tf_workers"  # under the temporary directory: non-chief workers' outputs
 
 def define_flags():
   """train's flags: where it reads and writes, and every training setting (generated from `train_config`)."""
@@ -172,7 +169,7 @@ def _train_classifier(config, spec):
   strategy = distribute.make_strategy(config.strategy, config.tpu)  # First: before any TensorFlow op runs.
   size = (config.image_size or spec.image_size) if spec.uses_image else None
   # Non-chief workers write into a directory of their own (tf.distribute's recipe).
-  out_dir = config.model_dir if distribute.is_chief(strategy) else _worker_dir(config.model_dir, strategy)
+  out_dir = config.model_dir if distribute.is_chief(strategy) else multi_worker.worker_dir(config.model_dir, strategy)
   class_names, steps, run = _check_run(config, spec, size)
   keras.mixed_precision.set_global_policy(distribute.precision_policy(config.mixed_precision, strategy))
   with strategy.scope():
@@ -198,7 +195,7 @@ def _train_classifier(config, spec):
     best = os.path.join(out_dir, run_dir.BEST_WEIGHTS)
     if os.path.exists(best):  # Serve the weights evaluate picks by default: the best by eval accuracy.
       model.load_weights(best)
-    export_lib.export(model, spec, class_names, os.path.join(out_dir, run_dir.SAVED_MODEL), size)
+    saved_model.export(model, spec, class_names, os.path.join(out_dir, run_dir.SAVED_MODEL), size)
   return history
 
 
@@ -273,7 +270,7 @@ def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, back
                              keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3_accuracy")],
                     jit_compile=config.jit_compile)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-      history = _fit_multi_worker(model, strategy, train_data, eval_data, first_epoch, stage.last_epoch, steps,
+      history = multi_worker.fit(model, strategy, train_data, eval_data, first_epoch, stage.last_epoch, steps,
                                   config.batch_size, callbacks, backup_dir, replica_inputs)
     else:
       history = model.fit(train_data, initial_epoch=first_epoch, epochs=stage.last_epoch, steps_per_epoch=steps,
@@ -282,140 +279,6 @@ def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, back
       break
     first_epoch = stage.last_epoch
   return history
-
-
-def _worker_dir(model_dir, strategy):
-  """Where a non-chief worker writes: a local directory, the same after a restart.
-
-  tf.distribute's recipe: every worker saves (saving may need all of them),
-  non-chief workers into a throwaway place. Keeping that place fixed per
-  model_dir and task lets a restarted worker restore the backup it wrote in
-  step with the chief.
-  """
-  resolver = strategy.cluster_resolver
-  key = hashlib.sha1(f"{os.path.abspath(model_dir)}:{resolver.task_type}:{resolver.task_id}".encode()).hexdigest()
-  return os.path.join(tempfile.gettempdir(), WORKERS_DIR, key[:16])
-
-
-def _check_workers_agree(strategy, backup_dir):
-  """Raises TrainError on every worker unless all are about to restore the same state.
-
-  A worker that would restore another backup than the chief's (a stale one
-  left by an earlier run) would train out of step; checked before restoring,
-  since restoring itself runs collective ops that must match across workers.
-  """
-  state = tf.constant(backup.read_state(backup_dir), tf.float64)
-
-  @tf.function
-  def moments():
-    # Each replica's (state, state^2, 1), summed over all replicas of all workers.
-    return strategy.reduce("SUM", strategy.run(lambda: tf.concat([state, state * state, [1.0]], 0)), axis=None)
-
-  sums = moments().numpy()
-  count = sums[-1]
-  if np.any(sums[2:4] * count != sums[:2] * sums[:2]):  # Zero variance <=> the same state everywhere.
-    epoch, batch = backup.read_state(backup_dir)
-    raise TrainError(f"the workers would restore different training states (this one: "
-                     f"{'no backup' if epoch < 0 else f'epoch {epoch}, batch {batch}'} in {backup_dir}): a stale "
-                     "backup is left from an earlier run: remove the chief's <model_dir>/backup and the workers' "
-                     f"under {os.path.join(tempfile.gettempdir(), WORKERS_DIR)}, or use a new --model_dir")
-
-
-def _batch_sums(labels, logits):
-  """Summed loss, top-1 and top-3 hits of a batch: float32 scalars."""
-  logits = tf.cast(logits, tf.float32)
-  labels = tf.cast(labels, tf.int32)
-  losses = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(labels, logits)
-  hits = [tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32)) for k in (1, 3)]
-  return tf.reduce_sum(losses), hits[0], hits[1]
-
-
-def _mean_logs(sums, count, prefix=""):
-  """Keras-style logs from (loss, top-1, top-3) sums over ``count`` examples."""
-  return {f"{prefix}loss": sums[0] / count, f"{prefix}accuracy": sums[1] / count,
-          f"{prefix}top3_accuracy": sums[2] / count}
-
-
-def _multi_worker_steps(model, strategy, inputs, global_batch_size):
-  """(train_step(iterator), eval_step(features, labels)): tf.functions returning (loss, top-1, top-3) sums.
-
-  The train step's sums are all-reduced over every replica of every worker.
-  """
-  optimizer = model.optimizer
-
-  @tf.function
-  def train_step(iterator):
-
-    def replica_step(features, labels):
-      with tf.GradientTape() as tape:
-        logits = model(inputs(features), training=True)
-        loss_sum, top1, top3 = _batch_sums(labels, logits)
-        loss = loss_sum / global_batch_size
-        if model.losses:
-          loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-      gradients = tape.gradient(optimizer.scale_loss(loss), model.trainable_variables)
-      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-      return loss_sum, top1, top3
-
-    return [strategy.reduce("SUM", value, axis=None) for value in strategy.run(replica_step, args=next(iterator))]
-
-  @tf.function
-  def eval_step(features, labels):
-    return (*_batch_sums(labels, model(inputs(features), training=False)), tf.cast(tf.shape(labels)[0], tf.float32))
-
-  return train_step, eval_step
-
-
-def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epochs, steps, global_batch_size,
-                      callbacks, backup_dir, inputs):
-  """``model.fit`` for MultiWorkerMirroredStrategy, with the same callbacks.
-
-  Keras 3's fit cannot run under this strategy: it averages each step's
-  scalar logs across workers along an axis they lack
-  (tensorflow/tensorflow#72388). Here the optimizer all-reduces gradients as
-  usual, the loss and hit counts are summed across replicas explicitly, and
-  every worker evaluates the whole eval split locally after each epoch (its
-  weights are the same on all workers), so that callbacks that act on eval
-  metrics (best weights, ReduceLROnPlateau) act alike everywhere. The Keras
-  callbacks (backup and restore, checkpoints, TensorBoard, summaries) run
-  unchanged.
-
-  ``inputs`` maps a batch's features to the model's inputs, on the replica
-  (`data.replica_inputs`).
-
-  Returns:
-    the ``keras.callbacks.History`` of the run.
-  """
-  train_step, eval_step = _multi_worker_steps(model, strategy, inputs, global_batch_size)
-
-  callback_list = keras.callbacks.CallbackList(callbacks, add_history=True, model=model, epochs=epochs,
-                                               steps=steps)
-  iterator = iter(strategy.experimental_distribute_dataset(train_data))
-  with strategy.scope():  # As in fit: callbacks may create variables (a restored optimizer's).
-    model.stop_training = False
-    model._initial_epoch = initial_epoch  # pylint: disable=protected-access  # As fit sets it.
-    _check_workers_agree(strategy, backup_dir)
-    callback_list.on_train_begin()
-    for epoch in range(model._initial_epoch, epochs):  # pylint: disable=protected-access  # BackupAndRestore may move it.
-      callback_list.on_epoch_begin(epoch)
-      sums, step = np.zeros(3), 0
-      for step in range(steps):
-        callback_list.on_train_batch_begin(step)
-        batch_sums_value = np.array([float(v) for v in train_step(iterator)])
-        sums += batch_sums_value
-        callback_list.on_train_batch_end(step, _mean_logs(batch_sums_value, global_batch_size))
-        if model.stop_training:
-          break
-      logs = _mean_logs(sums, (step + 1) * global_batch_size)
-      if eval_data is not None:
-        eval_sums = np.sum([[float(v) for v in eval_step(*batch)] for batch in eval_data], axis=0)
-        logs.update(_mean_logs(eval_sums[:3], eval_sums[3], prefix="val_"))
-      callback_list.on_epoch_end(epoch, logs)
-      print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)
-      if model.stop_training:
-        break
-    callback_list.on_train_end()
-  return model.history
 
 
 def main(_):
