@@ -15,6 +15,7 @@ from absl import flags
 
 from quickdraw_tf import cli
 from quickdraw_tf import models
+from quickdraw_tf import progress
 from quickdraw_tf.serving import saved_model
 from quickdraw_tf.serving import sketch_rnn_export
 from quickdraw_tf.serving import tflite
@@ -38,7 +39,7 @@ def define_flags():
                       "<model_dir>/model.tflite).")
   flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"], "savedmodel, or TensorFlow Lite (see "
                     "quickdraw_tf/serving/tflite.py).")
-  flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"], "tflite weights: float16, or int8 (dynamic "
+  flags.DEFINE_enum("quantize", "none", list(tflite.QUANTIZATIONS), "tflite weights: float16, or int8 (dynamic "
                     "range).")
   flags.mark_flags_as_required(["model_dir"])
 
@@ -56,7 +57,7 @@ def main(_):
     sketch_rnn_export.export(model, output)
   else:
     saved_model.export(model, models.get(config["model"]), config["classes"], output, run_dir.image_size(config))
-  print(f"wrote {output}; inspect with: saved_model_cli show --dir {output} --all")
+  progress.write(f"wrote {output}; inspect with: saved_model_cli show --dir {output} --all")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ class TimeBudget(keras.callbacks.Callback):
       self.started = self.clock()
 
   def spent(self):
+    """Seconds of the budget spent so far, by this process and the ones before it."""
     return self.spent_before + (self.clock() - self.started if self.started is not None else 0.0)
 
   def backup_state(self):
@@ -89,8 +90,8 @@ class TimeBudget(keras.callbacks.Callback):
 
   def restore_backup_state(self, state):
     self.spent_before = float(state.get("spent", 0.0))
-    print(f"train: {self.spent_before:.0f} of the {self.seconds:g} {self.clock_name} seconds of --time_budget were "
-          "spent before this resumption", flush=True)
+    progress.write(f"train: {self.spent_before:.0f} of the {self.seconds:g} {self.clock_name} seconds of --time_budget "
+                   "were spent before this resumption")
 
   def on_train_batch_end(self, batch, logs=None):
     if self.spent() >= self.seconds:
@@ -282,6 +283,7 @@ def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, back
 
 
 def main(_):
+  """Trains ``--model`` as the flags (over configs/<model>.cfg) say."""
   if not FLAGS.model:
     raise app.UsageError(f"--model is required; one of: {', '.join(models.MODELS)}")
   try:

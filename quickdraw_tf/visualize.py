@@ -34,15 +34,16 @@ writes what they draw.
 import dataclasses
 import json
 import os
+import sys
 
 from absl import flags
-from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import cli
 from quickdraw_tf import models
+from quickdraw_tf import progress
 from quickdraw_tf.figures import conv
 from quickdraw_tf.figures import embeddings
 from quickdraw_tf.figures.inputs import Drawing
@@ -119,6 +120,7 @@ class _Output:
     self.written = {}
 
   def save(self, part, name, picture, tag):
+    """Writes ``picture`` (uint8 ``[h, w, 3]``) as ``<name>.png`` and as TensorBoard image ``<part>/<tag>``."""
     path = os.path.join(self.out_dir, f"{name}.png")
     summaries.save_png(picture, path)
     with self.writer.as_default(step=self.index):
@@ -196,8 +198,8 @@ def _check_parts(run, options):
   if "embeddings" in parts and not (records_dir and os.path.isdir(records_dir)):
     if options.parts or records_dir != run.config.get("records"):
       raise VisualizeError(f"records {records_dir!r} not found: pass --records=DIR for the embeddings")
-    logging.warning("no embeddings: the records %s this model was trained on are not here (--records=DIR)",
-                    records_dir)
+    progress.write(f"visualize: no embeddings: the records {records_dir} this model was trained on are not here "
+                   "(--records=DIR)", sys.stderr)
     parts.remove("embeddings")
   return parts, records_dir
 
@@ -267,6 +269,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  """visualize's flags: the run, the drawing, the parts and their settings."""
   cli.define_model_dir()
   cli.define_input("An ndjson file of drawings, or a PNG of one drawing (image models).")
   flags.DEFINE_integer("index", 0, "Which drawing of the ndjson file (0-based); also the TensorBoard step.",
@@ -287,6 +290,7 @@ def define_flags():
 
 
 def main(_):
+  """Runs `visualize` as the flags say; prints each written file (stdout)."""
   written = visualize(FLAGS.model_dir, FLAGS.input, FLAGS.out, index=FLAGS.index, parts=FLAGS.parts,
                       layers=FLAGS.layers, max_filters=FLAGS.max_filters, filter_steps=FLAGS.filter_steps,
                       filter_step_size=FLAGS.filter_step_size, records_dir=FLAGS.records, split=FLAGS.split,
@@ -294,9 +298,9 @@ def main(_):
                       progress=FLAGS.progress)
   for part, paths in written.items():
     for path in paths:
-      print(f"{part}: {path}")
+      progress.write(f"{part}: {path}")
   if "embeddings" in written:
-    print(f"projector: tensorboard --logdir {os.path.join(FLAGS.model_dir, 'logs')}")
+    progress.write(f"projector: tensorboard --logdir {os.path.join(FLAGS.model_dir, 'logs')}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import cli
+from quickdraw_tf import progress
 from quickdraw_tf.drawings import raster
 from quickdraw_tf.serving import saved_model
 from quickdraw_tf.training import run_dir
@@ -181,6 +182,6 @@ def main(model, config, output, quantize):
   """export's ``--format=tflite``: writes ``output``; returns the exit status."""
   from quickdraw_tf import models  # pylint: disable=g-import-not-at-top
   export(model, models.get(config["model"]), config["classes"], output, run_dir.image_size(config), quantize)
-  print(f"wrote {output} ({os.path.getsize(output) / 2**20:.1f} MiB) and {output}.classes.txt; run it with "
-        "quickdraw_tf.serving.tflite.Classifier")
+  progress.write(f"wrote {output} ({os.path.getsize(output) / 2**20:.1f} MiB) and {output}.classes.txt; run it "
+                 "with quickdraw_tf.serving.tflite.Classifier")
   return 0

@@ -197,7 +197,7 @@ class StartingStep(keras.callbacks.Callback):
 
   def on_train_begin(self, logs=None):
     step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-    print(f"train: starting at step {step}, epoch {(self.model._initial_epoch or 0) + 1}", flush=True)  # pylint: disable=protected-access
+    progress.write(f"train: starting at step {step}, epoch {(self.model._initial_epoch or 0) + 1}")  # pylint: disable=protected-access
 
 
 def _difference(key, before, now):
@@ -208,6 +208,7 @@ def _difference(key, before, now):
 
 
 def read_config(model_dir):
+  """The run's config.json as a dict (`as_recorded_now`); FileNotFoundError naming what to run without one."""
   path = os.path.join(model_dir, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{model_dir} holds no {CONFIG_FILE}: is it a model_dir written by "
