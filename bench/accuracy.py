@@ -61,10 +61,9 @@ from absl import app
 from absl import flags
 import keras
 import numpy as np
-from PIL import Image
-from PIL import ImageDraw
 import psutil
 
+from bench import plots
 from bench import report
 from bench import targets
 from bench import variants
@@ -76,7 +75,6 @@ from quickdraw_tf.pipelines import data
 from quickdraw_tf.pipelines import records
 from quickdraw_tf.training import backup
 from quickdraw_tf.training import run_dir as run_dir_lib
-from quickdraw_tf.training import summaries
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -515,72 +513,6 @@ def ablation_table(ablation, vec_name):
                        "examples per CPU s"], rows)
 
 
-# --- Plot --------------------------------------------------------------------
-
-_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-            (0, 0, 0), (0, 0, 128), (128, 0, 0))  # Matplotlib's tab10, then 3 more: 13 lines a panel, none alike.
-
-
-def _nice_step(span, ticks=6):
-  """A 1, 2 or 5 times a power of ten step giving about ``ticks`` ticks over ``span``."""
-  raw = max(span / ticks, 1e-9)
-  power = 10 ** np.floor(np.log10(raw))
-  return next(power * m for m in (1, 2, 5, 10) if power * m >= raw)
-
-
-def _panel(draw, box, title, results, x_max, x_axis="seconds"):
-  """Eval top-1 after each epoch against training wall seconds or epochs, the test top-1 as a ringed dot."""
-  left, top, right, bottom = box
-  small, large = summaries.font(13), summaries.font(16)
-  curves = [_curve(r, x_axis) for r in results]
-  accuracies = [acc for curve in curves for _, acc in curve] + [r["test"]["top1_accuracy"] for r in results]
-  y_max = min(1.0, np.ceil(max(accuracies) * 10 + 0.5) / 10)
-  draw.text((left, top - 46), title, fill="black", font=large)
-  draw.text((left - 30, top - 22), "top-1 accuracy (line: eval after each epoch; ringed dot: test)", fill="black",
-            font=small)
-  for tick in np.arange(0, y_max + 1e-9, 0.1 if y_max <= 0.5 else 0.2):
-    y = bottom - tick / y_max * (bottom - top)
-    draw.line((left, y, right, y), fill=(225, 225, 225))
-    draw.text((left - 32, y - 7), f"{tick:.1f}", fill="black", font=small)
-  step = _nice_step(x_max)
-  for tick in np.arange(0, x_max, step):
-    x = left + tick / x_max * (right - left)
-    draw.line((x, top, x, bottom), fill=(225, 225, 225))
-    draw.text((x - 8, bottom + 6), f"{tick:g}", fill="black", font=small)
-  x_label = "training epochs" if x_axis == "epochs" else "training time, wall seconds (machine shared)"
-  draw.text(((left + right) / 2 - 150, bottom + 26), x_label, fill="black", font=small)
-  draw.rectangle(box, outline="black")
-  for i, (r, curve) in enumerate(zip(results, curves)):
-    colour = _COLOURS[i % len(_COLOURS)]
-    points = [(left + t / x_max * (right - left), bottom - acc / y_max * (bottom - top)) for t, acc in curve]
-    if len(points) > 1:
-      draw.line(points, fill=colour, width=2)
-    for x, y in points:
-      draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
-    x, y = points[-1][0], bottom - r["test"]["top1_accuracy"] / y_max * (bottom - top)
-    draw.ellipse((x - 6, y - 6, x + 6, y + 6), fill=colour, outline="black")
-    draw.text((right + 12, top + 20 * i), f"{r['label']}: {r['test']['top1_accuracy']:.3f}", fill=colour,
-              font=small)
-
-
-def _curve(result, x_axis):
-  """[(x, eval top-1)] of a result: x in training wall seconds or epochs."""
-  return result["curve_epochs"] if x_axis == "epochs" else result["curve"]
-
-
-def plot(panels, path, x_axis="seconds"):
-  """One panel per data set, side by side; written as a PNG with Pillow."""
-  width, height, margin, legend = 560, 400, 60, 240
-  image = Image.new("RGB", (len(panels) * (width + legend + margin) + margin, height + 2 * margin + 60), "white")
-  draw = ImageDraw.Draw(image)
-  x_max = max(_curve(r, x_axis)[-1][0] for _, results in panels for r in results) * 1.03
-  for i, (title, results) in enumerate(panels):
-    left = margin + i * (width + legend + margin)
-    _panel(draw, (left, margin + 40, left + width, margin + 40 + height), title, results, x_max, x_axis)
-  image.save(path)
-
-
 def settings():
   """What this invocation runs: a dict of budget, categories, names, patience and where results go."""
   converge = FLAGS.converge
@@ -807,7 +739,7 @@ def comparison_sections(run, runs, vec_dir):
 
 
 def plot_panels(run, runs, vec_dir, bmp_dir):
-  """(title, results) of each data set for `plot`: its runs, variants and fidelity runs included."""
+  """(title, results) of each data set for `plots.accuracy_curves`: its runs, variants and fidelity runs included."""
   bmp_records = os.path.basename(bmp_dir) if bmp_dir else None
   on_bmp = [r for _, r in runs["fidelity"] + runs["variants"] if r["key"]["records"] == bmp_records]
   on_vec = runs["ablation"][1:] + runs["batch_runs"] + [r for _, r in runs["variants"] if r not in on_bmp]
@@ -828,7 +760,7 @@ def main(_):
           + reference_section(run, runs, vec_dir, bmp_dir) + comparison_sections(run, runs, vec_dir))
   patience = run["patience"]
   plot_path = os.path.join(run["runs_dir"], "accuracy.png") if FLAGS.quick else run["plot"]
-  plot(plot_panels(run, runs, vec_dir, bmp_dir), plot_path, "epochs" if patience else "seconds")
+  plots.accuracy_curves(plot_panels(run, runs, vec_dir, bmp_dir), plot_path, "epochs" if patience else "seconds")
   if FLAGS.quick:
     print("\n".join(body))
     print(f"\naccuracy: quick run done in {time.time() - started:.0f} s; plot {plot_path}; BENCHMARKS.md not written")

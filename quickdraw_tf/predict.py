@@ -24,6 +24,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  """predict's flags: the SavedModel, the drawings, how to show progress."""
   cli.define_saved_model()
   cli.define_input()
   cli.define_progress()
@@ -31,6 +32,7 @@ def define_flags():
 
 
 def main(_):
+  """Prints the top classes of each drawing of ``--input`` (stdout), skipped ones with their reason (stderr)."""
   try:
     loaded = tf.saved_model.load(FLAGS.saved_model)
   except OSError as e:
@@ -45,7 +47,7 @@ def main(_):
       requests, signature = [], loaded.signatures["serving_default"]
       for number, points in drawing_files.read_ndjson(FLAGS.input):
         if isinstance(points, str):
-          print(f"{FLAGS.input}:{number}: skipped: {points}", file=sys.stderr)
+          progress.write(f"{FLAGS.input}:{number}: skipped: {points}", sys.stderr)
           continue
         requests.append((f"{FLAGS.input}:{number}", {"ink": tf.constant(points[None]),
                                                      "length": tf.constant([len(points)], tf.int32)}))

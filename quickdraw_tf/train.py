@@ -15,15 +15,13 @@ the command line override them. Writes into ``--model_dir``:
   final.weights.h5       the weights at the end
   logs/                  TensorBoard: losses, accuracy, top-3, learning rate,
                          examples/s, sample drawings, confusion matrices
-  saved_model/           the serving SavedModel of the best weights (see export.py)
+  saved_model/           the serving SavedModel of the best weights (see serving/saved_model.py)
 Under MultiWorkerMirroredStrategy only the chief writes these; other workers
-write theirs into a local temporary directory (see `_worker_dir`).
+write theirs into a local temporary directory (see `multi_worker.worker_dir`).
 """
 
-import hashlib
 import importlib
 import os
-import tempfile
 import time
 
 from absl import app
@@ -35,64 +33,24 @@ import tensorflow as tf
 
 import quickdraw_tf
 from quickdraw_tf import cli
-from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
 from quickdraw_tf import progress
-from quickdraw_tf.drawings import augment as augment_lib
 from quickdraw_tf.pipelines import data
 from quickdraw_tf.pipelines import records
-from quickdraw_tf.training import backup
+from quickdraw_tf.serving import saved_model
 from quickdraw_tf.training import distribute
+from quickdraw_tf.training import multi_worker
 from quickdraw_tf.training import run_dir
 from quickdraw_tf.training import summaries
 from quickdraw_tf.training import train_config
 
-WORKERS_DIR = "quickdraw_tf_workers"  # under the temporary directory: non-chief workers' outputs
 
 def define_flags():
+  """train's flags: where it reads and writes, and every training setting (generated from `train_config`)."""
   flags.DEFINE_string("model", None, f"One of: {', '.join(models.MODELS)}.")
   cli.define_records(data.default_records_dir())
   cli.define_model_dir("Output directory (default runs/<model>).")
-  flags.DEFINE_integer("epochs", 10, "Epochs.", lower_bound=1)
-  flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch (0: one pass over the training split).", lower_bound=0)
-  flags.DEFINE_integer("eval_steps", 0, "Eval batches per evaluation (0: the whole eval split).", lower_bound=0)
-  flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
-  flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-  flags.DEFINE_float("weight_decay", 0.0, "Adam weight decay (decoupled, as Keras applies it).")
-  flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: no clipping).")
-  flags.DEFINE_float("lr_factor", 0.3, "ReduceLROnPlateau factor (1: a constant learning rate).", upper_bound=1)
-  flags.DEFINE_enum("lr_monitor", "eval_loss", list(train_config.LR_MONITORS), "The loss ReduceLROnPlateau watches: each epoch's "
-                    "eval loss, or its mean training loss (the reference report's PyTorch code).")
-  flags.DEFINE_integer("lr_patience", 2, "ReduceLROnPlateau patience, in epochs.")
-  flags.DEFINE_integer("stop_patience", 0, "Stop when eval accuracy has not improved for this many epochs "
-                       "(0: never).", lower_bound=0)
-  flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES), "tf.distribute strategy.")
-  flags.DEFINE_string("tpu", None, "TPU name or address ('local' on a TPU VM).")
-  flags.DEFINE_enum("mixed_precision", "auto", list(distribute.PRECISIONS),
-                    "auto: float16 on GPU, bfloat16 on TPU, float32 on CPU.")
-  flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-  flags.DEFINE_integer("image_size", 0, "Image input side (0: the model's default).", lower_bound=0)
-  flags.DEFINE_enum("image_source", "auto", ["auto", "stored", "raster"], "Images from records or rasterised.")
-  flags.DEFINE_bool("augment", False, "Augment training drawings (on ink, before rasterising).")
-  flags.DEFINE_float("augment_rotation", augment_lib.Ranges.rotation, "Max rotation, degrees.")
-  flags.DEFINE_float("augment_scale", augment_lib.Ranges.scale, "Max relative scale change, per axis.")
-  flags.DEFINE_float("augment_shear", augment_lib.Ranges.shear, "Max shear.")
-  flags.DEFINE_float("augment_translation", augment_lib.Ranges.translation, "Max shift, share of drawing size.")
-  flags.DEFINE_float("augment_stroke_dropout", augment_lib.Ranges.stroke_dropout, "Chance to drop a stroke.")
-  flags.DEFINE_integer("checkpoint_steps", 100, "Back up the training state every N steps (also every epoch).",
-                       lower_bound=1)
-  flags.DEFINE_float("time_budget", 0, "Stop training after this many seconds (0: no limit); the epoch in progress "
-                     "is cut short, then evaluated and saved as usual.", lower_bound=0)
-  flags.DEFINE_enum("budget_clock", "wall", ["wall", "cpu"],
-                    "What --time_budget counts: wall-clock seconds, or CPU seconds of this process (all threads; "
-                    "fair between runs that share a machine).")
-  flags.DEFINE_string("profile_batch", "", "Profile these batches in TensorBoard, e.g. '10,20'.")
-  flags.DEFINE_integer("seed", 0, "Random seed.")
-  flags.DEFINE_multi_string("model_option", [], "Model builder option key=value, e.g. activation=relu.")
-  flags.DEFINE_string("vgg19_weights", None, "Local Keras VGG19 notop weights file (ImageNet).")
-  flags.DEFINE_integer("vgg19_head_epochs", 2, "With --vgg19_weights: epochs that train only the head on the frozen "
-                       "backbone, before its last block is unfrozen too.", lower_bound=0)
-  flags.DEFINE_bool("export", True, "Write the serving SavedModel at the end.")
+  train_config.define_flags()
   cli.define_progress()
 
 
@@ -124,6 +82,7 @@ class TimeBudget(keras.callbacks.Callback):
       self.started = self.clock()
 
   def spent(self):
+    """Seconds of the budget spent so far, by this process and the ones before it."""
     return self.spent_before + (self.clock() - self.started if self.started is not None else 0.0)
 
   def backup_state(self):
@@ -131,8 +90,8 @@ class TimeBudget(keras.callbacks.Callback):
 
   def restore_backup_state(self, state):
     self.spent_before = float(state.get("spent", 0.0))
-    print(f"train: {self.spent_before:.0f} of the {self.seconds:g} {self.clock_name} seconds of --time_budget were "
-          "spent before this resumption", flush=True)
+    progress.write(f"train: {self.spent_before:.0f} of the {self.seconds:g} {self.clock_name} seconds of --time_budget "
+                   "were spent before this resumption")
 
   def on_train_batch_end(self, batch, logs=None):
     if self.spent() >= self.seconds:
@@ -211,7 +170,7 @@ def _train_classifier(config, spec):
   strategy = distribute.make_strategy(config.strategy, config.tpu)  # First: before any TensorFlow op runs.
   size = (config.image_size or spec.image_size) if spec.uses_image else None
   # Non-chief workers write into a directory of their own (tf.distribute's recipe).
-  out_dir = config.model_dir if distribute.is_chief(strategy) else _worker_dir(config.model_dir, strategy)
+  out_dir = config.model_dir if distribute.is_chief(strategy) else multi_worker.worker_dir(config.model_dir, strategy)
   class_names, steps, run = _check_run(config, spec, size)
   keras.mixed_precision.set_global_policy(distribute.precision_policy(config.mixed_precision, strategy))
   with strategy.scope():
@@ -237,7 +196,7 @@ def _train_classifier(config, spec):
     best = os.path.join(out_dir, run_dir.BEST_WEIGHTS)
     if os.path.exists(best):  # Serve the weights evaluate picks by default: the best by eval accuracy.
       model.load_weights(best)
-    export_lib.export(model, spec, class_names, os.path.join(out_dir, run_dir.SAVED_MODEL), size)
+    saved_model.export(model, spec, class_names, os.path.join(out_dir, run_dir.SAVED_MODEL), size)
   return history
 
 
@@ -312,7 +271,7 @@ def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, back
                              keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3_accuracy")],
                     jit_compile=config.jit_compile)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-      history = _fit_multi_worker(model, strategy, train_data, eval_data, first_epoch, stage.last_epoch, steps,
+      history = multi_worker.fit(model, strategy, train_data, eval_data, first_epoch, stage.last_epoch, steps,
                                   config.batch_size, callbacks, backup_dir, replica_inputs)
     else:
       history = model.fit(train_data, initial_epoch=first_epoch, epochs=stage.last_epoch, steps_per_epoch=steps,
@@ -324,150 +283,15 @@ def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, back
   return history
 
 
-def _worker_dir(model_dir, strategy):
-  """Where a non-chief worker writes: a local directory, the same after a restart.
-
-  tf.distribute's recipe: every worker saves (saving may need all of them),
-  non-chief workers into a throwaway place. Keeping that place fixed per
-  model_dir and task lets a restarted worker restore the backup it wrote in
-  step with the chief.
-  """
-  resolver = strategy.cluster_resolver
-  key = hashlib.sha1(f"{os.path.abspath(model_dir)}:{resolver.task_type}:{resolver.task_id}".encode()).hexdigest()
-  return os.path.join(tempfile.gettempdir(), WORKERS_DIR, key[:16])
-
-
-def _check_workers_agree(strategy, backup_dir):
-  """Raises TrainError on every worker unless all are about to restore the same state.
-
-  A worker that would restore another backup than the chief's (a stale one
-  left by an earlier run) would train out of step; checked before restoring,
-  since restoring itself runs collective ops that must match across workers.
-  """
-  state = tf.constant(backup.read_state(backup_dir), tf.float64)
-
-  @tf.function
-  def moments():
-    # Each replica's (state, state^2, 1), summed over all replicas of all workers.
-    return strategy.reduce("SUM", strategy.run(lambda: tf.concat([state, state * state, [1.0]], 0)), axis=None)
-
-  sums = moments().numpy()
-  count = sums[-1]
-  if np.any(sums[2:4] * count != sums[:2] * sums[:2]):  # Zero variance <=> the same state everywhere.
-    epoch, batch = backup.read_state(backup_dir)
-    raise TrainError(f"the workers would restore different training states (this one: "
-                     f"{'no backup' if epoch < 0 else f'epoch {epoch}, batch {batch}'} in {backup_dir}): a stale "
-                     "backup is left from an earlier run: remove the chief's <model_dir>/backup and the workers' "
-                     f"under {os.path.join(tempfile.gettempdir(), WORKERS_DIR)}, or use a new --model_dir")
-
-
-def _batch_sums(labels, logits):
-  """Summed loss, top-1 and top-3 hits of a batch: float32 scalars."""
-  logits = tf.cast(logits, tf.float32)
-  labels = tf.cast(labels, tf.int32)
-  losses = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(labels, logits)
-  hits = [tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32)) for k in (1, 3)]
-  return tf.reduce_sum(losses), hits[0], hits[1]
-
-
-def _mean_logs(sums, count, prefix=""):
-  """Keras-style logs from (loss, top-1, top-3) sums over ``count`` examples."""
-  return {f"{prefix}loss": sums[0] / count, f"{prefix}accuracy": sums[1] / count,
-          f"{prefix}top3_accuracy": sums[2] / count}
-
-
-def _multi_worker_steps(model, strategy, inputs, global_batch_size):
-  """(train_step(iterator), eval_step(features, labels)): tf.functions returning (loss, top-1, top-3) sums.
-
-  The train step's sums are all-reduced over every replica of every worker.
-  """
-  optimizer = model.optimizer
-
-  @tf.function
-  def train_step(iterator):
-
-    def replica_step(features, labels):
-      with tf.GradientTape() as tape:
-        logits = model(inputs(features), training=True)
-        loss_sum, top1, top3 = _batch_sums(labels, logits)
-        loss = loss_sum / global_batch_size
-        if model.losses:
-          loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-      gradients = tape.gradient(optimizer.scale_loss(loss), model.trainable_variables)
-      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-      return loss_sum, top1, top3
-
-    return [strategy.reduce("SUM", value, axis=None) for value in strategy.run(replica_step, args=next(iterator))]
-
-  @tf.function
-  def eval_step(features, labels):
-    return (*_batch_sums(labels, model(inputs(features), training=False)), tf.cast(tf.shape(labels)[0], tf.float32))
-
-  return train_step, eval_step
-
-
-def _fit_multi_worker(model, strategy, train_data, eval_data, initial_epoch, epochs, steps, global_batch_size,
-                      callbacks, backup_dir, inputs):
-  """``model.fit`` for MultiWorkerMirroredStrategy, with the same callbacks.
-
-  Keras 3's fit cannot run under this strategy: it averages each step's
-  scalar logs across workers along an axis they lack
-  (tensorflow/tensorflow#72388). Here the optimizer all-reduces gradients as
-  usual, the loss and hit counts are summed across replicas explicitly, and
-  every worker evaluates the whole eval split locally after each epoch (its
-  weights are the same on all workers), so that callbacks that act on eval
-  metrics (best weights, ReduceLROnPlateau) act alike everywhere. The Keras
-  callbacks (backup and restore, checkpoints, TensorBoard, summaries) run
-  unchanged.
-
-  ``inputs`` maps a batch's features to the model's inputs, on the replica
-  (`data.replica_inputs`).
-
-  Returns:
-    the ``keras.callbacks.History`` of the run.
-  """
-  train_step, eval_step = _multi_worker_steps(model, strategy, inputs, global_batch_size)
-
-  callback_list = keras.callbacks.CallbackList(callbacks, add_history=True, model=model, epochs=epochs,
-                                               steps=steps)
-  iterator = iter(strategy.experimental_distribute_dataset(train_data))
-  with strategy.scope():  # As in fit: callbacks may create variables (a restored optimizer's).
-    model.stop_training = False
-    model._initial_epoch = initial_epoch  # pylint: disable=protected-access  # As fit sets it.
-    _check_workers_agree(strategy, backup_dir)
-    callback_list.on_train_begin()
-    for epoch in range(model._initial_epoch, epochs):  # pylint: disable=protected-access  # BackupAndRestore may move it.
-      callback_list.on_epoch_begin(epoch)
-      sums, step = np.zeros(3), 0
-      for step in range(steps):
-        callback_list.on_train_batch_begin(step)
-        batch_sums_value = np.array([float(v) for v in train_step(iterator)])
-        sums += batch_sums_value
-        callback_list.on_train_batch_end(step, _mean_logs(batch_sums_value, global_batch_size))
-        if model.stop_training:
-          break
-      logs = _mean_logs(sums, (step + 1) * global_batch_size)
-      if eval_data is not None:
-        eval_sums = np.sum([[float(v) for v in eval_step(*batch)] for batch in eval_data], axis=0)
-        logs.update(_mean_logs(eval_sums[:3], eval_sums[3], prefix="val_"))
-      callback_list.on_epoch_end(epoch, logs)
-      print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)
-      if model.stop_training:
-        break
-    callback_list.on_train_end()
-  return model.history
-
-
 def main(_):
+  """Trains ``--model`` as the flags (over configs/<model>.cfg) say."""
   if not FLAGS.model:
     raise app.UsageError(f"--model is required; one of: {', '.join(models.MODELS)}")
   try:
     models.get(FLAGS.model)
   except ValueError as e:
     raise TrainError(str(e)) from None
-  # The model's published defaults, beneath what the command line gives; any flag of train's own.
-  train_flags = {flag.name for flag in FLAGS.get_flags_for_module(FLAGS.find_module_defining_flag("model"))}
-  train_config.apply_defaults(FLAGS.model, FLAGS, train_flags)
+  train_config.apply_defaults(FLAGS.model, FLAGS)  # The model's published defaults, beneath the command line.
   train(train_config.from_flags(FLAGS))
   logging.info("done")
 

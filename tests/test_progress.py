@@ -14,7 +14,7 @@ import tqdm
 
 from quickdraw_tf import models
 from quickdraw_tf import progress
-from quickdraw_tf import visualize
+from quickdraw_tf.figures import embeddings
 from quickdraw_tf.training import run_dir
 from tests import verbs
 
@@ -221,7 +221,7 @@ def test_visualize_embeddings_bar_counts_batches(bar_run):
   model, config = run_dir.restore(model_dir)
   stderr = io.StringIO()
   with contextlib.redirect_stderr(stderr):
-    features, *_ = visualize.embeddings(model, models.get("rnn"), config["records"], max_examples=12, batch_size=8,
+    features, *_ = embeddings.embeddings(model, models.get("rnn"), config["records"], max_examples=12, batch_size=8,
                                         progress="bar")
   assert len(features) == 12
   assert any(line.startswith("embeddings: 100%") and "2/2 batches" in line for line in _lines(stderr.getvalue()))

@@ -1,15 +1,19 @@
 """The training config: published defaults that reach a normal install, strict keys and options, recorded runs."""
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
 
+from absl import flags
 import pytest
 
+from quickdraw_tf import cli
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf.drawings import augment
 from quickdraw_tf.training import train_config
 from tests import verbs
 
@@ -29,9 +33,74 @@ def _training(model_dir):
     return json.load(f)
 
 
-def test_every_model_has_a_config_that_reads():
+def _train_flags(*args):
+  """A FlagValues with train's flags (as train defines them), parsed from ``args``."""
+  scratch = flags.FlagValues()
+  for name in ("model", "records", "model_dir"):
+    flags.DEFINE_string(name, None, "", flag_values=scratch)
+  flags.DEFINE_enum("progress", "auto", list(cli.PROGRESS_MODES), "", flag_values=scratch)
+  train_config.define_flags(scratch)
+  scratch(["train", *args])
+  return scratch
+
+
+def test_flags_help_and_train_config_agree_field_by_field():
+  scratch = _train_flags()
+  fields = {field.name: field for field in dataclasses.fields(train_config.TrainConfig)}
+  flagged = dict(train_config.flag_fields())
+  # Every field is a flag of its own, or one of the few that flags make in another way (`from_flags`).
+  assert set(fields) == {f.name for f in flagged.values()} | {
+      "model", "records", "model_dir", "augment", "model_options", "progress", "verbose"}
+  help_text = " ".join(scratch.get_help().split())  # What --helpfull prints for them.
+  for name, field in flagged.items():
+    flag, meta = scratch[name], field.metadata
+    assert flag.default == field.default and flag.help.endswith(meta["help"]), name  # An enum's starts <a|b>:
+    kind = {bool: "bool", int: "int", float: "float"}.get(field.type, "string")
+    assert " ".join(meta["help"].split()) in help_text, name
+    assert (f"--[no]{name}" if kind == "bool" else f"--{name}") in help_text, name
+    assert flag.flag_type() == ("string enum" if meta["choices"] else kind), name
+    if meta["choices"]:
+      assert flag.parser.enum_values == list(meta["choices"]), name
+    if kind in ("int", "float"):
+      assert (flag.parser.lower_bound, flag.parser.upper_bound) == (meta["lower"], meta["upper"]), name
+  for field in dataclasses.fields(augment.Ranges):
+    assert scratch[f"augment_{field.name}"].default == field.default
+  # The defaults as flags give are the TrainConfig's own defaults.
+  assert train_config.from_flags(_train_flags("--model=rnn", "--records=r", "--model_dir=m")) == (
+      train_config.TrainConfig("rnn", "r", "m", progress="auto"))
+
+
+def test_every_config_file_sets_training_settings_in_range():
   for name in models.MODELS:
-    assert train_config.read_defaults(name), name
+    scratch = _train_flags(f"--model={name}")
+    train_config.apply_defaults(name, scratch)
+    set_by_file = [n for n in train_config.config_flag_names() if scratch[n].present]
+    assert set_by_file, name
+    config = train_config.from_flags(scratch)  # Made, so within every bound and choice.
+    for flag_name, field in train_config.flag_fields():
+      if flag_name in set_by_file:
+        assert getattr(config, field.name) == scratch[flag_name].value, (name, flag_name)
+    # config.json records every setting but where the run reads and writes and how it reports.
+    assert set(config.record()) == {f.name for f in dataclasses.fields(config)} - set(train_config.NOT_RECORDED)
+
+
+def test_continuing_with_other_settings_keeps_the_earlier_ones(records_dir, tmp_path):
+  model_dir = tmp_path / "run"
+  args = ("--model=rnn", f"--records={records_dir}", f"--model_dir={model_dir}", "--steps_per_epoch=1",
+          "--eval_steps=1", "--export=false")
+  assert verbs.run("train", *args, "--epochs=1").returncode == 0
+  assert "training_history" not in _training(model_dir)
+  result = verbs.run("train", *args, "--epochs=2", "--batch_size=4")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "continues with other settings (batch_size 8 -> 4; epochs 1 -> 2)" in result.stdout
+  config = _training(model_dir)
+  assert config["training"]["batch_size"] == 4 and config["training"]["epochs"] == 2
+  [earlier] = config["training_history"]
+  assert earlier["epochs_done"] == 1 and earlier["training"]["batch_size"] == 8  # configs/rnn.cfg's batch size.
+  assert earlier["training"]["epochs"] == 1
+  result = verbs.run("train", *args, "--epochs=2", "--batch_size=4")  # The same settings again: nothing new.
+  assert result.returncode == 0 and "continues with other settings" not in result.stdout
+  assert _training(model_dir)["training_history"] == [earlier]
 
 
 def test_a_run_records_its_config_file_and_flags(records_dir, tmp_path):

@@ -14,6 +14,10 @@ from quickdraw_tf import make_records
 from quickdraw_tf import models
 from quickdraw_tf import train
 from quickdraw_tf import visualize
+from quickdraw_tf.figures import conv
+from quickdraw_tf.figures import embeddings
+from quickdraw_tf.figures import inputs
+from quickdraw_tf.figures import strokes
 from quickdraw_tf.training import run_dir
 from quickdraw_tf.training import summaries
 from quickdraw_tf.training import train_config
@@ -26,8 +30,8 @@ SIZES = {"sketchanet": 64, "rnn": 0, "fusion": 64}
 @pytest.fixture(scope="module")
 def records_dir(data_dir, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("records"))
-  inputs = [os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson") for w in WORDS]
-  make_records.convert(inputs, out, workers=1, progress=False, num_shards=1, eval_fraction=0.2, test_fraction=0.3)
+  files = [os.path.join(data_dir, "strokes", "simplified_lamnguyen", f"{w}.ndjson") for w in WORDS]
+  make_records.convert(files, out, workers=1, progress=False, num_shards=1, eval_fraction=0.2, test_fraction=0.3)
   return out
 
 
@@ -92,10 +96,10 @@ def test_cli_image_model_writes_every_part_and_logs_them(model_dirs, drawings, t
                      "--layers=conv1,conv2", "--max_filters=6", "--filter_steps=8", "--max_embeddings=12")
   assert result.returncode == 0, result.stderr[-3000:]
   model, _ = run_dir.restore(model_dir)
-  layers = visualize.conv_layers(model)
+  layers = conv.conv_layers(model)
   assert layers == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
-  maps = visualize.activations(model, visualize.model_features(
-      models.get("sketchanet"), visualize.read_drawing(drawings, 1), 64)["image"], layers)
+  maps = conv.activations(model, inputs.model_features(
+      models.get("sketchanet"), inputs.read_drawing(drawings, 1), 64)["image"], layers)
   for layer in layers:
     side, channels = maps[layer].shape[0], maps[layer].shape[2]
     png = _png(out / f"activations_{layer}.png")
@@ -114,14 +118,14 @@ def test_cli_image_model_writes_every_part_and_logs_them(model_dirs, drawings, t
   # Embeddings: 12 test drawings in the projector.
   projector = os.path.join(model_dir, "logs", "projector")
   checkpoint = tf.train.load_checkpoint(tf.train.latest_checkpoint(projector))
-  assert checkpoint.get_tensor(visualize.EMBEDDING_TENSOR).shape == (12, 512)  # fc7_flat, the input of logits.
+  assert checkpoint.get_tensor(embeddings.EMBEDDING_TENSOR).shape == (12, 512)  # fc7_flat, the input of logits.
   assert f"projector: tensorboard --logdir {os.path.join(model_dir, 'logs')}" in result.stdout
 
 
 def test_filter_ascent_increases_each_filters_mean_activation(model_dirs):
   model, _ = run_dir.restore(model_dirs["sketchanet"])
   filters = np.arange(16)
-  patterns, before, after = visualize.filter_patterns(model, "conv2", filters, steps=10, step_size=0.01, batch=5)
+  patterns, before, after = conv.filter_patterns(model, "conv2", filters, steps=10, step_size=0.01, batch=5)
   assert patterns.shape == (16, 64, 64, 1) and before.shape == after.shape == (16,)
   # A filter silent on the grey start has no gradient there (ReLU) and keeps its noise; every other one climbs.
   live = after != before
@@ -129,7 +133,7 @@ def test_filter_ascent_increases_each_filters_mean_activation(model_dirs):
   assert live.sum() >= 3
   assert (after[live] > before[live]).all(), (before, after)
   # The recipe's start: grey 128/255 plus noise of up to 20/255.
-  start, _, _ = visualize.filter_patterns(model, "conv2", filters, steps=0, batch=5)
+  start, _, _ = conv.filter_patterns(model, "conv2", filters, steps=0, batch=5)
   assert 128 / 255 <= start.min() and start.max() <= 148 / 255 and start.std() > 0.01
   # Each pattern changed by about steps x step_size in RMS (normalised steps).
   moved = np.sqrt(((patterns - start) ** 2).mean(axis=(1, 2, 3)))
@@ -138,16 +142,16 @@ def test_filter_ascent_increases_each_filters_mean_activation(model_dirs):
 
 def test_rnn_step_contributions_add_up_to_the_logits(model_dirs, drawings, tmp_path):
   model, config = run_dir.restore(model_dirs["rnn"])
-  drawing = visualize.read_drawing(drawings, 0)
-  features = visualize.model_features(models.get("rnn"), drawing)
-  contributions, logits, bias = visualize.rnn_contributions(model, features)
+  drawing = inputs.read_drawing(drawings, 0)
+  features = inputs.model_features(models.get("rnn"), drawing)
+  contributions, logits, bias = strokes.rnn_contributions(model, features)
   assert contributions.shape == (len(drawing.points) - 1, len(config["classes"]))
   np.testing.assert_allclose(contributions.sum(axis=0), logits - bias, atol=1e-4)
   np.testing.assert_allclose(logits, keras.ops.convert_to_numpy(model(features))[0], atol=1e-5)
   assert contributions.std(axis=0).min() > 0  # Steps differ.
   # Padding the ink does not change them: padded steps contribute nothing.
   padded = {"ink": tf.pad(features["ink"], [[0, 0], [0, 7], [0, 0]]), "ink_length": features["ink_length"]}
-  np.testing.assert_allclose(visualize.rnn_contributions(model, padded)[0][:len(contributions)], contributions,
+  np.testing.assert_allclose(strokes.rnn_contributions(model, padded)[0][:len(contributions)], contributions,
                              atol=1e-5)
 
   written = visualize.visualize(model_dirs["rnn"], drawings, str(tmp_path), parts=["strokes"])
@@ -171,13 +175,13 @@ def test_fusion_cnn_branch_activations_and_ink_saliency(model_dirs, drawings, tm
   with open(tmp_path / "strokes.json") as f:
     report = json.load(f)
   values = np.array(report["step_values"])
-  assert report["kind"] == "saliency" and len(values) == len(visualize.read_drawing(drawings).points) - 1
+  assert report["kind"] == "saliency" and len(values) == len(inputs.read_drawing(drawings).points) - 1
   assert (values >= 0).all() and np.isfinite(values).all() and values.std() > 0
   assert _png(tmp_path / "strokes.png").std() > 10
   # Saliency is the gradient: a step along it moves the logit by about |gradient| x step.
   model, _ = run_dir.restore(model_dirs["fusion"])
-  features = visualize.model_features(models.get("fusion"), visualize.read_drawing(drawings), 64)
-  saliency = visualize.ink_saliency(model, features, report["class_index"])
+  features = inputs.model_features(models.get("fusion"), inputs.read_drawing(drawings), 64)
+  saliency = strokes.ink_saliency(model, features, report["class_index"])
   np.testing.assert_allclose(saliency, values, rtol=1e-5)
   with tf.GradientTape() as tape:
     tape.watch(features["ink"])
@@ -197,7 +201,7 @@ def test_embeddings_for_the_projector(model_dirs, records_dir):
     count = json.load(f)["totals"]["test"]
   assert count > 4 and written["embeddings"][0] == os.path.join(projector, "projector_config.pbtxt")
   checkpoint = tf.train.load_checkpoint(tf.train.latest_checkpoint(projector))
-  embedding = checkpoint.get_tensor(visualize.EMBEDDING_TENSOR)
+  embedding = checkpoint.get_tensor(embeddings.EMBEDDING_TENSOR)
   assert embedding.shape == (count, 256) and embedding.std() > 0  # BiLSTM 2 x 128, summed over time.
   with open(os.path.join(projector, "metadata.tsv")) as f:
     rows = f.read().splitlines()
@@ -228,15 +232,15 @@ def test_bad_input_is_named(model_dirs, drawings, tmp_path):
   result = verbs.run("visualize", f"--model_dir={tmp_path / 'none'}", f"--input={drawings}")
   assert result.returncode == 1 and f"{tmp_path / 'none'} does not exist" in result.stderr
   with pytest.raises(visualize.VisualizeError, match=r"fish\.ndjson:3: not a QuickDraw drawing"):
-    visualize.read_drawing(drawings, 2)
+    inputs.read_drawing(drawings, 2)
   with pytest.raises(visualize.VisualizeError, match=r"fish\.ndjson holds 3 drawing\(s\); --index=5"):
-    visualize.read_drawing(drawings, 5)
+    inputs.read_drawing(drawings, 5)
   (tmp_path / "bad.ndjson").write_text("not json\n")
   with pytest.raises(visualize.VisualizeError, match=r"bad\.ndjson:1: not a QuickDraw drawing: JSONDecodeError"):
-    visualize.read_drawing(str(tmp_path / "bad.ndjson"))
+    inputs.read_drawing(str(tmp_path / "bad.ndjson"))
   (tmp_path / "bad.png").write_bytes(b"not a png")
   with pytest.raises(visualize.VisualizeError, match=r"bad\.png: not a readable PNG"):
-    visualize.read_drawing(str(tmp_path / "bad.png"))
+    inputs.read_drawing(str(tmp_path / "bad.png"))
   picture = 255 - np.zeros((40, 40), np.uint8)
   picture[10:30, 20] = 0
   Image.fromarray(picture).save(tmp_path / "sketch.png")
@@ -250,7 +254,7 @@ def test_bad_input_is_named(model_dirs, drawings, tmp_path):
     visualize.visualize(model_dirs["rnn"], drawings, str(tmp_path / "o"), parts=["activations"])
   # Without an input only what needs none; a PNG gives no strokes.
   assert visualize.default_parts(models.get("fusion")) == ["filters", "embeddings"]
-  assert visualize.default_parts(models.get("rnn"), visualize.read_drawing(drawings)) == ["strokes", "embeddings"]
+  assert visualize.default_parts(models.get("rnn"), inputs.read_drawing(drawings)) == ["strokes", "embeddings"]
   # A PNG is fine for an image model.
   written = visualize.visualize(model_dirs["sketchanet"], str(tmp_path / "sketch.png"), str(tmp_path / "o"),
                                 parts=["activations"])

@@ -13,13 +13,18 @@ import math
 import tensorflow as tf
 
 
+def _range(default, help_text):
+  return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 @dataclasses.dataclass(frozen=True)
 class Ranges:
-  rotation: float = 15.0  # degrees, +-
-  scale: float = 0.15  # relative, +-, drawn for x and y separately
-  shear: float = 0.15  # +-
-  translation: float = 0.1  # of the drawing's size, +-
-  stroke_dropout: float = 0.1  # chance to drop each stroke (never all of them)
+  """How far each random change may go; each field is also ``train``'s ``--augment_<field>`` (its help here)."""
+  rotation: float = _range(15.0, "Max rotation, degrees.")  # +-
+  scale: float = _range(0.15, "Max relative scale change, per axis.")  # +-, drawn for x and y separately
+  shear: float = _range(0.15, "Max shear.")  # +-
+  translation: float = _range(0.1, "Max shift, share of drawing size.")  # +-
+  stroke_dropout: float = _range(0.1, "Chance to drop a stroke.")  # never all of them
 
 
 def augment(points, lengths, ranges, seed):

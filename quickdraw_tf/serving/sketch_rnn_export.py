@@ -24,9 +24,9 @@ import os
 import keras
 import tensorflow as tf
 
-from quickdraw_tf import export as export_lib
 from quickdraw_tf.models import sketch_rnn
 from quickdraw_tf.pipelines import sketch_rnn_data
+from quickdraw_tf.serving import saved_model
 
 HPARAMS_ASSET = os.path.join("assets", "sketch_rnn.json")
 
@@ -37,7 +37,7 @@ def to_pixels(strokes, scale_factor):
 
 
 def export(model, output_dir):
-  """Writes the SavedModel of a built `SketchRNN` (atomically, with `export.write_archive`)."""
+  """Writes the SavedModel of a built `SketchRNN` (atomically, with `saved_model.write_archive`)."""
   hp = model.hparams
   scalar = lambda dtype, name: tf.TensorSpec([], dtype, name=name)  # pylint: disable=unnecessary-lambda-assignment
   drawing_args = [scalar(tf.float32, "temperature"), tf.TensorSpec([2], tf.int32, name="seed"),
@@ -66,4 +66,4 @@ def export(model, output_dir):
                                                              tf.TensorSpec([None], tf.int32, name="length")])
     archive.add_endpoint("decode", decode, input_signature=[
         tf.TensorSpec([None, hp.latent_size], tf.float32, name="z")] + drawing_args)
-  export_lib.write_archive(archive, output_dir, {HPARAMS_ASSET: json.dumps(dataclasses.asdict(hp), indent=1)})
+  saved_model.write_archive(archive, output_dir, {HPARAMS_ASSET: json.dumps(dataclasses.asdict(hp), indent=1)})

@@ -41,7 +41,9 @@ import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf import cli
+from quickdraw_tf import progress
 from quickdraw_tf.drawings import raster
+from quickdraw_tf.serving import saved_model
 from quickdraw_tf.training import run_dir
 
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -66,7 +68,7 @@ def convert_saved_model(saved_model_dir, signature, quantize="none"):
   """Converts one signature of a serving SavedModel (batch 1) to TFLite builtins.
 
   Args:
-    saved_model_dir: written by `export.export` with ``batch_size=1``.
+    saved_model_dir: written by `saved_model.export` with ``batch_size=1``.
     signature: `INK_SIGNATURE`, `IMAGE_SIGNATURE` or `INK_IMAGE_SIGNATURE`.
     quantize: one of `QUANTIZATIONS`.
 
@@ -85,18 +87,17 @@ def convert_saved_model(saved_model_dir, signature, quantize="none"):
 def export(model, spec, class_names, output, image_size=None, quantize="none"):
   """Writes ``output`` (.tflite) and ``output.classes.txt`` through a temporary batch-1 serving SavedModel.
 
-  Args: as `export.export`, plus quantize (one of `QUANTIZATIONS`).
+  Args: as `saved_model.export`, plus quantize (one of `QUANTIZATIONS`).
 
   Raises:
     TFLiteError: an unknown quantisation.
   """
-  from quickdraw_tf import export as export_lib  # pylint: disable=g-import-not-at-top
   signature = signature_for(spec)
   with tempfile.TemporaryDirectory() as tmp:
-    saved_model = os.path.join(tmp, "saved_model")
-    export_lib.export(model, spec, class_names, saved_model, image_size, batch_size=1)
-    flatbuffer = convert_saved_model(saved_model, signature, quantize)
-    shutil.copyfile(os.path.join(saved_model, export_lib.CLASSES_ASSET), output + ".classes.txt")
+    batch_one = os.path.join(tmp, "saved_model")
+    saved_model.export(model, spec, class_names, batch_one, image_size, batch_size=1)
+    flatbuffer = convert_saved_model(batch_one, signature, quantize)
+    shutil.copyfile(os.path.join(batch_one, saved_model.CLASSES_ASSET), output + ".classes.txt")
   partial = output + ".partial"
   with open(partial, "wb") as f:
     f.write(flatbuffer)
@@ -130,7 +131,7 @@ def rasterize(points):
 
 
 def classifiable(points):
-  """The serving contract's test (`export.serving_ink`) on the host: at least 2 points, coordinates and
+  """The serving contract's test (`saved_model.serving_ink`) on the host: at least 2 points, coordinates and
   extent finite in float32. points: float32 ``[n, 3]``."""
   if len(points) < 2:
     return False
@@ -185,6 +186,6 @@ def main(model, config, output, quantize):
   """export's ``--format=tflite``: writes ``output``; returns the exit status."""
   from quickdraw_tf import models  # pylint: disable=g-import-not-at-top
   export(model, models.get(config["model"]), config["classes"], output, run_dir.image_size(config), quantize)
-  print(f"wrote {output} ({os.path.getsize(output) / 2**20:.1f} MiB) and {output}.classes.txt; run it with "
-        "quickdraw_tf.serving.tflite.Classifier")
+  progress.write(f"wrote {output} ({os.path.getsize(output) / 2**20:.1f} MiB) and {output}.classes.txt; run it "
+                 "with quickdraw_tf.serving.tflite.Classifier")
   return 0

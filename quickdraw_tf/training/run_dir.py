@@ -23,6 +23,7 @@ import keras
 
 from quickdraw_tf import cli
 from quickdraw_tf import models
+from quickdraw_tf import progress
 from quickdraw_tf.training import backup
 
 CONFIG_FILE = "config.json"
@@ -69,10 +70,51 @@ def check_compatible(model_dir, config):
 
 
 def start(model_dir, run):
-  """Writes ``run`` (the config dict) to a new run directory, or one that `check_compatible` allows to go on."""
+  """Writes ``run`` (the config dict) to a new run directory, or one that `check_compatible` allows to go on.
+
+  A run that goes on with other training settings (``run["training"]``) keeps
+  the earlier ones in config.json (`with_settings_history`) and says so.
+  """
   check_compatible(model_dir, run)
+  run = with_settings_history(model_dir, run)
   os.makedirs(os.path.join(model_dir, CHECKPOINTS_DIR), exist_ok=True)
   write_json(os.path.join(model_dir, CONFIG_FILE), run)  # Whole: half a config would block resuming the run.
+
+
+def with_settings_history(model_dir, run):
+  """``run`` (a config dict) with the training settings of the run it continues in ``model_dir``, if they differ.
+
+  config.json's ``"training"`` holds the settings of the latest process;
+  ``"training_history"`` lists the earlier ones, oldest first, each as
+  ``{"training": {...}, "epochs_done": N}`` (N: the epochs whose checkpoints
+  were there when the settings changed; an interrupted epoch runs again from
+  its start, under the new ones). A change is announced on stdout, naming
+  each setting with its old and new value.
+  """
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not os.path.exists(path) or "training" not in run:
+    return run
+  with open(path, encoding="utf-8") as f:
+    previous = json.load(f)
+  history = list(previous.get("training_history", []))
+  before = previous.get("training")
+  if before is not None and before != run["training"]:
+    history.append({"training": before, "epochs_done": _epochs_done(model_dir)})
+    changed = sorted(set(before) | set(run["training"]))
+    changes = "; ".join(f"{key} {before.get(key)!r} -> {run['training'].get(key)!r}" for key in changed
+                        if before.get(key) != run["training"].get(key))
+    progress.write(f"train: {model_dir} continues with other settings ({changes}); {CONFIG_FILE} keeps the "
+                   "earlier ones under \"training_history\"")
+  return {**run, "training_history": history} if history else run
+
+
+def _epochs_done(model_dir):
+  """The highest epoch number among ``checkpoints/epochNNN.weights.h5`` (0 when there is none)."""
+  directory = os.path.join(model_dir, CHECKPOINTS_DIR)
+  names = os.listdir(directory) if os.path.isdir(directory) else []
+  numbers = [int(name[5:-len(WEIGHTS_SUFFIX)]) for name in names
+             if name.startswith("epoch") and name.endswith(WEIGHTS_SUFFIX) and name[5:-len(WEIGHTS_SUFFIX)].isdigit()]
+  return max(numbers, default=0)
 
 
 def write_json(path, value):
@@ -156,7 +198,7 @@ class StartingStep(keras.callbacks.Callback):
 
   def on_train_begin(self, logs=None):
     step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-    print(f"train: starting at step {step}, epoch {(self.model._initial_epoch or 0) + 1}", flush=True)  # pylint: disable=protected-access
+    progress.write(f"train: starting at step {step}, epoch {(self.model._initial_epoch or 0) + 1}")  # pylint: disable=protected-access
 
 
 def _difference(key, before, now):
@@ -167,6 +209,7 @@ def _difference(key, before, now):
 
 
 def read_config(model_dir):
+  """The run's config.json as a dict (`as_recorded_now`); FileNotFoundError naming what to run without one."""
   path = os.path.join(model_dir, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{model_dir} holds no {CONFIG_FILE}: is it a model_dir written by "

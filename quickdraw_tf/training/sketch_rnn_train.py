@@ -131,9 +131,9 @@ def train(config, callbacks=()):
   class_names = records.read_classes(records_dir)
   keras.utils.set_random_seed(seed)
   options, counts = data_options(records_dir, model_dir, dict(config.model_options))
-  print(f"train: {config.model} on {counts['train']['kept']} drawings (skipped: {counts['train']['too_long']} "
-        f"longer than {options['max_seq_len']} rows, {counts['train']['empty']} of one point); "
-        f"scale factor {options['scale_factor']:.4f}", flush=True)
+  progress.write(f"train: {config.model} on {counts['train']['kept']} drawings (skipped: "
+                 f"{counts['train']['too_long']} longer than {options['max_seq_len']} rows, "
+                 f"{counts['train']['empty']} of one point); scale factor {options['scale_factor']:.4f}")
   run = {"model": config.model, "classes": class_names, "image_size": 0, "model_options": options,
          "records": os.path.abspath(records_dir), "data": counts, "training": config.record(),
          "version": quickdraw_tf.__version__}

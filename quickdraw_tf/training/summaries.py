@@ -87,6 +87,7 @@ def confusion_image(matrix, class_names, max_classes=60):
 
 
 def save_png(image, path):
+  """Writes ``image`` (uint8 ``[h, w]`` or ``[h, w, 3]``) as a PNG at ``path``."""
   Image.fromarray(np.asarray(image, np.uint8)).save(path)
 
 
