@@ -19,6 +19,10 @@ import tensorflow as tf
 from quickdraw_tf import make_records
 from quickdraw_tf.drawings import ink
 from quickdraw_tf.drawings import raster
+from quickdraw_tf.pipelines import conversion
+from quickdraw_tf.pipelines import dedup
+from quickdraw_tf.pipelines import journal
+from quickdraw_tf.pipelines import plan
 from quickdraw_tf.pipelines import records
 
 WORDS = ("cat", "airplane", "bicycle")
@@ -120,14 +124,14 @@ def test_split_determinism_across_workers_and_file_order(real_inputs, tmp_path):
   assert sum(c["totals"].values()) == 25
 
 
-@pytest.mark.parametrize("flush_at", [make_records._HashSet.FLUSH_AT, 8])
+@pytest.mark.parametrize("flush_at", [dedup.HashSet.FLUSH_AT, 8])
 def test_duplicates_written_once(real_inputs, tmp_path, monkeypatch, flush_at):
   """raw_exupery and simplified_lamnguyen share key_ids; a copied file repeats geometry.
 
   With a tiny flush size the de-duplication index moves hashes into its sorted
   runs every few drawings, and must find them there as well.
   """
-  monkeypatch.setattr(make_records._HashSet, "FLUSH_AT", flush_at)
+  monkeypatch.setattr(dedup.HashSet, "FLUSH_AT", flush_at)
   simplified = real_inputs / "simplified_lamnguyen" / "cat.ndjson"
   no_keys = tmp_path / "nokeys"
   os.makedirs(no_keys)
@@ -361,7 +365,7 @@ def test_the_deprecated_image_size_flag_still_stores_images(real_inputs, tmp_pat
 def test_categories_file_orders_classes(real_inputs, tmp_path):
   (tmp_path / "classes.txt").write_text("bicycle\ncat\n")
   stats = _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out",
-                   categories=make_records._read_categories(str(tmp_path / "classes.txt")))
+                   categories=plan.read_categories(str(tmp_path / "classes.txt")))
   assert stats["classes"] == ["bicycle", "cat"]
   # airplane.ndjson, not read: a file left out, not a bad record.
   assert [os.path.basename(p) for p in stats["files_left_out"]] == ["airplane.ndjson"]
@@ -449,7 +453,7 @@ def test_worker_failure_stops_the_run_cleanly(real_inputs, tmp_path, monkeypatch
   def broken(chunk):
     raise ZeroDivisionError(f"broken on {chunk.source.path}")
 
-  monkeypatch.setattr(make_records, "_convert_chunk", broken)  # Inherited by the forked workers.
+  monkeypatch.setattr(conversion, "_convert_chunk", broken)  # Inherited by the forked workers.
   with pytest.raises(RuntimeError, match="(?s)converter process failed.*ZeroDivisionError: broken on"):
     _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out", workers=2)
   assert os.listdir(tmp_path / "out") == []
@@ -609,13 +613,13 @@ def test_a_kill_at_any_point_of_the_commit_leaves_a_complete_set(tmp_path, monke
   _write_records(tmp_path, out, ["cat", "dog"], num_shards=4)
   (out / "quickdraw-mine.txt").write_text("mine")
   old = {n: (out / n).read_bytes() for n in os.listdir(out) if not n.startswith(".")}
-  monkeypatch.setattr(make_records, "_commit", lambda output_dir, ready: ready_paths.append(ready))
+  monkeypatch.setattr(journal, "commit", lambda output_dir, ready: ready_paths.append(ready))
   _write_records(tmp_path, out, ["cat"], num_shards=2)  # Stops before its commit.
   monkeypatch.undo()
   (ready,) = ready_paths
   snapshot = tmp_path / "snapshot"
   shutil.copytree(out, snapshot)
-  ready_files = [n for n in os.listdir(ready) if n != make_records._JOURNAL]
+  ready_files = [n for n in os.listdir(ready) if n != journal.JOURNAL]
   new = {"quickdraw-mine.txt": b"mine", **{n: (snapshot / os.path.basename(ready) / n).read_bytes() for n in ready_files}}
   stop_after = 0
   while True:
@@ -633,15 +637,15 @@ def test_a_kill_at_any_point_of_the_commit_leaves_a_complete_set(tmp_path, monke
     fake_os.__dict__.update({k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
     fake_os.replace = lambda *a: operation(os.replace, *a)
     fake_os.remove = lambda *a: operation(os.remove, *a)
-    monkeypatch.setattr(make_records, "os", fake_os)
+    monkeypatch.setattr(journal, "os", fake_os)
     try:
-      make_records._commit(str(out), ready)
+      journal.commit(str(out), ready)
       finished = True
     except _Killed:
       finished = False
     monkeypatch.undo()
     assert records.is_complete(out) or records.is_complete(ready), stop_after
-    make_records._recover(str(out))  # What the next run does first.
+    journal.recover(str(out))  # What the next run does first.
     expected = old if stop_after == 0 else new
     assert {n: (out / n).read_bytes() for n in os.listdir(out)} == expected, stop_after
     if finished:
@@ -696,3 +700,4 @@ def test_output_dir_error_is_one_line_and_comes_before_a_download(tmp_path):
       f"make_records: error: --output_dir={tmp_path / 'out'} is not a directory: remove it or choose another "
       "--output_dir"]
   assert not os.path.exists(tmp_path / "cache")
+

@@ -82,6 +82,9 @@ class SourceError(ValueError):
     super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
     self.reason, self.path, self.line, self.message = reason, path, line, message
 
+  def __reduce__(self):  # Picklable, so that it can cross between processes.
+    return SourceError, (self.reason, self.path, self.line, self.message)
+
 
 def kind_of(path):
   """'ndjson', 'npz', 'npy' or None."""
