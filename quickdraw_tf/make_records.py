@@ -10,7 +10,11 @@ lands in the same split whatever the worker count, file order or set of
 categories. Duplicates (same key_id or same geometry) are written once.
 
 Bad records are skipped and counted by reason (stats.json), the first few
-reported with file and line; with --strict the first one stops the run.
+reported with file and line (a file named .gz that is not gzip: not_gzip);
+with --strict the first one stops the run. A class name follows
+`records.class_name_problem` (the demo's POST /ndjson follows it too), and
+classes.txt lists only classes with drawings: a class that gets none stops
+the run.
 Shards are written under a temporary directory and moved into place at the
 end, dataset_info.json last: a directory without it is incomplete. Only the
 files an earlier run wrote are replaced, and a replacement that a kill cut
@@ -317,15 +321,19 @@ def _write_results(results, shards, skips, tally, progress):
 
 
 def _check_written(plan, tally, skips):
-  """Raises MakeRecordsError when no drawing was written, or under --strict when a class got none (else warns)."""
+  """Raises MakeRecordsError when no drawing was written, or when a class got none.
+
+  classes.txt lists only classes with drawings: a class without any would be
+  an output no example trains.
+  """
   if not tally.written:
     raise MakeRecordsError(f"no drawing was written from {len(plan.sources)} file(s); skips: {dict(skips.counts)}")
   missing = [w for i, w in enumerate(plan.class_names) if not tally.per_class[i]]
   if missing:
-    message = f"{len(missing)} categories have no drawing: {missing[:10]}"
-    if skips.strict:
-      raise MakeRecordsError(message + " (--strict)")
-    logging.warning("%s", message)
+    kept = [w for i, w in enumerate(plan.class_names) if tally.per_class[i]]
+    listed = ",".join(kept) if len(kept) <= 10 else "FILE (a file with one name a line)"
+    raise MakeRecordsError(f"{len(missing)} categories have no drawing: {missing[:10]} (skips: {dict(skips.counts)}); "
+                           f"fix their input, or leave them out: --categories={listed}")
 
 
 def _write_metadata(partial, stats):

@@ -547,7 +547,8 @@ def _write_records(tmp_path, out, words, num_shards):
   inputs = tmp_path / f"in_{'_'.join(words)}"
   os.makedirs(inputs, exist_ok=True)
   for w in words:
-    _write_lines(inputs / f"{w}.ndjson", _lines(*({"word": w, "key_id": f"{w}{i}", "drawing": [[[0, i + 1], [0, 1]]]}
+    # Each word its own geometries: a class whose drawings all repeat another's gets none, which is an error.
+    _write_lines(inputs / f"{w}.ndjson", _lines(*({"word": w, "key_id": f"{w}{i}", "drawing": [[[0, i + 1], [0, ord(w[0])]]]}
                                                   for i in range(30))))
   return _convert([str(inputs)], out, num_shards=num_shards)
 
@@ -654,12 +655,17 @@ def test_a_kill_at_any_point_of_the_commit_leaves_a_complete_set(tmp_path, monke
   assert stop_after > 10  # Every removal and move was a stopping point.
 
 
-@pytest.mark.parametrize("case", ["file", "missing_parent", "unwritable"])
+@pytest.mark.parametrize("case", ["file", "under_a_file", "missing_parent", "unwritable"])
 def test_unusable_output_dir_is_an_error_before_any_input_is_read(case, tmp_path, monkeypatch):
   out = tmp_path / "out"
   if case == "file":
     out.write_text("not a directory")
     pattern = "is not a directory"
+  elif case == "under_a_file":  # mkdir -p cannot help: a file stands where a directory would be.
+    (tmp_path / "file").write_text("not a directory")
+    out = tmp_path / "file" / "sub" / "out"
+    pattern = f"^--output_dir={re.escape(str(out))} lies under {re.escape(str(tmp_path / 'file'))}, which is not a " \
+              "directory: choose another --output_dir$"
   elif case == "missing_parent":
     out = tmp_path / "missing" / "out"
     pattern = "parent directory .* does not exist: create it"
@@ -701,3 +707,39 @@ def test_output_dir_error_is_one_line_and_comes_before_a_download(tmp_path):
       "--output_dir"]
   assert not os.path.exists(tmp_path / "cache")
 
+
+def test_a_gz_file_that_is_not_gzip_has_its_own_reason_and_gives_no_class(tmp_path):
+  """A plain file named .gz is skipped as not_gzip (not truncated_file), and its name enters no class list."""
+  _write_lines(tmp_path / "cat.ndjson", [GOOD])
+  _write_lines(tmp_path / "dog.ndjson.gz", [GOOD.replace('"cat"', '"dog"').replace('"1"', '"2"')])  # Not compressed.
+  (tmp_path / "bird.ndjson").write_text("")  # Empty: no class either.
+  stats = _convert([str(tmp_path)], tmp_path / "out")
+  assert stats["skipped"] == {"not_gzip": 1}
+  assert stats["skipped_examples"][0]["file"] == str(tmp_path / "dog.ndjson.gz")
+  assert stats["classes"] == ["cat"] == records.read_classes(tmp_path / "out")
+
+
+def test_a_class_whose_records_are_all_skipped_is_an_error(tmp_path):
+  """No class without drawings in classes.txt: the run stops, naming it and the --categories that leaves it out."""
+  _write_lines(tmp_path / "cat.ndjson", [GOOD])
+  _write_lines(tmp_path / "dog.ndjson", [json.dumps({"word": "dog", "key_id": "2", "drawing": [[[0], [0]]]})])
+  with pytest.raises(make_records.MakeRecordsError, match=r"1 categories have no drawing: \['dog'\] .*"
+                     r"too_few_points.*--categories=cat$"):
+    _convert([str(tmp_path)], tmp_path / "out")
+  assert not os.path.exists(tmp_path / "out" / records.CLASSES_FILE)
+
+
+@pytest.mark.parametrize("word", ["cat", "The Eiffel Tower", "a\nb", "c\rat", "dog\u2028", " cat", "cat ", 3, ["cat"]])
+def test_demo_ndjson_lines_follow_the_class_name_rule_of_make_records(word, tmp_path):
+  """POST /ndjson refuses a word (400) that make_records would skip; a line it answers, make_records keeps."""
+  from quickdraw_tf import demo  # pylint: disable=g-import-not-at-top
+
+  points, request = demo.parse_drawing(json.dumps({"drawing": [[[0, 40, 90], [0, 60, 10]]], "word": word}).encode())
+  problem = records.class_name_problem(word)
+  if problem:
+    with pytest.raises(demo.RequestError, match='"word": '):
+      demo.Demo.ndjson_line(None, points, request)
+    return
+  _write_lines(tmp_path / "saved.ndjson", [demo.Demo.ndjson_line(None, points, request)])
+  stats = _convert([str(tmp_path / "saved.ndjson")], tmp_path / "out")
+  assert stats["classes"] == [word] and stats["skipped"] == {}

@@ -166,20 +166,26 @@ def _open_text_lines(path):
 
 
 def _word_matches(path, pattern):
-  """Raw matches of ``pattern`` in a file, searched a block of whole lines at a time."""
-  matches = set()
+  """Raw matches of ``pattern`` in a file, searched a block of whole lines at a time.
+
+  Returns:
+    (matches, lines): set of bytes, and whether any line could be read.
+  """
+  matches, lines_read = set(), False
   try:
     with _open_text_lines(path) as f:
       for lines in iter(lambda: f.readlines(_SCAN_BLOCK), []):
+        lines_read = True
         matches.update(pattern.findall(b"".join(lines)))
   except (OSError, EOFError, zlib.error):
     try:  # A damaged file: again line by line, to keep the words before the damage.
       with _open_text_lines(path) as f:
         for line in f:
+          lines_read = True
           matches.update(pattern.findall(line))
     except (OSError, EOFError, zlib.error):
       pass
-  return matches
+  return matches, lines_read
 
 
 def _json_string(raw):
@@ -191,21 +197,24 @@ def scan_words(source):
   """Category names in one `Source` (each record's first ``"word"``), without parsing whole records.
 
   Returns:
-    set of str. Unreadable parts are ignored here; the conversion counts them.
+    set of str: empty for a file with no line that can be read (an empty or
+    unreadable file holds no class); the file's name when no line names a
+    word (its records take that class). Unreadable parts are ignored here;
+    the conversion counts them.
   """
   if source.format != "ndjson":
     return {source.word}
-  matches = _word_matches(source.path, _WORD_RE)
+  matches, lines_read = _word_matches(source.path, _WORD_RE)
   if len(matches) > 1:
     # Several words: some may come from other keys further along a line; take each line's first.
-    matches = _word_matches(source.path, _FIRST_WORD_RE)
+    matches, _ = _word_matches(source.path, _FIRST_WORD_RE)
   words = set()
   for match in matches:
     try:
       words.add(_json_string(match))
     except ValueError:
       pass
-  return words or {source.word}
+  return words or ({source.word} if lines_read else set())
 
 
 def first_word(source):
@@ -251,7 +260,9 @@ def _ndjson_chunks(source, chunk_size):
           if len(lines) == chunk_size:
             yield Chunk(source, first, lines)
             lines, first = [], first + chunk_size
-  except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
+  except (EOFError, zlib.error, OSError) as e:
+    if isinstance(e, gzip.BadGzipFile) and first == 1 and not lines:  # Damaged from its first bytes.
+      raise SourceError("not_gzip", path, 0, f"not a gzip file, though its name ends in .gz: {e}") from None
     if lines:
       yield Chunk(source, first, lines)
     last = first + len(lines) - 1

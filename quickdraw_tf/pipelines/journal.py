@@ -54,6 +54,10 @@ def check_output_dir(output_dir):
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
     raise MakeRecordsError(f"--output_dir={output_dir} is not a directory: remove it or choose another --output_dir")
   parent = os.path.dirname(os.path.abspath(output_dir))
+  blocking = _file_above(parent)
+  if blocking:
+    raise MakeRecordsError(f"--output_dir={output_dir} lies under {blocking}, which is not a directory: "
+                           "choose another --output_dir")
   if not os.path.isdir(parent):
     raise MakeRecordsError(f"the parent directory of --output_dir={output_dir} does not exist: create it "
                            f"(mkdir -p {parent}) or choose another --output_dir")
@@ -61,6 +65,13 @@ def check_output_dir(output_dir):
     raise MakeRecordsError(f"cannot write into --output_dir={output_dir}: permission denied "
                            "(check its permissions, or choose another --output_dir)")
   return output_dir
+
+
+def _file_above(path):
+  """The first existing path among ``path`` and its ancestors when it is not a directory, else None."""
+  while not os.path.lexists(path):
+    path = os.path.dirname(path)
+  return None if os.path.isdir(path) else path
 
 
 def _alive(pid):
