@@ -21,20 +21,16 @@ files an earlier run wrote are replaced, and a replacement that a kill cut
 short is finished by the next run (see `pipelines.journal`).
 """
 
-import collections
 import gc
 import itertools
 import json
 import os
-import resource
 import shutil
 import sys
 import time
 
 from absl import app
 from absl import flags
-from absl import logging
-import numpy as np
 
 from quickdraw_tf import DEFAULT_RECORDS_ROOT
 from quickdraw_tf import cli
@@ -44,62 +40,10 @@ from quickdraw_tf.pipelines import dedup
 from quickdraw_tf.pipelines import journal
 from quickdraw_tf.pipelines import plan as plan_lib
 from quickdraw_tf.pipelines import records
+from quickdraw_tf.pipelines import tally as tally_lib
 from quickdraw_tf.pipelines import workers as workers_lib
 
-# Skip reasons that are not bad input: --strict does not stop on them.
-NOT_ERRORS = ("duplicate", "over_max_per_class", "other_category")
-REPORTED_SKIPS = 5
-
 MakeRecordsError = conversion.MakeRecordsError
-
-
-class _Skips:
-  """Counts skipped records by reason and remembers the first few."""
-
-  def __init__(self, strict):
-    self.counts = collections.Counter()
-    self.examples = []
-    self.strict = strict
-
-  def add_error(self, error):
-    """Counts a `sources.SourceError`."""
-    self.add(error.reason, error.path, error.line, error.message)
-
-  def add(self, reason, path, line, message):
-    self.counts[reason] += 1
-    where = f"{path}:{line}" if line else path
-    if reason not in NOT_ERRORS:
-      if self.strict:
-        raise MakeRecordsError(f"{where}: {message} [{reason}] (--strict)")
-      if len(self.examples) < 20:
-        self.examples.append({"reason": reason, "file": path, "line": line, "message": message})
-      if sum(v for k, v in self.counts.items() if k not in NOT_ERRORS) <= REPORTED_SKIPS:
-        logging.warning("skipped %s: %s [%s]", where, message, reason)
-
-
-
-class _Tally:
-  """The drawings written, by split, class and ink length; and whether a class has its --max_per_class."""
-
-  def __init__(self, num_classes, max_per_class):
-    self.max_per_class = max_per_class  # 0: no limit.
-    self.per_class = [0] * num_classes  # [class_index]
-    self.counts = [[0] * num_classes for _ in records.SPLITS]  # [split code][class_index]
-    self.lengths = collections.Counter()  # ink length -> drawings
-
-  @property
-  def written(self):
-    return sum(self.per_class)
-
-  def full(self, class_index):
-    return bool(self.max_per_class) and self.per_class[class_index] >= self.max_per_class
-
-  def add(self, split, class_index, ink_length):
-    """Counts a drawing written; ``split`` is its code, an index into records.SPLITS."""
-    self.per_class[class_index] += 1
-    self.counts[split][class_index] += 1
-    self.lengths[ink_length] += 1
-
 
 
 class _ShardWriter:
@@ -155,21 +99,6 @@ class _ShardWriter:
 
 
 
-def _chunk_stream(found, chunk_size):
-  """The `sources.Chunk`s of the `sources.Source`s ``found``, in order; a file that fails ends in its SourceError."""
-  for source in found:
-    try:
-      yield from sources.chunks(source, chunk_size)
-    except sources.SourceError as e:
-      yield e
-
-
-def _cpu_seconds():
-  """User and system CPU seconds of this process and of its reaped children (the workers, once closed)."""
-  own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-  return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def _shard_counts(num_shards, eval_fraction, test_fraction):
   train_fraction = max(1.0 - eval_fraction - test_fraction, 1e-9)
   def count(fraction):
@@ -180,7 +109,8 @@ def _shard_counts(num_shards, eval_fraction, test_fraction):
 
 
 def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=0.1, test_fraction=0.1,
-            num_shards=8, workers=None, image_size=0, max_points=0, strict=False, chunk_size=256, progress=True):
+            num_shards=8, workers=None, image_size=0, max_points=0, strict=False, chunk_size=256, progress=True,
+            beam_pipeline_options=None):
   """Converts QuickDraw files into a records directory.
 
   The new records are written aside, in ``output_dir/.partial-<pid>``, and
@@ -191,8 +121,9 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
     inputs: files, directories or globs.
     output_dir: the records directory to (re)write; its parent must exist.
     categories: None (all found), or a list of class names (this order).
-    max_per_class: keep at most this many drawings per class (0: all); the
-      first ones in path order are kept.
+    max_per_class: keep at most this many drawings per class (0: all): the
+      first in input order (files sorted by path, records in file order),
+      the same drawings whichever path, local or Beam, converts.
     eval_fraction, test_fraction: shares of the hash-split (ignored for npz,
       whose train/valid/test splits are kept).
     num_shards: train shards; eval and test get a proportional number.
@@ -203,6 +134,9 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
     strict: stop at the first bad record.
     chunk_size: drawings per work unit.
     progress: show a progress bar.
+    beam_pipeline_options: None for the local pool; else run as a Beam
+      pipeline with these options, "runner=DirectRunner,direct_num_workers=2"
+      (TFDS's convention; `pipelines.beam_records`). Same records.
 
   Returns:
     The stats dict also written to stats.json.
@@ -216,22 +150,28 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
   # safe), and start-up stays out of the measured conversion time.
   from tensorflow.core.example import example_pb2  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
   import tensorflow_datasets  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
-  started = time.time(), _cpu_seconds()
+  started = time.time(), tally_lib.cpu_seconds()
   workers = workers or os.cpu_count() or 1
   _check_splits(eval_fraction, test_fraction, num_shards)
+  beam_records = _beam_records() if beam_pipeline_options else None
   partial = journal.prepare_output(output_dir)
   try:
-    skips = _Skips(strict)
+    skips = tally_lib.Skips(strict)
     plan = plan_lib.make_plan(inputs, categories, image_size, skips)
     options = conversion.Options(class_index={w: i for i, w in enumerate(plan.class_names)}, image_size=plan.image_size,
                       max_points=max_points, eval_fraction=eval_fraction, test_fraction=test_fraction,
                       num_shards=_shard_counts(num_shards, eval_fraction, test_fraction),
                       categories_given=categories is not None)
-    tally = _Tally(len(plan.class_names), max_per_class)
-    with _ShardWriter(partial, options.num_shards) as shards:
-      _convert_sources(plan.sources, options, workers, shards, skips, tally, chunk_size, progress)
+    tally = tally_lib.Tally(len(plan.class_names), max_per_class)
+    if beam_records:
+      tally, shard_lengths = beam_records.run(plan, options, partial, max_per_class, chunk_size,
+                                              beam_pipeline_options, skips)
+    else:
+      with _ShardWriter(partial, options.num_shards) as shards:
+        _convert_sources(plan.sources, options, workers, shards, skips, tally, chunk_size, progress)
+      shard_lengths = shards.commit()
     _check_written(plan, tally, skips)
-    stats = _stats(plan, options, tally, skips, workers, started, shards.commit())
+    stats = tally_lib.stats(plan, options, tally, skips, beam_pipeline_options or workers, started, shard_lengths)
     _write_metadata(partial, stats)
   except BaseException:
     shutil.rmtree(partial, ignore_errors=True)
@@ -239,6 +179,18 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
   # From here on the new set is complete: a failure leaves it for the next run to move into place.
   journal.commit(output_dir, journal.mark_ready(output_dir, partial))
   return stats
+
+
+def _beam_records():
+  """`pipelines.beam_records`, or a MakeRecordsError naming the extra that installs Apache Beam."""
+  try:
+    from quickdraw_tf.pipelines import beam_records  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    if not (e.name or "").startswith("apache_beam"):
+      raise
+    raise MakeRecordsError("--beam_pipeline_options needs Apache Beam: pip install 'quickdraw_tf[beam]' "
+                           "(or leave the option out to convert with the local pool)") from None
+  return beam_records
 
 
 def _check_splits(eval_fraction, test_fraction, num_shards):
@@ -259,7 +211,7 @@ def _convert_sources(found, options, workers, shards, skips, tally, chunk_size, 
     options: the `conversion.Options` the converters run with.
     workers: converter processes; with 1, this process converts.
     shards: the open `_ShardWriter`.
-    tally: the `_Tally` to count the drawings written in.
+    tally: the `tally.Tally` to count the drawings written in.
     chunk_size: records per `sources.Chunk`.
 
   The workers are closed on return (terminated on an exception).
@@ -269,7 +221,7 @@ def _convert_sources(found, options, workers, shards, skips, tally, chunk_size, 
   work = (conversion.convert_chunk, conversion.init, (options,))
   pool = workers_lib.Workers(workers, *work) if workers > 1 else None
   try:
-    stream = _chunk_stream(found, chunk_size)
+    stream = sources.chunk_stream(found, chunk_size)
     results = pool.imap(stream) if pool else workers_lib.convert_here(stream, *work)
     _write_results(results, shards, skips, tally, progress)
   except BaseException:
@@ -290,7 +242,7 @@ def _write_results(results, shards, skips, tally, progress):
     results: `convert_chunk` results, and in place of the rest of a file
       that could not be read its `sources.SourceError`.
     shards: the open `_ShardWriter`.
-    tally: the `_Tally` to count the drawings written in.
+    tally: the `tally.Tally` to count the drawings written in.
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
@@ -345,52 +297,6 @@ def _write_metadata(partial, stats):
 
 
 
-def _stats(plan, options, tally, skips, workers, started, shard_lengths):
-  """The stats.json dict.
-
-  Args:
-    plan: the `plan.Plan` run.
-    tally: the `_Tally` of the drawings written.
-    started: (wall seconds, CPU seconds) when `convert` began, after the
-      imports; the workers must be closed, so that their CPU time counts.
-    shard_lengths: split -> drawings per final shard.
-  """
-  elapsed = (time.time() - started[0], _cpu_seconds() - started[1])
-  counts = {split: dict(zip(plan.class_names, tally.counts[code])) for code, split in enumerate(records.SPLITS)}
-  return {
-      "classes": plan.class_names,
-      "has_ink": plan.has_ink,
-      "image_size": options.image_size,
-      "totals": {split: sum(counts[split].values()) for split in records.SPLITS},
-      "counts": counts,
-      "ink_length_percentiles": _percentiles(tally.lengths),
-      "skipped": dict(sorted(skips.counts.items())),
-      "skipped_examples": skips.examples,
-      "inputs": [source.path for source in plan.sources],
-      "options": {"eval_fraction": options.eval_fraction, "test_fraction": options.test_fraction,
-                  "num_shards": dict(options.num_shards), "max_points": options.max_points},
-      "workers": workers,
-      "seconds": round(elapsed[0], 2),  # after imports: scan, conversion, writing
-      "cpu_seconds": round(elapsed[1], 2),  # the same span, this process and its workers
-      "drawings_per_second": round(tally.written / max(elapsed[0], 1e-9), 1),
-      "shard_lengths": shard_lengths,
-      "files_left_out": plan.left_out,
-  }
-
-
-def _percentiles(lengths):
-  """{'p50': ..., 'p90': ..., 'p95': ..., 'p99': ..., 'max': ...} of ``lengths`` (value -> count); {} if empty."""
-  if not lengths:
-    return {}
-  values = np.array(sorted(lengths))
-  cumulative = np.cumsum([lengths[v] for v in values]) / sum(lengths.values())
-  percentiles = {f"p{p}": int(values[np.searchsorted(cumulative, p / 100.0)]) for p in (50, 90, 95, 99)}
-  percentiles["max"] = int(values[-1])
-  return percentiles
-
-
-
-
 # --- Command line ------------------------------------------------------------
 
 def define_flags():
@@ -398,12 +304,18 @@ def define_flags():
   flags.DEFINE_string("output_dir", None, f"Records directory (default {DEFAULT_RECORDS_ROOT}/<name>).")
   flags.DEFINE_string("name", "quickdraw", "Name of the records directory under tfrecords/.")
   flags.DEFINE_string("categories", None, "Comma-separated class names, or a file with one a line (default: all found).")
-  flags.DEFINE_integer("max_per_class", 0, "Keep at most this many drawings per class (0: all).", lower_bound=0)
+  flags.DEFINE_integer("max_per_class", 0, "Keep at most this many drawings per class (0: all): the first new ones "
+                       "in input order (files sorted by path, records in file order), a stable key: the local pool "
+                       "and --beam_pipeline_options keep the same drawings.", lower_bound=0)
   flags.DEFINE_float("eval_fraction", 0.1, "Share of drawings in the eval split.")
   flags.DEFINE_float("test_fraction", 0.1, "Share of drawings in the test split.")
   flags.DEFINE_integer("num_shards", 8, "Number of train shards (eval and test get a proportional number).",
                        lower_bound=1)
   flags.DEFINE_integer("workers", None, "Converter processes (default: number of cores).", lower_bound=1)
+  flags.DEFINE_string("beam_pipeline_options", None, "Convert with an Apache Beam pipeline (pip install "
+                      "'quickdraw_tf[beam]') instead of the local pool, with these options (TFDS's convention), e.g. "
+                      "runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing or "
+                      "runner=DataflowRunner,project=P,region=R,temp_location=gs://B/tmp (docs/beam.md). Same records.")
   flags.DEFINE_integer("stored_image_size", 0, "Also store a rendered image of this side (0: no images).",
                        lower_bound=0)
   flags.DEFINE_integer("image_size", None, "Deprecated name of --stored_image_size (train's --image_size is the "
@@ -452,8 +364,9 @@ def main(argv):
       categories=plan_lib.read_categories(FLAGS.categories) if FLAGS.categories else None,
       max_per_class=FLAGS.max_per_class, eval_fraction=FLAGS.eval_fraction, test_fraction=FLAGS.test_fraction,
       num_shards=FLAGS.num_shards, workers=FLAGS.workers, image_size=image_size,
-      max_points=FLAGS.max_points, strict=FLAGS.strict, progress=FLAGS.progress)
-  bad = {k: v for k, v in stats["skipped"].items() if k not in NOT_ERRORS}
+      max_points=FLAGS.max_points, strict=FLAGS.strict, progress=FLAGS.progress,
+      beam_pipeline_options=FLAGS.beam_pipeline_options)
+  bad = {k: v for k, v in stats["skipped"].items() if k not in tally_lib.NOT_ERRORS}
   print(f"wrote {sum(stats['totals'].values())} drawings of {len(stats['classes'])} classes to {output_dir} "
         f"({stats['totals']}) in {stats['seconds']} s, {stats['drawings_per_second']} drawings/s; "
         f"skipped {stats['skipped'] or 'none'}")

@@ -743,3 +743,22 @@ def test_demo_ndjson_lines_follow_the_class_name_rule_of_make_records(word, tmp_
   _write_lines(tmp_path / "saved.ndjson", [demo.Demo.ndjson_line(None, points, request)])
   stats = _convert([str(tmp_path / "saved.ndjson")], tmp_path / "out")
   assert stats["classes"] == [word] and stats["skipped"] == {}
+
+
+def test_records_on_another_file_system_are_read_as_train_reads_them(real_inputs, tmp_path):
+  """Records copied to a bucket-like file system (TensorFlow's ram://, as gs:// would be) feed train's pipeline."""
+  from quickdraw_tf import models  # pylint: disable=g-import-not-at-top
+  from quickdraw_tf.pipelines import data  # pylint: disable=g-import-not-at-top
+
+  stats = _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out", num_shards=2)
+  bucket = f"ram://records-{os.getpid()}"
+  tf.io.gfile.makedirs(bucket)
+  for name in os.listdir(tmp_path / "out"):
+    tf.io.gfile.copy(str(tmp_path / "out" / name), f"{bucket}/{name}")
+  assert records.is_complete(bucket) and records.read_classes(bucket) == stats["classes"]
+  assert records.read_stats(bucket)["totals"] == stats["totals"]
+  assert len(records.shard_paths(bucket, "train")) == len(stats["shard_lengths"]["train"])
+  features, labels = next(iter(data.make_dataset(bucket, "train", models.get("rnn"), 4, deterministic=True)))
+  assert labels.shape[0] == 4
+  with pytest.raises(FileNotFoundError):  # As open() says it, so that the callers' messages still apply.
+    records.read_stats(f"{bucket}-missing")

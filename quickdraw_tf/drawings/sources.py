@@ -160,9 +160,12 @@ def _regular_size(path):
   return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
-def _open_text_lines(path):
-  opener = gzip.open if path.lower().endswith(".gz") else open
-  return opener(path, "rb")
+def _open_text_lines(path, opener=None):
+  """The bytes of an ndjson file, gunzipped where its name ends in .gz; ``opener(path)`` opens it (default: open)."""
+  if opener is None:
+    return (gzip.open if path.lower().endswith(".gz") else open)(path, "rb")
+  raw = opener(path)
+  return gzip.GzipFile(fileobj=raw, mode="rb") if path.lower().endswith(".gz") else raw
 
 
 def _word_matches(path, pattern):
@@ -231,8 +234,12 @@ def first_word(source):
     return None
 
 
-def chunks(source, chunk_size):
+def chunks(source, chunk_size, opener=None):
   """Cuts one `Source` into `Chunk`s of at most ``chunk_size`` records, in file order.
+
+  ``opener(path)``, when given, opens the file as a binary file object (e.g.
+  Beam's ``FileSystems.open``, for files on any file system it knows); by
+  default the file is opened here, an npy file memory-mapped.
 
   Yields:
     `Chunk`.
@@ -242,14 +249,23 @@ def chunks(source, chunk_size):
       damage were yielded), an npz without the sketch-rnn keys, an npy of the
       wrong shape.
   """
-  return _CHUNKERS[source.format](source, chunk_size)
+  return _CHUNKERS[source.format](source, chunk_size, opener)
 
 
-def _ndjson_chunks(source, chunk_size):
+def chunk_stream(found, chunk_size, opener=None):
+  """The `Chunk`s of the `Source`s ``found``, in order; a file that fails ends in its `SourceError`, yielded."""
+  for source in found:
+    try:
+      yield from chunks(source, chunk_size, opener)
+    except SourceError as e:
+      yield e
+
+
+def _ndjson_chunks(source, chunk_size, opener):
   path = source.path
   lines, first = [], 1  # Lines read but not yielded yet, and the number of the first of them.
   try:
-    with _open_text_lines(path) as f:
+    with _open_text_lines(path, opener) as f:
       if not path.lower().endswith(".gz"):  # Plain: a whole chunk of lines at a time.
         for block in iter(lambda: list(itertools.islice(f, chunk_size)), []):
           yield Chunk(source, first, block)
@@ -271,11 +287,11 @@ def _ndjson_chunks(source, chunk_size):
     yield Chunk(source, first, lines)
 
 
-def _npz_chunks(source, chunk_size):
+def _npz_chunks(source, chunk_size, opener):
   path = source.path
   try:
     # sketch-rnn stores object arrays of int16 [n, 3]: they need pickle.
-    data = np.load(path, allow_pickle=True, encoding="latin1")
+    data = np.load(opener(path) if opener else path, allow_pickle=True, encoding="latin1")
     missing = [k for k in NPZ_SPLITS_REQUIRED if k not in data.files]
   except Exception as e:  # pylint: disable=broad-except
     raise SourceError("bad_npz", path, 0, f"not a readable npz: {e}") from None
@@ -288,10 +304,10 @@ def _npz_chunks(source, chunk_size):
       yield Chunk(source, start, list(arrays[start:start + chunk_size]), key)
 
 
-def _npy_chunks(source, chunk_size):
+def _npy_chunks(source, chunk_size, opener):
   path = source.path
   try:
-    images = np.load(path, mmap_mode="r")
+    images = np.load(opener(path)) if opener else np.load(path, mmap_mode="r")
   except Exception as e:  # pylint: disable=broad-except
     raise SourceError("bad_npy", path, 0, f"not a readable npy: {e}") from None
   if images.ndim != 2 or images.shape[1] != 784 or images.dtype != np.uint8:
