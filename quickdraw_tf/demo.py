@@ -41,6 +41,7 @@ from quickdraw_tf import models
 from quickdraw_tf import visualize
 from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.drawings import raster
+from quickdraw_tf.pipelines import records
 from quickdraw_tf.training import run_dir
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_static")
@@ -159,8 +160,8 @@ class Demo:
   def ndjson_line(self, points, request):
     """The drawing in Google's simplified format, as one ndjson line (str, no newline)."""
     word = request.get("word") or ""
-    if not isinstance(word, str):
-      raise RequestError('"word" must be a string')
+    if word and (problem := records.class_name_problem(word)):  # make_records' rule: it would skip the line.
+      raise RequestError(f'"word": {problem}')
     strokes = [[xs.astype(int).tolist(), ys.astype(int).tolist()]
                for xs, ys in ink_lib.points_to_strokes(ink_lib.simplify_raw(points))]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")

@@ -19,6 +19,10 @@ import tensorflow as tf
 from quickdraw_tf import make_records
 from quickdraw_tf.drawings import ink
 from quickdraw_tf.drawings import raster
+from quickdraw_tf.pipelines import conversion
+from quickdraw_tf.pipelines import dedup
+from quickdraw_tf.pipelines import journal
+from quickdraw_tf.pipelines import plan
 from quickdraw_tf.pipelines import records
 
 WORDS = ("cat", "airplane", "bicycle")
@@ -120,14 +124,14 @@ def test_split_determinism_across_workers_and_file_order(real_inputs, tmp_path):
   assert sum(c["totals"].values()) == 25
 
 
-@pytest.mark.parametrize("flush_at", [make_records._HashSet.FLUSH_AT, 8])
+@pytest.mark.parametrize("flush_at", [dedup.HashSet.FLUSH_AT, 8])
 def test_duplicates_written_once(real_inputs, tmp_path, monkeypatch, flush_at):
   """raw_exupery and simplified_lamnguyen share key_ids; a copied file repeats geometry.
 
   With a tiny flush size the de-duplication index moves hashes into its sorted
   runs every few drawings, and must find them there as well.
   """
-  monkeypatch.setattr(make_records._HashSet, "FLUSH_AT", flush_at)
+  monkeypatch.setattr(dedup.HashSet, "FLUSH_AT", flush_at)
   simplified = real_inputs / "simplified_lamnguyen" / "cat.ndjson"
   no_keys = tmp_path / "nokeys"
   os.makedirs(no_keys)
@@ -361,7 +365,7 @@ def test_the_deprecated_image_size_flag_still_stores_images(real_inputs, tmp_pat
 def test_categories_file_orders_classes(real_inputs, tmp_path):
   (tmp_path / "classes.txt").write_text("bicycle\ncat\n")
   stats = _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out",
-                   categories=make_records._read_categories(str(tmp_path / "classes.txt")))
+                   categories=plan.read_categories(str(tmp_path / "classes.txt")))
   assert stats["classes"] == ["bicycle", "cat"]
   # airplane.ndjson, not read: a file left out, not a bad record.
   assert [os.path.basename(p) for p in stats["files_left_out"]] == ["airplane.ndjson"]
@@ -449,7 +453,7 @@ def test_worker_failure_stops_the_run_cleanly(real_inputs, tmp_path, monkeypatch
   def broken(chunk):
     raise ZeroDivisionError(f"broken on {chunk.source.path}")
 
-  monkeypatch.setattr(make_records, "_convert_chunk", broken)  # Inherited by the forked workers.
+  monkeypatch.setattr(conversion, "_convert_chunk", broken)  # Inherited by the forked workers.
   with pytest.raises(RuntimeError, match="(?s)converter process failed.*ZeroDivisionError: broken on"):
     _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out", workers=2)
   assert os.listdir(tmp_path / "out") == []
@@ -543,7 +547,8 @@ def _write_records(tmp_path, out, words, num_shards):
   inputs = tmp_path / f"in_{'_'.join(words)}"
   os.makedirs(inputs, exist_ok=True)
   for w in words:
-    _write_lines(inputs / f"{w}.ndjson", _lines(*({"word": w, "key_id": f"{w}{i}", "drawing": [[[0, i + 1], [0, 1]]]}
+    # Each word its own geometries: a class whose drawings all repeat another's gets none, which is an error.
+    _write_lines(inputs / f"{w}.ndjson", _lines(*({"word": w, "key_id": f"{w}{i}", "drawing": [[[0, i + 1], [0, ord(w[0])]]]}
                                                   for i in range(30))))
   return _convert([str(inputs)], out, num_shards=num_shards)
 
@@ -609,13 +614,13 @@ def test_a_kill_at_any_point_of_the_commit_leaves_a_complete_set(tmp_path, monke
   _write_records(tmp_path, out, ["cat", "dog"], num_shards=4)
   (out / "quickdraw-mine.txt").write_text("mine")
   old = {n: (out / n).read_bytes() for n in os.listdir(out) if not n.startswith(".")}
-  monkeypatch.setattr(make_records, "_commit", lambda output_dir, ready: ready_paths.append(ready))
+  monkeypatch.setattr(journal, "commit", lambda output_dir, ready: ready_paths.append(ready))
   _write_records(tmp_path, out, ["cat"], num_shards=2)  # Stops before its commit.
   monkeypatch.undo()
   (ready,) = ready_paths
   snapshot = tmp_path / "snapshot"
   shutil.copytree(out, snapshot)
-  ready_files = [n for n in os.listdir(ready) if n != make_records._JOURNAL]
+  ready_files = [n for n in os.listdir(ready) if n != journal.JOURNAL]
   new = {"quickdraw-mine.txt": b"mine", **{n: (snapshot / os.path.basename(ready) / n).read_bytes() for n in ready_files}}
   stop_after = 0
   while True:
@@ -633,15 +638,15 @@ def test_a_kill_at_any_point_of_the_commit_leaves_a_complete_set(tmp_path, monke
     fake_os.__dict__.update({k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
     fake_os.replace = lambda *a: operation(os.replace, *a)
     fake_os.remove = lambda *a: operation(os.remove, *a)
-    monkeypatch.setattr(make_records, "os", fake_os)
+    monkeypatch.setattr(journal, "os", fake_os)
     try:
-      make_records._commit(str(out), ready)
+      journal.commit(str(out), ready)
       finished = True
     except _Killed:
       finished = False
     monkeypatch.undo()
     assert records.is_complete(out) or records.is_complete(ready), stop_after
-    make_records._recover(str(out))  # What the next run does first.
+    journal.recover(str(out))  # What the next run does first.
     expected = old if stop_after == 0 else new
     assert {n: (out / n).read_bytes() for n in os.listdir(out)} == expected, stop_after
     if finished:
@@ -650,12 +655,17 @@ def test_a_kill_at_any_point_of_the_commit_leaves_a_complete_set(tmp_path, monke
   assert stop_after > 10  # Every removal and move was a stopping point.
 
 
-@pytest.mark.parametrize("case", ["file", "missing_parent", "unwritable"])
+@pytest.mark.parametrize("case", ["file", "under_a_file", "missing_parent", "unwritable"])
 def test_unusable_output_dir_is_an_error_before_any_input_is_read(case, tmp_path, monkeypatch):
   out = tmp_path / "out"
   if case == "file":
     out.write_text("not a directory")
     pattern = "is not a directory"
+  elif case == "under_a_file":  # mkdir -p cannot help: a file stands where a directory would be.
+    (tmp_path / "file").write_text("not a directory")
+    out = tmp_path / "file" / "sub" / "out"
+    pattern = f"^--output_dir={re.escape(str(out))} lies under {re.escape(str(tmp_path / 'file'))}, which is not a " \
+              "directory: choose another --output_dir$"
   elif case == "missing_parent":
     out = tmp_path / "missing" / "out"
     pattern = "parent directory .* does not exist: create it"
@@ -696,3 +706,59 @@ def test_output_dir_error_is_one_line_and_comes_before_a_download(tmp_path):
       f"make_records: error: --output_dir={tmp_path / 'out'} is not a directory: remove it or choose another "
       "--output_dir"]
   assert not os.path.exists(tmp_path / "cache")
+
+
+def test_a_gz_file_that_is_not_gzip_has_its_own_reason_and_gives_no_class(tmp_path):
+  """A plain file named .gz is skipped as not_gzip (not truncated_file), and its name enters no class list."""
+  _write_lines(tmp_path / "cat.ndjson", [GOOD])
+  _write_lines(tmp_path / "dog.ndjson.gz", [GOOD.replace('"cat"', '"dog"').replace('"1"', '"2"')])  # Not compressed.
+  (tmp_path / "bird.ndjson").write_text("")  # Empty: no class either.
+  stats = _convert([str(tmp_path)], tmp_path / "out")
+  assert stats["skipped"] == {"not_gzip": 1}
+  assert stats["skipped_examples"][0]["file"] == str(tmp_path / "dog.ndjson.gz")
+  assert stats["classes"] == ["cat"] == records.read_classes(tmp_path / "out")
+
+
+def test_a_class_whose_records_are_all_skipped_is_an_error(tmp_path):
+  """No class without drawings in classes.txt: the run stops, naming it and the --categories that leaves it out."""
+  _write_lines(tmp_path / "cat.ndjson", [GOOD])
+  _write_lines(tmp_path / "dog.ndjson", [json.dumps({"word": "dog", "key_id": "2", "drawing": [[[0], [0]]]})])
+  with pytest.raises(make_records.MakeRecordsError, match=r"1 categories have no drawing: \['dog'\] .*"
+                     r"too_few_points.*--categories=cat$"):
+    _convert([str(tmp_path)], tmp_path / "out")
+  assert not os.path.exists(tmp_path / "out" / records.CLASSES_FILE)
+
+
+@pytest.mark.parametrize("word", ["cat", "The Eiffel Tower", "a\nb", "c\rat", "dog\u2028", " cat", "cat ", 3, ["cat"]])
+def test_demo_ndjson_lines_follow_the_class_name_rule_of_make_records(word, tmp_path):
+  """POST /ndjson refuses a word (400) that make_records would skip; a line it answers, make_records keeps."""
+  from quickdraw_tf import demo  # pylint: disable=g-import-not-at-top
+
+  points, request = demo.parse_drawing(json.dumps({"drawing": [[[0, 40, 90], [0, 60, 10]]], "word": word}).encode())
+  problem = records.class_name_problem(word)
+  if problem:
+    with pytest.raises(demo.RequestError, match='"word": '):
+      demo.Demo.ndjson_line(None, points, request)
+    return
+  _write_lines(tmp_path / "saved.ndjson", [demo.Demo.ndjson_line(None, points, request)])
+  stats = _convert([str(tmp_path / "saved.ndjson")], tmp_path / "out")
+  assert stats["classes"] == [word] and stats["skipped"] == {}
+
+
+def test_records_on_another_file_system_are_read_as_train_reads_them(real_inputs, tmp_path):
+  """Records copied to a bucket-like file system (TensorFlow's ram://, as gs:// would be) feed train's pipeline."""
+  from quickdraw_tf import models  # pylint: disable=g-import-not-at-top
+  from quickdraw_tf.pipelines import data  # pylint: disable=g-import-not-at-top
+
+  stats = _convert([str(real_inputs / "simplified_lamnguyen")], tmp_path / "out", num_shards=2)
+  bucket = f"ram://records-{os.getpid()}"
+  tf.io.gfile.makedirs(bucket)
+  for name in os.listdir(tmp_path / "out"):
+    tf.io.gfile.copy(str(tmp_path / "out" / name), f"{bucket}/{name}")
+  assert records.is_complete(bucket) and records.read_classes(bucket) == stats["classes"]
+  assert records.read_stats(bucket)["totals"] == stats["totals"]
+  assert len(records.shard_paths(bucket, "train")) == len(stats["shard_lengths"]["train"])
+  features, labels = next(iter(data.make_dataset(bucket, "train", models.get("rnn"), 4, deterministic=True)))
+  assert labels.shape[0] == 4
+  with pytest.raises(FileNotFoundError):  # As open() says it, so that the callers' messages still apply.
+    records.read_stats(f"{bucket}-missing")

@@ -82,6 +82,9 @@ class SourceError(ValueError):
     super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
     self.reason, self.path, self.line, self.message = reason, path, line, message
 
+  def __reduce__(self):  # Picklable, so that it can cross between processes.
+    return SourceError, (self.reason, self.path, self.line, self.message)
+
 
 def kind_of(path):
   """'ndjson', 'npz', 'npy' or None."""
@@ -157,26 +160,35 @@ def _regular_size(path):
   return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
-def _open_text_lines(path):
-  opener = gzip.open if path.lower().endswith(".gz") else open
-  return opener(path, "rb")
+def _open_text_lines(path, opener=None):
+  """The bytes of an ndjson file, gunzipped where its name ends in .gz; ``opener(path)`` opens it (default: open)."""
+  if opener is None:
+    return (gzip.open if path.lower().endswith(".gz") else open)(path, "rb")
+  raw = opener(path)
+  return gzip.GzipFile(fileobj=raw, mode="rb") if path.lower().endswith(".gz") else raw
 
 
 def _word_matches(path, pattern):
-  """Raw matches of ``pattern`` in a file, searched a block of whole lines at a time."""
-  matches = set()
+  """Raw matches of ``pattern`` in a file, searched a block of whole lines at a time.
+
+  Returns:
+    (matches, lines): set of bytes, and whether any line could be read.
+  """
+  matches, lines_read = set(), False
   try:
     with _open_text_lines(path) as f:
       for lines in iter(lambda: f.readlines(_SCAN_BLOCK), []):
+        lines_read = True
         matches.update(pattern.findall(b"".join(lines)))
   except (OSError, EOFError, zlib.error):
     try:  # A damaged file: again line by line, to keep the words before the damage.
       with _open_text_lines(path) as f:
         for line in f:
+          lines_read = True
           matches.update(pattern.findall(line))
     except (OSError, EOFError, zlib.error):
       pass
-  return matches
+  return matches, lines_read
 
 
 def _json_string(raw):
@@ -188,21 +200,24 @@ def scan_words(source):
   """Category names in one `Source` (each record's first ``"word"``), without parsing whole records.
 
   Returns:
-    set of str. Unreadable parts are ignored here; the conversion counts them.
+    set of str: empty for a file with no line that can be read (an empty or
+    unreadable file holds no class); the file's name when no line names a
+    word (its records take that class). Unreadable parts are ignored here;
+    the conversion counts them.
   """
   if source.format != "ndjson":
     return {source.word}
-  matches = _word_matches(source.path, _WORD_RE)
+  matches, lines_read = _word_matches(source.path, _WORD_RE)
   if len(matches) > 1:
     # Several words: some may come from other keys further along a line; take each line's first.
-    matches = _word_matches(source.path, _FIRST_WORD_RE)
+    matches, _ = _word_matches(source.path, _FIRST_WORD_RE)
   words = set()
   for match in matches:
     try:
       words.add(_json_string(match))
     except ValueError:
       pass
-  return words or {source.word}
+  return words or ({source.word} if lines_read else set())
 
 
 def first_word(source):
@@ -219,8 +234,12 @@ def first_word(source):
     return None
 
 
-def chunks(source, chunk_size):
+def chunks(source, chunk_size, opener=None):
   """Cuts one `Source` into `Chunk`s of at most ``chunk_size`` records, in file order.
+
+  ``opener(path)``, when given, opens the file as a binary file object (e.g.
+  Beam's ``FileSystems.open``, for files on any file system it knows); by
+  default the file is opened here, an npy file memory-mapped.
 
   Yields:
     `Chunk`.
@@ -230,14 +249,23 @@ def chunks(source, chunk_size):
       damage were yielded), an npz without the sketch-rnn keys, an npy of the
       wrong shape.
   """
-  return _CHUNKERS[source.format](source, chunk_size)
+  return _CHUNKERS[source.format](source, chunk_size, opener)
 
 
-def _ndjson_chunks(source, chunk_size):
+def chunk_stream(found, chunk_size, opener=None):
+  """The `Chunk`s of the `Source`s ``found``, in order; a file that fails ends in its `SourceError`, yielded."""
+  for source in found:
+    try:
+      yield from chunks(source, chunk_size, opener)
+    except SourceError as e:
+      yield e
+
+
+def _ndjson_chunks(source, chunk_size, opener):
   path = source.path
   lines, first = [], 1  # Lines read but not yielded yet, and the number of the first of them.
   try:
-    with _open_text_lines(path) as f:
+    with _open_text_lines(path, opener) as f:
       if not path.lower().endswith(".gz"):  # Plain: a whole chunk of lines at a time.
         for block in iter(lambda: list(itertools.islice(f, chunk_size)), []):
           yield Chunk(source, first, block)
@@ -248,7 +276,9 @@ def _ndjson_chunks(source, chunk_size):
           if len(lines) == chunk_size:
             yield Chunk(source, first, lines)
             lines, first = [], first + chunk_size
-  except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
+  except (EOFError, zlib.error, OSError) as e:
+    if isinstance(e, gzip.BadGzipFile) and first == 1 and not lines:  # Damaged from its first bytes.
+      raise SourceError("not_gzip", path, 0, f"not a gzip file, though its name ends in .gz: {e}") from None
     if lines:
       yield Chunk(source, first, lines)
     last = first + len(lines) - 1
@@ -257,11 +287,11 @@ def _ndjson_chunks(source, chunk_size):
     yield Chunk(source, first, lines)
 
 
-def _npz_chunks(source, chunk_size):
+def _npz_chunks(source, chunk_size, opener):
   path = source.path
   try:
     # sketch-rnn stores object arrays of int16 [n, 3]: they need pickle.
-    data = np.load(path, allow_pickle=True, encoding="latin1")
+    data = np.load(opener(path) if opener else path, allow_pickle=True, encoding="latin1")
     missing = [k for k in NPZ_SPLITS_REQUIRED if k not in data.files]
   except Exception as e:  # pylint: disable=broad-except
     raise SourceError("bad_npz", path, 0, f"not a readable npz: {e}") from None
@@ -274,10 +304,10 @@ def _npz_chunks(source, chunk_size):
       yield Chunk(source, start, list(arrays[start:start + chunk_size]), key)
 
 
-def _npy_chunks(source, chunk_size):
+def _npy_chunks(source, chunk_size, opener):
   path = source.path
   try:
-    images = np.load(path, mmap_mode="r")
+    images = np.load(opener(path)) if opener else np.load(path, mmap_mode="r")
   except Exception as e:  # pylint: disable=broad-except
     raise SourceError("bad_npy", path, 0, f"not a readable npy: {e}") from None
   if images.ndim != 2 or images.shape[1] != 784 or images.dtype != np.uint8:

@@ -11,8 +11,8 @@ A records directory holds (see tfrecords/README.md):
 """
 
 import dataclasses
+import errno
 import functools
-import glob
 import json
 import os
 import re
@@ -223,7 +223,7 @@ def shard_paths(records_dir, split):
   """
   listed = _listed_shards(records_dir)
   if listed is None:  # No stats.json yet, or one from before it listed the shards.
-    listed = [os.path.basename(p) for p in glob.glob(os.path.join(records_dir, f"{DATASET_NAME}-{split}.*"))]
+    listed = [os.path.basename(p) for p in _gfile().glob(os.path.join(records_dir, f"{DATASET_NAME}-{split}.*"))]
   return sorted(os.path.join(records_dir, name) for name in listed
                 if SHARD_NAME_RE.fullmatch(name) and SHARD_NAME_RE.fullmatch(name).group(1) == split)
 
@@ -289,8 +289,7 @@ def read_classes(records_dir):
       shift every later index), naming the file and line.
   """
   path = os.path.join(records_dir, CLASSES_FILE)
-  with open(path, encoding="utf-8", newline="") as f:  # newline="": a lone \r does not end a line.
-    lines = f.read().split("\n")
+  lines = _read_bytes(path).decode("utf-8").split("\n")  # Split at \n only: a lone \r does not end a line.
   if lines[-1] == "":
     lines.pop()
   for number, name in enumerate(lines, 1):
@@ -301,13 +300,35 @@ def read_classes(records_dir):
 
 
 def read_stats(records_dir):
-  with open(os.path.join(records_dir, STATS_FILE), encoding="utf-8") as f:
-    return json.load(f)
+  """stats.json of a records directory, as a dict."""
+  return json.loads(_read_bytes(os.path.join(records_dir, STATS_FILE)).decode("utf-8"))
 
 
 def is_complete(records_dir):
   """True when make_records finished writing this directory."""
-  return os.path.exists(os.path.join(records_dir, COMPLETE_MARKER))
+  return _gfile().exists(os.path.join(records_dir, COMPLETE_MARKER))
+
+
+def _gfile():
+  """`tf.io.gfile`: the readers above take a directory on any file system TensorFlow knows (gs://, s3://, ...).
+
+  Imported when first needed, so that make_records' converter processes, which
+  import this module, do not pay for TensorFlow.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile
+
+
+def _read_bytes(path):
+  """A file's bytes through `tf.io.gfile`; its errors as Python's (FileNotFoundError, OSError), as `open` raises them."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return f.read()
+  except tf.errors.NotFoundError:
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path) from None
+  except tf.errors.OpError as e:
+    raise OSError(f"{path}: {e.message}") from None
 
 
 def write_tfds_metadata(records_dir, class_names, image_size, shard_lengths, description=""):
