@@ -105,6 +105,7 @@ def predict_saved_model(saved_model_dir, records_dir, split, batch_size=64, prog
     (labels int [n] in the model's class order, probabilities float
     [n, classes of the model], the model's class names).
   """
+  data.complete_stats(records_dir)  # The check train makes: a directory make_records did not finish is refused.
   loaded = tf.saved_model.load(saved_model_dir)
   with open(os.path.join(saved_model_dir, export_lib.CLASSES_ASSET), encoding="utf-8") as f:
     names = [line.rstrip("\n") for line in f]

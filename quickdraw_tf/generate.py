@@ -21,6 +21,7 @@ integer coordinates in 0-255, readable by predict and make_records),
 """
 
 import json
+import math
 import os
 
 from absl import flags
@@ -186,6 +187,15 @@ def write_outputs(model, config, mode, results, output_dir, seed):
   return paths
 
 
+def written_message(results, paths):
+  """What `write_outputs` wrote: the drawings in the ndjson, and why any result is not among them."""
+  empty = sum(1 for _, _, length in results if not length)
+  note = (f" ({empty} of the {len(results)} ended at their first step, with no stroke to write: the ndjson and svg "
+          "leave them out, the png shows an empty cell; another --seed or a larger --num gives more)") if empty else ""
+  written = len(results) - empty
+  return f"wrote {written} drawing{'' if written == 1 else 's'}{note}: {', '.join(paths)}"
+
+
 FLAGS = flags.FLAGS
 
 
@@ -206,15 +216,15 @@ def main(_):
   try:
     temperatures = [float(t) for t in FLAGS.temperature] if FLAGS.temperature else (
         list(RECONSTRUCT_TEMPERATURES) if FLAGS.mode == "reconstruct" else [DEFAULT_TEMPERATURE])
-    if any(not t > 0 for t in temperatures):
-      raise GenerateError(f"--temperature must be positive, got {FLAGS.temperature}")
+    if not all(math.isfinite(t) and t > 0 for t in temperatures):
+      raise GenerateError(f"--temperature must be finite and positive, got {','.join(FLAGS.temperature)}")
     model, config = load(FLAGS.model_dir)
     drawings = read_drawings(FLAGS.input, model.hparams.max_seq_len) if FLAGS.input else []
     results = generate(model, FLAGS.mode, drawings, FLAGS.num, temperatures, FLAGS.seed, FLAGS.prefix_strokes)
   except ValueError as e:
     raise GenerateError(str(e)) from None
   paths = write_outputs(model, config, FLAGS.mode, results, FLAGS.output, FLAGS.seed)
-  print(f"wrote {len(results)} drawings: {', '.join(paths)}")
+  print(written_message(results, paths))
 
 
 if __name__ == "__main__":

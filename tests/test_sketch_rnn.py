@@ -383,3 +383,25 @@ def test_evaluate_refuses_a_generative_model_dir_in_one_line(model_dir):
   result = _cli("evaluate", f"--model_dir={model_dir}")
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith(f"evaluate: error: {model_dir} holds a generative model")
+
+
+@pytest.mark.parametrize("temperature", ["inf", "-inf", "nan", "0", "-1"])
+def test_generate_refuses_a_temperature_not_finite_and_positive(model_dir, tmp_path, temperature):
+  result = _cli("generate", f"--model_dir={model_dir}", f"--temperature=0.5,{temperature}", f"--output={tmp_path}")
+  ours = [line for line in result.stderr.splitlines() if line.startswith("generate:")]
+  assert result.returncode == 1 and ours == [f"generate: error: --temperature must be finite and positive, got "
+                                             f"0.5,{temperature}"]
+  assert "Traceback" not in result.stderr and not os.listdir(tmp_path)
+
+
+def test_generate_says_how_many_drawings_it_wrote_and_why_one_is_missing(model_dir, tmp_path, monkeypatch):
+  from quickdraw_tf import generate  # pylint: disable=g-import-not-at-top
+  strokes = np.zeros((MAX_SEQ_LEN, 5), np.float32)
+  strokes[:3] = [[5, 0, 1, 0, 0], [0, 5, 1, 0, 0], [0, 0, 0, 0, 1]]
+  # Two samples, the second ended at its first step (length 0): what a seed can give.
+  monkeypatch.setattr(generate, "generate", lambda *args: [("tau 0.5", strokes, 2), ("tau 0.5", strokes, 0)])
+  result = _cli("generate", f"--model_dir={model_dir}", "--mode=sample", "--num=2", f"--output={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / "sample.ndjson") as f:
+    written = len(f.read().splitlines())
+  assert written == 1 and result.stdout.startswith("wrote 1 drawing (1 of the 2 ended at their first step")

@@ -120,7 +120,11 @@ def rasterise_in_step(model, spec, image_size=None):
   return model
 
 
-def _stats(records_dir):
+def complete_stats(records_dir):
+  """stats.json of a records directory make_records finished; RecordsError naming the command otherwise.
+
+  The one check every reader (train, evaluate) makes before trusting a records directory.
+  """
   if not records.is_complete(records_dir):
     raise RecordsError(
         f"no complete records in {records_dir!r}: create them with\n"
@@ -130,7 +134,7 @@ def _stats(records_dir):
 
 def image_source_for(records_dir, spec, image_source="auto"):
   """'stored' or 'raster' for an image model; checks the records can feed ``spec``."""
-  stats = _stats(records_dir)
+  stats = complete_stats(records_dir)
   has_ink, stored = stats.get("has_ink", True), stats.get("image_size", 0)
   if spec.uses_ink and not has_ink:
     raise RecordsError(f"model {spec.name!r} reads strokes, but {records_dir} holds image-only records (made from "
