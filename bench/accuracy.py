@@ -65,6 +65,7 @@ import psutil
 from PIL import Image
 from PIL import ImageDraw
 
+from bench import converge
 from bench import report
 from bench import targets
 from bench import variants
@@ -77,6 +78,7 @@ from quickdraw_tf.pipelines import records
 from quickdraw_tf.training import backup
 from quickdraw_tf.training import run_dir as run_dir_lib
 from quickdraw_tf.training import summaries
+from quickdraw_tf.training import train_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,9 +101,14 @@ flags.DEFINE_list("variants", [], "More runs, each beside its model's default ru
 flags.DEFINE_bool("converge", False, "Converged mode: every model until eval top-1 has not improved for "
                   "--converge_patience evaluations or --converge_cap CPU seconds, on all rows of bmp22; into "
                   "its own section of BENCHMARKS.md, runs/bench_accuracy_converged and bench/accuracy_converged.png.")
-flags.DEFINE_integer("converge_patience", 3, "Converged mode: evaluations (epochs) without improvement.",
+flags.DEFINE_integer("converge_patience", converge.PATIENCE, "Converged mode: evaluations without improvement.",
                      lower_bound=1)
-flags.DEFINE_float("converge_cap", 3600, "Converged mode: CPU seconds per model at most (>= 1800 but in --quick).")
+flags.DEFINE_float("converge_cap", converge.CAP, "Converged mode: CPU seconds per model at most (>= 1800 but in "
+                   "--quick).")
+flags.DEFINE_integer("converge_eval_steps", converge.EVAL_STEPS, "Converged mode: evaluate every max(one pass over "
+                     "the training split, this many) steps (train's --steps_per_epoch where a pass is shorter, unless "
+                     "a variant sets it); 0: every pass, the rule of the results committed before 2026-12-05.",
+                     lower_bound=0)
 flags.DEFINE_bool("quick", False, "Smoke check: 4 categories, a few models, --budget=12; prints tables only.")
 flags.DEFINE_bool("reuse", False, "Reuse finished runs of the same settings in --runs_dir (e.g. after a crash).")
 report.define_data_dir()
@@ -248,6 +255,7 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   spec = models.get(model)
   options = options or {}
   side = image_side(spec)
+  train_flags = list(train_flags) + (eval_period_flags(model, records_dir, train_flags) if patience else [])
   key = {"model": model, "options": options, "records": os.path.basename(records_dir), "budget": budget,
          "image_size": side,
          "train": records.read_stats(records_dir)["totals"], "train_flags": list(train_flags),
@@ -282,6 +290,18 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
         f"test top-1 {test['top1_accuracy']:.4f}, top-3 {test['top3_accuracy']:.4f}, MAP@3 {test['map3']:.4f}",
         flush=True)
   return result
+
+
+def eval_period_flags(model, records_dir, train_flags):
+  """Converged mode's evaluation period as train flags: ``["--steps_per_epoch=N"]`` where one pass over the
+  training split is shorter than --converge_eval_steps steps (`converge.eval_period`), else []."""
+  given = dict(f[2:].partition("=")[::2] for f in train_flags)
+  if "steps_per_epoch" in given or not FLAGS.converge_eval_steps:
+    return []
+  batch = int(given.get("batch_size") or dict((n, v) for _, n, v in train_config.read_defaults(model))["batch_size"])
+  train_count = records.read_stats(records_dir)["totals"]["train"]
+  period = converge.eval_period(train_count, batch, FLAGS.converge_eval_steps)
+  return [f"--steps_per_epoch={period}"] if period > converge.one_pass(train_count, batch) else []
 
 
 def result_file(run_dir):
@@ -709,8 +729,10 @@ def intro_text(run, runs):
   stopping = ""
   if patience:
     stopping = (f"Converged mode: each model trains until its eval top-1 has not improved for {patience} "
-                f"evaluations (`--stop_patience={patience}`, one evaluation an epoch) or its cap is spent, on all "
-                "rows of every category. ")
+                f"evaluations (`--stop_patience={patience}`) or its cap is spent, on all rows of every category; "
+                + (f"one evaluation every max(one pass over the training split, {FLAGS.converge_eval_steps}) steps "
+                   "(`--steps_per_epoch` where a pass is shorter). " if FLAGS.converge_eval_steps else
+                   "one evaluation a pass over the training split (an epoch). "))
   return (
       stopping +
       f"Every model: `python -m quickdraw_tf.train` with its `configs/<model>.cfg`, a budget of **{budget:g} CPU "
