@@ -295,10 +295,10 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
 def eval_period_flags(model, records_dir, train_flags):
   """Converged mode's evaluation period as train flags: ``["--steps_per_epoch=N"]`` where one pass over the
   training split is shorter than --converge_eval_steps steps (`converge.eval_period`), else []."""
-  given = dict(f[2:].partition("=")[::2] for f in train_flags)
+  given = {name: value for name, _, value in (f[2:].partition("=") for f in train_flags)}
   if "steps_per_epoch" in given or not FLAGS.converge_eval_steps:
     return []
-  batch = int(given.get("batch_size") or dict((n, v) for _, n, v in train_config.read_defaults(model))["batch_size"])
+  batch = int(given.get("batch_size") or {n: v for _, n, v in train_config.read_defaults(model)}["batch_size"])
   train_count = records.read_stats(records_dir)["totals"]["train"]
   period = converge.eval_period(train_count, batch, FLAGS.converge_eval_steps)
   return [f"--steps_per_epoch={period}"] if period > converge.one_pass(train_count, batch) else []
