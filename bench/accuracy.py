@@ -255,7 +255,8 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   spec = models.get(model)
   options = options or {}
   side = image_side(spec)
-  train_flags = list(train_flags) + (eval_period_flags(model, records_dir, train_flags) if patience else [])
+  train_flags = list(train_flags) + (eval_period_flags(model, records_dir, train_flags, FLAGS.converge_eval_steps)
+                                     if patience else [])
   key = {"model": model, "options": options, "records": os.path.basename(records_dir), "budget": budget,
          "image_size": side,
          "train": records.read_stats(records_dir)["totals"], "train_flags": list(train_flags),
@@ -292,15 +293,16 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   return result
 
 
-def eval_period_flags(model, records_dir, train_flags):
+def eval_period_flags(model, records_dir, train_flags, min_steps):
   """Converged mode's evaluation period as train flags: ``["--steps_per_epoch=N"]`` where one pass over the
-  training split is shorter than --converge_eval_steps steps (`converge.eval_period`), else []."""
+  training split is shorter than ``min_steps`` (--converge_eval_steps; `converge.eval_period`), else [] (and
+  where ``train_flags`` set their own)."""
   given = {name: value for name, _, value in (f[2:].partition("=") for f in train_flags)}
-  if "steps_per_epoch" in given or not FLAGS.converge_eval_steps:
+  if "steps_per_epoch" in given or not min_steps:
     return []
   batch = int(given.get("batch_size") or {n: v for _, n, v in train_config.read_defaults(model)}["batch_size"])
   train_count = records.read_stats(records_dir)["totals"]["train"]
-  period = converge.eval_period(train_count, batch, FLAGS.converge_eval_steps)
+  period = converge.eval_period(train_count, batch, min_steps)
   return [f"--steps_per_epoch={period}"] if period > converge.one_pass(train_count, batch) else []
 
 
