@@ -5,6 +5,7 @@ r"""Accuracy and cost of every model on real drawings, beside the published tabl
   python -m bench.accuracy --budget=120 --reuse   # finish or re-render a run, keeping its finished models
   python -m bench.accuracy --budget=240 --fidelity=sketchanet,resnet18   # + PyTorch init / schedule rows
   python -m bench.accuracy --converge --reuse      # converged run, hours; rerun the same to resume
+  python -m bench.accuracy --converge --reuse --converge_eval_steps=0   # the results committed before 2026-12-05
   python -m bench.accuracy --converge --reuse --noablation --variants=resnet18:stem=small  # + resnet18's 3x3/1 stem
 
 Data (records built with make_records into --records_root, reused when complete):
@@ -32,8 +33,9 @@ seconds each into runs/bench_accuracy_quick, prints its tables and writes
 its plot there: it never writes BENCHMARKS.md or bench/accuracy.png.
 
 --converge trains every model until its eval top-1 has not improved for
---converge_patience evaluations (train's --stop_patience) or --converge_cap
-CPU seconds, on vec17 and all rows of bmp22, into runs/bench_accuracy_
+--converge_patience evaluations (train's --stop_patience; one evaluation
+every max(one pass, --converge_eval_steps) steps, bench.converge) or
+--converge_cap CPU seconds, on vec17 and all rows of bmp22, into runs/bench_accuracy_
 converged, the ``accuracy_converged`` section and bench/accuracy_converged.png
 (learning curves against epochs), with a table of the targets each run
 answers (bench.targets). With --reuse it keeps finished models and
