@@ -113,6 +113,7 @@ def body(results_dir):
 
 def render(results_dir):
   """Writes the ``torch_accuracy`` section of BENCHMARKS.md from the results there are."""
-  command = " ".join(["python -m bench.torch_accuracy"] + [a for a in sys.argv[1:] if a != "--reuse"])
+  kept = [a for a in sys.argv[1:] if a not in ("--reuse", "--render") and not a.startswith("--rows")]
+  command = " ".join(["python -m bench.torch_accuracy --reuse"] + kept)  # What trains every row; --render redraws.
   report.write_section("torch_accuracy", "Converged accuracy beside the original code, same drawings (CPU)",
                        command, body(results_dir))
