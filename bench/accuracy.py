@@ -5,6 +5,7 @@ r"""Accuracy and cost of every model on real drawings, beside the published tabl
   python -m bench.accuracy --budget=120 --reuse   # finish or re-render a run, keeping its finished models
   python -m bench.accuracy --budget=240 --fidelity=sketchanet,resnet18   # + PyTorch init / schedule rows
   python -m bench.accuracy --converge --reuse      # converged run, hours; rerun the same to resume
+  python -m bench.accuracy --converge --reuse --converge_eval_steps=0   # the results committed before 2026-12-05
   python -m bench.accuracy --converge --reuse --noablation --variants=resnet18:stem=small  # + resnet18's 3x3/1 stem
 
 Data (records built with make_records into --records_root, reused when complete):
@@ -32,8 +33,9 @@ seconds each into runs/bench_accuracy_quick, prints its tables and writes
 its plot there: it never writes BENCHMARKS.md or bench/accuracy.png.
 
 --converge trains every model until its eval top-1 has not improved for
---converge_patience evaluations (train's --stop_patience) or --converge_cap
-CPU seconds, on vec17 and all rows of bmp22, into runs/bench_accuracy_
+--converge_patience evaluations (train's --stop_patience; one evaluation
+every max(one pass, --converge_eval_steps) steps, bench.converge) or
+--converge_cap CPU seconds, on vec17 and all rows of bmp22, into runs/bench_accuracy_
 converged, the ``accuracy_converged`` section and bench/accuracy_converged.png
 (learning curves against epochs), with a table of the targets each run
 answers (bench.targets). With --reuse it keeps finished models and
@@ -63,6 +65,7 @@ import keras
 import numpy as np
 import psutil
 
+from bench import converge
 from bench import plots
 from bench import report
 from bench import targets
@@ -75,6 +78,7 @@ from quickdraw_tf.pipelines import data
 from quickdraw_tf.pipelines import records
 from quickdraw_tf.training import backup
 from quickdraw_tf.training import run_dir as run_dir_lib
+from quickdraw_tf.training import train_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,9 +101,14 @@ flags.DEFINE_list("variants", [], "More runs, each beside its model's default ru
 flags.DEFINE_bool("converge", False, "Converged mode: every model until eval top-1 has not improved for "
                   "--converge_patience evaluations or --converge_cap CPU seconds, on all rows of bmp22; into "
                   "its own section of BENCHMARKS.md, runs/bench_accuracy_converged and bench/accuracy_converged.png.")
-flags.DEFINE_integer("converge_patience", 3, "Converged mode: evaluations (epochs) without improvement.",
+flags.DEFINE_integer("converge_patience", converge.PATIENCE, "Converged mode: evaluations without improvement.",
                      lower_bound=1)
-flags.DEFINE_float("converge_cap", 3600, "Converged mode: CPU seconds per model at most (>= 1800 but in --quick).")
+flags.DEFINE_float("converge_cap", converge.CAP, "Converged mode: CPU seconds per model at most (>= 1800 but in "
+                   "--quick).")
+flags.DEFINE_integer("converge_eval_steps", converge.EVAL_STEPS, "Converged mode: evaluate every max(one pass over "
+                     "the training split, this many) steps (train's --steps_per_epoch where a pass is shorter, unless "
+                     "a variant sets it); 0: every pass, the rule of the results committed before 2026-12-05.",
+                     lower_bound=0)
 flags.DEFINE_bool("quick", False, "Smoke check: 4 categories, a few models, --budget=12; prints tables only.")
 flags.DEFINE_bool("reuse", False, "Reuse finished runs of the same settings in --runs_dir (e.g. after a crash).")
 report.define_data_dir()
@@ -246,6 +255,8 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
   spec = models.get(model)
   options = options or {}
   side = image_side(spec)
+  train_flags = list(train_flags) + (eval_period_flags(model, records_dir, train_flags, FLAGS.converge_eval_steps)
+                                     if patience else [])
   key = {"model": model, "options": options, "records": os.path.basename(records_dir), "budget": budget,
          "image_size": side,
          "train": records.read_stats(records_dir)["totals"], "train_flags": list(train_flags),
@@ -280,6 +291,19 @@ def train_and_test(label, model, records_dir, run_dir, budget, options=None, tra
         f"test top-1 {test['top1_accuracy']:.4f}, top-3 {test['top3_accuracy']:.4f}, MAP@3 {test['map3']:.4f}",
         flush=True)
   return result
+
+
+def eval_period_flags(model, records_dir, train_flags, min_steps):
+  """Converged mode's evaluation period as train flags: ``["--steps_per_epoch=N"]`` where one pass over the
+  training split is shorter than ``min_steps`` (--converge_eval_steps; `converge.eval_period`), else [] (and
+  where ``train_flags`` set their own)."""
+  given = {name: value for name, _, value in (f[2:].partition("=") for f in train_flags)}
+  if "steps_per_epoch" in given or not min_steps:
+    return []
+  batch = int(given.get("batch_size") or {n: v for _, n, v in train_config.read_defaults(model)}["batch_size"])
+  train_count = records.read_stats(records_dir)["totals"]["train"]
+  period = converge.eval_period(train_count, batch, min_steps)
+  return [f"--steps_per_epoch={period}"] if period > converge.one_pass(train_count, batch) else []
 
 
 def result_file(run_dir):
@@ -641,8 +665,10 @@ def intro_text(run, runs):
   stopping = ""
   if patience:
     stopping = (f"Converged mode: each model trains until its eval top-1 has not improved for {patience} "
-                f"evaluations (`--stop_patience={patience}`, one evaluation an epoch) or its cap is spent, on all "
-                "rows of every category. ")
+                f"evaluations (`--stop_patience={patience}`) or its cap is spent, on all rows of every category; "
+                + (f"one evaluation every max(one pass over the training split, {FLAGS.converge_eval_steps}) steps "
+                   "(`--steps_per_epoch` where a pass is shorter). " if FLAGS.converge_eval_steps else
+                   "one evaluation a pass over the training split (an epoch). "))
   return (
       stopping +
       f"Every model: `python -m quickdraw_tf.train` with its `configs/<model>.cfg`, a budget of **{budget:g} CPU "

@@ -1,5 +1,7 @@
 """The converged accuracy run's targets (issue 12): each answered by a run, met or not, and how that run ended.
 
+The best run answers: a model's default run or one of its --variants (named by its label).
+
 Results are bench.accuracy's result dicts (test metrics, learning curve,
 CPU time and the key they ran under).
 """
@@ -32,7 +34,9 @@ def how_stopped(result):
 
 def target_rows(runs, vec_name, bmp_name):
   """Rows of the targets table: each target, the run that answers it, whether it is met and how that run ended."""
-  by_data = {vec_name: runs["vec"], bmp_name: runs["bmp"]}
+  changed = [r for _, r in runs.get("variants", [])]  # --variants runs answer too, under their labels.
+  by_data = {name: default + [r for r in changed if r["key"]["records"].startswith(f"bench_{name}")]
+             for name, default in ((vec_name, runs["vec"]), (bmp_name, runs["bmp"]))}
   rows = []
   for data_name, model, floor in TARGETS:
     results = [r for r in by_data.get(data_name, []) if model in (None, r["model"])]
@@ -40,7 +44,7 @@ def target_rows(runs, vec_name, bmp_name):
       continue
     r = max(results, key=lambda r: r["test"]["top1_accuracy"])
     top1 = r["test"]["top1_accuracy"]
-    rows.append([data_name, f"{model or 'best model'} >= {floor:.2f}", f"`{r['model']}`",
+    rows.append([data_name, f"{model or 'best model'} >= {floor:.2f}", f"`{r['label']}`",
                  f"{top1:.4f} +- {standard_error(r):.4f}", "met" if top1 >= floor else "**not met**",
                  how_stopped(r)])
   vec = {r["model"]: r for r in runs["vec"]}

@@ -9,7 +9,9 @@ stem on 225 px) are copies of our architectures. Imported only where PyTorch is 
 import torch
 from torch import nn
 
-from bench.steps import CLASSES
+from bench.report import VEC17
+
+CLASSES = len(VEC17)  # As bench.steps, whose import would load TensorFlow beside PyTorch (triton then crashes).
 
 
 def conv_relu(cin, cout, kernel, stride=1, padding=0):
@@ -44,22 +46,35 @@ class BiLSTM(nn.Module):  # models/sketchrnn.py: the output at the last (padded)
 
 
 class Rnn(nn.Module):  # Ours (Google's tutorial): conv1d 48/5, 64/5, 96/3 (linear), 3 BiLSTM 128, sum over time.
-  def __init__(self):
+  def __init__(self, classes=CLASSES):
     super().__init__()
     self.convs = nn.ModuleList([nn.Conv1d(i, o, k, padding=k // 2) for i, o, k in ((3, 48, 5), (48, 64, 5),
                                                                                    (64, 96, 3))])
     self.lstms = nn.ModuleList([nn.LSTM(i, 128, bidirectional=True) for i in (96, 256, 256)])
     self.dropout = nn.Dropout(0.3)
-    self.fc = nn.Linear(256, CLASSES)
+    self.fc = nn.Linear(256, classes)
 
-  def forward(self, ink):
+  def forward(self, ink, lengths=None):
+    """ink [b, t, 3], lengths int64 [b] or None -> logits [b, classes].
+
+    With lengths, as the tutorial's dynamic BiLSTM: each direction runs over a drawing's own points (packed),
+    outputs past its end are zeros, so the sum over time is the drawing's; without, over every padded step.
+    """
     x = ink.transpose(1, 2)
     for i, conv in enumerate(self.convs):
       x = conv(self.dropout(x) if i else x)
     x = x.permute(2, 0, 1)
     for lstm in self.lstms:
-      x = self.dropout(lstm(x)[0])
+      x = self.dropout(run_lstm(lstm, x, lengths))
     return self.fc(x.sum(0))
+
+
+def run_lstm(lstm, x, lengths=None):
+  """An LSTM's outputs [t, b, units] over x [t, b, c]; with lengths, packed: zeros past each sequence's end."""
+  if lengths is None:
+    return lstm(x)[0]
+  packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+  return nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], total_length=x.shape[0])[0]
 
 
 def bn_conv(cin, cout, kernel, stride=1, relu=True):
@@ -78,45 +93,45 @@ class Block(nn.Module):
     return torch.relu(self.body(x) + self.shortcut(x))
 
 
-def resnet18():  # Ours: the 7x7/2 stem and a 3x3/2 max-pool at every size, as torchvision's.
+def resnet18(classes=CLASSES):  # Ours: the 7x7/2 stem and a 3x3/2 max-pool at every size, as torchvision's.
   stem = [*bn_conv(1, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
   blocks, cin = [], 64
   for stage, cout in enumerate((64, 128, 256, 512)):
     blocks += [Block(cin, cout, 2 if stage else 1), Block(cout, cout, 1)]
     cin = cout
-  return nn.Sequential(*stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, CLASSES))
+  return nn.Sequential(*stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, classes))
 
 
-def alexnet():  # The report's batch-normalised AlexNet.
+def alexnet(classes=CLASSES):  # The report's batch-normalised AlexNet.
   def conv(cin, cout, kernel, stride=1, padding=0):
     return [nn.Conv2d(cin, cout, kernel, stride, padding), nn.BatchNorm2d(cout), nn.ReLU()]
   return nn.Sequential(*conv(1, 64, 11, 4, 2), nn.MaxPool2d(3, 2), *conv(64, 192, 5, padding=2), nn.MaxPool2d(3, 2),
                        *conv(192, 384, 3, padding=1), *conv(384, 256, 3, padding=1), *conv(256, 256, 3, padding=1),
                        nn.MaxPool2d(3, 2), nn.Flatten(), nn.LazyLinear(4096, bias=False), nn.BatchNorm1d(4096),
                        nn.ReLU(), nn.Linear(4096, 4096, bias=False), nn.BatchNorm1d(4096), nn.ReLU(),
-                       nn.Linear(4096, CLASSES))
+                       nn.Linear(4096, classes))
 
 
 class Fusion(nn.Module):  # models/cnnrnn.py: Sketch-a-Net's fc7 and the BiLSTM's, then 512 and the classes.
-  def __init__(self, side):
+  def __init__(self, side, classes=CLASSES):
     super().__init__()
     self.cnn, self.rnn = sketchanet_trunk(side), BiLSTM()
-    self.head = nn.Sequential(nn.Linear(1024, 512), nn.ReLU(), nn.Linear(512, CLASSES))
+    self.head = nn.Sequential(nn.Linear(1024, 512), nn.ReLU(), nn.Linear(512, classes))
 
   def forward(self, ink, image):
     return self.head(torch.cat([self.cnn(image), self.rnn(ink)], 1))
 
 
-def build(name, image_side):
+def build(name, image_side, classes=CLASSES):
   """The PyTorch model of ``name``: (module, its inputs from (ink [b, t, c], image [b, 1, s, s]))."""
   if name == "rnn":
-    return Rnn(), lambda ink, image: (ink,)
+    return Rnn(classes), lambda ink, image: (ink,)
   if name == "bilstm":
-    return nn.Sequential(BiLSTM(), nn.Linear(512, CLASSES)), lambda ink, image: (ink,)
+    return nn.Sequential(BiLSTM(), nn.Linear(512, classes)), lambda ink, image: (ink,)
   if name == "sketchanet":
-    return nn.Sequential(sketchanet_trunk(image_side), nn.Linear(512, CLASSES)), lambda ink, image: (image,)
+    return nn.Sequential(sketchanet_trunk(image_side), nn.Linear(512, classes)), lambda ink, image: (image,)
   if name == "alexnet":
-    return alexnet(), lambda ink, image: (image,)
+    return alexnet(classes), lambda ink, image: (image,)
   if name == "resnet18":
-    return resnet18(), lambda ink, image: (image,)
-  return Fusion(image_side), lambda ink, image: (ink, image)
+    return resnet18(classes), lambda ink, image: (image,)
+  return Fusion(image_side, classes), lambda ink, image: (ink, image)

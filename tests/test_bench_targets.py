@@ -7,8 +7,9 @@ from bench import targets
 from bench import variants
 
 
-def _result(model, top1, epochs=4.0, cpu_s=100.0, budget=3600.0, curve=(0.3, 0.5, 0.4)):
-  return {"model": model, "epochs": epochs, "fit_cpu_s": cpu_s, "key": {"budget": budget},
+def _result(model, top1, epochs=4.0, cpu_s=100.0, budget=3600.0, curve=(0.3, 0.5, 0.4), label=None, records=None):
+  return {"model": model, "label": label or model, "epochs": epochs, "fit_cpu_s": cpu_s,
+          "key": {"budget": budget, "records": records},
           "test": {"top1_accuracy": top1, "examples": 400},
           "curve_epochs": [[i + 1.0, acc] for i, acc in enumerate(curve)]}
 
@@ -52,3 +53,12 @@ def test_a_perfect_or_empty_test_figure_gives_a_verdict_or_a_clear_error():
   empty["test"]["examples"] = 0
   with pytest.raises(ValueError, match="alexnet: its result has no test examples"):
     targets.target_rows({"vec": [empty], "bmp": []}, "vec17", "bmp22")
+
+
+def test_a_variant_answers_a_target_under_its_label_on_its_own_data_only():
+  runs = {"vec": [_result("alexnet", 0.64)], "bmp": [_result("resnet18", 0.90)],
+          "variants": [(None, _result("alexnet", 0.73, label="alexnet --augment", records="bench_vec17")),
+                       (None, _result("resnet18", 0.95, label="resnet18 --augment", records="bench_vec17"))]}
+  rows = {(row[0], row[1]): row for row in targets.target_rows(runs, "vec17", "bmp22")}
+  assert rows["vec17", "best model >= 0.75"][2:5] == ["`resnet18 --augment`", "0.9500 +- 0.0109", "met"]
+  assert rows["bmp22", "resnet18 >= 0.88"][2] == "`resnet18`"  # the vec17 variant does not answer for bmp22
