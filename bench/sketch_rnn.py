@@ -37,16 +37,20 @@ from absl import app
 from absl import flags
 import keras
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 
 from bench import report
 from quickdraw_tf import evaluate
+from quickdraw_tf import generate
 from quickdraw_tf import make_records
 from quickdraw_tf import models
+from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.models import sketch_rnn
 from quickdraw_tf.pipelines import records
 from quickdraw_tf.pipelines import sketch_rnn_data
 from quickdraw_tf.training import run_dir as run_dir_lib
+from quickdraw_tf.training import sketch_rnn_train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK_OPTIONS = {"encoder_units": 16, "latent_size": 8, "decoder_units": 32, "num_mixtures": 5, "max_seq_len": 100}
@@ -65,6 +69,8 @@ flags.DEFINE_string("compare_class", "cat", "The class --compare trains.")
 flags.DEFINE_string("settings", "magenta", "The settings of the runs (one of SETTINGS).")
 flags.DEFINE_bool("reuse", False, "Go on from --results_dir's results and --runs_dir's runs (after a stop).")
 flags.DEFINE_bool("render", False, "Only write BENCHMARKS.md's section from --results_dir.")
+flags.DEFINE_bool("picture", False, "Only draw --picture_path from the runs in --runs_dir (their last state).")
+flags.DEFINE_string("picture_path", os.path.join(REPO, "docs", "sketch_rnn.png"), "Where --picture draws.")
 flags.DEFINE_string("results_dir", os.path.join(REPO, "bench", "results", "bench_sketch_rnn"),
                     "One JSON per run (committed).")
 flags.DEFINE_string("classifier", "sketchanet", "The classifier that judges recognisability (bench/accuracy's best).")
@@ -211,7 +217,8 @@ def run_chunk(name, settings, classifier, class_index, options):
   goal = min(FLAGS.budget, result["budget"] + FLAGS.chunk)
   cpu, step = train("sketch_rnn", records_dir, run_dir, goal, options,
                     extra=[f"--steps_per_epoch={FLAGS.steps_per_epoch}", *SETTINGS[settings]])
-  model, config = run_dir_lib.restore(run_dir)
+  # The chunk's last state: best.weights.h5 kept an earlier chunk's model across resumptions.
+  model, config = run_dir_lib.restore(run_dir, os.path.join(run_dir, run_dir_lib.FINAL_WEIGHTS))
   test_r, test_kl = test_losses(model, records_dir)
   curve = loss_curve(run_dir, FLAGS.steps_per_epoch)
   result.update(budget=goal, curve=curve, data=config["data"], model_options=config["model_options"],
@@ -231,6 +238,47 @@ def real_recognition(classifier_dir, all_records):
   """{class: share of its real test drawings the classifier gets right}."""
   labels, probabilities, class_names = evaluate.predict_saved_model(classifier_dir, all_records, "test")
   return {name: float(np.mean(np.argmax(probabilities[labels == i], 1) == i)) for i, name in enumerate(class_names)}
+
+
+PICTURE_COLUMNS = 8
+
+
+def picture_rows(model, records_dir, name, completions):
+  """[(title, model-unit stroke-5, length)] rows of one class's grid: real test drawings, reconstructions
+  (tau 0.2), samples (tau 0.5), an interpolation between two test drawings (tau 0.1) and, when
+  ``completions``, endings of the first half of a test drawing's strokes (tau 0.5).
+  """
+  hp, n = model.hparams, PICTURE_COLUMNS
+  batch = next(iter(sketch_rnn_data.make_dataset(records_dir, "test", n, hp.max_seq_len, hp.scale_factor)))
+  real = [(f"real {name}", s, k) for s, k in zip(batch["strokes"].numpy(), batch["length"].numpy())]
+  drawings = [(title, sketch_rnn_data.stroke5_to_points(s, k, hp.scale_factor)) for title, s, k in real]
+  rows = real + generate.generate(model, "reconstruct", drawings, n, [0.2], 0)
+  rows += generate.generate(model, "sample", drawings, n, [SAMPLE_TEMPERATURE], 1)
+  rows += [(f"interp {t}", s, k) for t, s, k in generate.generate(model, "interpolate", drawings[:2], n, [0.1], 2)]
+  if completions:
+    half = generate.complete(model, drawings[0][1], n - 1, SAMPLE_TEMPERATURE, tf.constant([3, 0]))
+    strokes = ink_lib.points_to_strokes(drawings[0][1])
+    kept = sum(len(xs) for xs, _ in strokes[:max(1, len(strokes) // 2)]) - 1  # the prefix's stroke-5 rows
+    rows += [("half a cat" if name == "cat" else "half", real[0][1], kept)] + half
+  return rows
+
+
+def draw_picture():
+  """docs/sketch_rnn.png: each class's `picture_rows` from its run's last state (best eval loss, else final)."""
+  images, titles, states = [], [], []
+  for name in FLAGS.classes:
+    run_dir = os.path.join(FLAGS.runs_dir, f"{name}_{FLAGS.settings}")
+    if not os.path.exists(os.path.join(run_dir, run_dir_lib.CONFIG_FILE)):
+      sys.exit(f"sketch_rnn bench: no run in {run_dir}: train it with python -m bench.sketch_rnn --reuse first")
+    model, _ = run_dir_lib.restore(run_dir, os.path.join(run_dir, run_dir_lib.FINAL_WEIGHTS))
+    rows = picture_rows(model, build_records(name, [name]), name, completions=name == FLAGS.classes[0])
+    grid = sketch_rnn_train.render_grid(model, [s for _, s, _ in rows], [k for _, _, k in rows],
+                                        [t for t, _, _ in rows])
+    images.append(grid)
+    keras.backend.clear_session()
+  os.makedirs(os.path.dirname(FLAGS.picture_path), exist_ok=True)
+  Image.fromarray(np.concatenate(images, axis=0)).save(FLAGS.picture_path)
+  print(f"sketch_rnn bench: wrote {FLAGS.picture_path}", flush=True)
 
 
 TARGETS = {"samples, tau 0.5": 0.75, "reconstructions, tau 0.2": 0.85}
@@ -269,6 +317,26 @@ def curve_rows(label, curve, points=10):
   return [[label, curve[i][0], f"{curve[i][1]:.3f}", f"{curve[i][2]:.3f}"] for i in picks]
 
 
+def padding_rows(batch_size=100, batches=200):
+  """Per class: the share of decoder steps that are padding, at each padding, over ``batches`` training batches."""
+  rows = []
+  for name in FLAGS.classes:
+    records_dir = build_records(name, [name])
+    longest = sketch_rnn_data.split_statistics(records_dir, "train")["longest"]
+    row = [name, longest]
+    for pad_to, training in ((251, False), (longest + 1, False), (None, False), (None, True)):
+      kept = 250 if pad_to == 251 else longest  # Before: longer drawings were skipped.
+      batches_of = sketch_rnn_data.make_dataset(records_dir, "train", batch_size, kept, 1.0, training=training,
+                                                seed=0, repeat=True, pad_to=pad_to).take(batches)
+      real = total = 0
+      for batch in batches_of:
+        real += int(np.sum(batch["length"].numpy() + 1))
+        total += int(np.prod(batch["strokes"].shape[:2]))
+      row.append(f"{1 - real / total:.0%} ({total / batches / batch_size:.0f})")
+    rows.append(row)
+  return rows
+
+
 def write_section():
   """BENCHMARKS.md's sketch_rnn section from --results_dir (the committed results) alone."""
   results, classifier = load_results()
@@ -292,6 +360,12 @@ def write_section():
       "1e-5, batch 100; notes: Adam 1e-4, batch 64), after each chunk of training (CPU s of the train "
       "processes); the default (configs/sketch_rnn.cfg) is the lower held-out (eval) L_R:",
       report.table(["run", "CPU s", "steps", "eval L_R"] + list(TARGETS) + ["reconstructions, tau 0.5"], by_chunk),
+      "Padding: the share of the decoder's steps (batch 100, 200 training batches) that are padding rather than a "
+      "drawing's rows and its end row, and in brackets the rows a batch runs, when every drawing is padded to 250 "
+      "rows (before), to the longest training drawing (magenta's N_max), to its batch's longest, and to its "
+      "batch's longest with batches bucketed by length (now, training):",
+      report.table(["class", "longest training drawing (rows)", "to 250", "to the data's longest",
+                    "to the batch's longest", "bucketed (now)"], padding_rows()),
       "Held-out (eval split) L_R and L_KL (KL at its full weight) against steps:",
       report.table(["run", "steps", "eval L_R", "eval L_KL"],
                    [row for label, result in results.items() for row in curve_rows(label, result["curve"])]),
@@ -307,6 +381,8 @@ def main(_):
   if FLAGS.quick:
     FLAGS.source, FLAGS.classes, FLAGS.runs_dir = "simplified_lamnguyen", ["cat", "fish"], FLAGS.runs_dir + "_quick"
     FLAGS.budget, FLAGS.chunk, FLAGS.classifier_budget, FLAGS.steps_per_epoch, FLAGS.samples = 8, 4, 4, 2, 8
+  if FLAGS.picture:
+    return draw_picture()
   if not FLAGS.render:
     options = QUICK_OPTIONS if FLAGS.quick else {}
     all_records = build_records("all", FLAGS.classes)
