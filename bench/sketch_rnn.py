@@ -265,7 +265,7 @@ def picture_rows(model, records_dir, name, completions):
 
 def draw_picture():
   """docs/sketch_rnn.png: each class's `picture_rows` from its run's last state (best eval loss, else final)."""
-  images, titles, states = [], [], []
+  images = []
   for name in FLAGS.classes:
     run_dir = os.path.join(FLAGS.runs_dir, f"{name}_{FLAGS.settings}")
     if not os.path.exists(os.path.join(run_dir, run_dir_lib.CONFIG_FILE)):
