@@ -264,7 +264,7 @@ def picture_rows(model, records_dir, name, completions):
 
 
 def draw_picture():
-  """docs/sketch_rnn.png: each class's `picture_rows` from its run's last state (best eval loss, else final)."""
+  """docs/sketch_rnn.png: each class's `picture_rows` from its run's last state (final.weights.h5)."""
   images = []
   for name in FLAGS.classes:
     run_dir = os.path.join(FLAGS.runs_dir, f"{name}_{FLAGS.settings}")
