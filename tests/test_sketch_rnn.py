@@ -17,6 +17,7 @@ from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.models import sketch_rnn
 from quickdraw_tf.pipelines import sketch_rnn_data
 from quickdraw_tf.training import run_dir
+from quickdraw_tf.training import sketch_rnn_train
 from tests import synthetic
 from tests import verbs
 
@@ -65,7 +66,7 @@ def test_loss_terms_match_a_hand_computation():
   pens = np.array([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[1, 0, 0], [0, 0, 1], [0, 0, 1]]], np.float32)
   strokes = np.concatenate([rng.normal(size=(2, n_max, 2)).astype(np.float32), pens], axis=2)
   length = np.array([2, 1])
-  offsets, pen = sketch_rnn.reconstruction_loss(strokes, length, outputs, m)
+  offsets, pen = sketch_rnn.reconstruction_loss(strokes, length, outputs, m, n_max)
   expected_offsets, expected_pen = [], []
   for b in range(2):
     total_s = total_p = 0.0
@@ -78,7 +79,8 @@ def test_loss_terms_match_a_hand_computation():
       if i < length[b]:  # L_s: only the N_s real steps.
         total_s -= np.log(density)
       q = np.exp(outputs[b, i, 6 * m:]) / np.exp(outputs[b, i, 6 * m:]).sum()
-      total_p -= np.sum(strokes[b, i, 2:] * np.log(q))  # L_p: every one of the N_max steps.
+      if i <= length[b]:  # L_p: the N_s steps and the end-of-sketch row after them.
+        total_p -= np.sum(strokes[b, i, 2:] * np.log(q))
     expected_offsets.append(total_s / n_max)
     expected_pen.append(total_p / n_max)
   np.testing.assert_allclose(float(offsets), np.mean(expected_offsets), rtol=1e-5)
@@ -86,8 +88,8 @@ def test_loss_terms_match_a_hand_computation():
   # Offsets past N_s do not count.
   strokes[0, 2, :2] += 100.0
   strokes[1, 1:, :2] -= 50.0
-  np.testing.assert_allclose(float(sketch_rnn.reconstruction_loss(strokes, length, outputs, m)[0]), float(offsets),
-                             rtol=1e-6)
+  np.testing.assert_allclose(float(sketch_rnn.reconstruction_loss(strokes, length, outputs, m, n_max)[0]),
+                             float(offsets), rtol=1e-6)
   mu, sigma_hat = rng.normal(size=(2, 5)), rng.normal(size=(2, 5))
   expected_kl = np.mean([-np.sum(1 + s - u**2 - np.exp(s)) / (2 * 5) for u, s in zip(mu, sigma_hat)])
   np.testing.assert_allclose(float(sketch_rnn.kl_loss(mu, sigma_hat)), expected_kl, rtol=1e-5)
@@ -196,17 +198,81 @@ def test_decoder_cell_is_one_of_three_and_an_unknown_one_is_a_one_line_error():
   assert not models.build("sketch_rnn_uncond", 2, **TINY).cell.layer_norm
 
 
-def test_records_become_padded_scaled_stroke5_and_long_drawings_are_counted(records_dir):
+def test_records_become_scaled_stroke5_padded_to_the_batch_and_long_drawings_are_counted(records_dir):
   stats = sketch_rnn_data.split_statistics(records_dir, "train", 20)
-  full = sketch_rnn_data.split_statistics(records_dir, "train", 10_000)
+  full = sketch_rnn_data.split_statistics(records_dir, "train")
   assert stats["too_long"] > 0 and stats["kept"] + stats["too_long"] + stats["empty"] == full["kept"] + full["empty"]
+  assert 0 < stats["longest"] <= 20 < full["longest"]
   batch = next(iter(sketch_rnn_data.make_dataset(records_dir, "train", 64, 20, 2.0)))
   strokes, length = batch["strokes"].numpy(), batch["length"].numpy()
-  assert strokes.shape[1:] == (20, 5) and len(length) == stats["kept"] and length.max() <= 20
+  # The batch's longest drawing and its end-of-sketch row, not max_seq_len: what the data needs.
+  assert strokes.shape[1:] == (length.max() + 1, 5) and len(length) == stats["kept"] and length.max() <= 20
+  rows = strokes.shape[1]
   for drawing, n in zip(strokes, length):
-    np.testing.assert_array_equal(drawing[n:], np.tile(sketch_rnn.END_OF_SKETCH, (20 - n, 1)))
+    np.testing.assert_array_equal(drawing[n:], np.tile(sketch_rnn.END_OF_SKETCH, (rows - n, 1)))
     np.testing.assert_array_equal(drawing[:n, 2] + drawing[:n, 3], np.ones(n))  # one pen state a row
     assert drawing[n - 1, 3] == 1  # the last stroke ends
+  fixed = next(iter(sketch_rnn_data.make_dataset(records_dir, "train", 64, 20, 2.0, pad_to=21)))
+  assert fixed["strokes"].shape[1] == 21
+  np.testing.assert_array_equal(fixed["strokes"][:, :rows], strokes)
+
+
+def test_training_batches_are_bucketed_by_length(records_dir):
+  batches = sketch_rnn_data.make_dataset(records_dir, "train", 8, MAX_SEQ_LEN, 2.0, training=True, seed=0)
+  bounds = (0, *sketch_rnn_data.data.BUCKET_BOUNDARIES, MAX_SEQ_LEN + 1)
+  for batch in batches.take(6):
+    length = batch["length"].numpy()
+    bucket = np.searchsorted(bounds, length, side="right")
+    assert len(set(bucket)) == 1 and len(length) == 8, length  # one bucket a batch
+    assert batch["strokes"].shape[1] == length.max() + 1
+
+
+def test_the_loss_does_not_depend_on_padding_and_divides_by_the_data_n_max(records_dir):
+  """The same drawings padded to their batch's need or to max_seq_len + 1 (the paper's): the same L_s, L_p."""
+  keras.utils.set_random_seed(2)
+  stats = sketch_rnn_data.split_statistics(records_dir, "train", MAX_SEQ_LEN)
+  make = lambda **kw: next(iter(sketch_rnn_data.make_dataset(  # pylint: disable=unnecessary-lambda-assignment
+      records_dir, "eval", 16, MAX_SEQ_LEN, stats["offset_std"], **kw)))
+  tight, padded = make(), make(pad_to=MAX_SEQ_LEN + 1)
+  assert tight["strokes"].shape[1] < padded["strokes"].shape[1]
+  model = sketch_rnn.build(**TINY, max_seq_len=MAX_SEQ_LEN)
+  mu, _ = model.encode(tight["strokes"], tight["length"])
+  np.testing.assert_allclose(mu, model.encode(padded["strokes"], padded["length"])[0], atol=1e-5)
+  noise = model.noise_seed.state.numpy()
+  terms = []
+  for batch in (tight, padded):
+    model.noise_seed.state.assign(noise)  # The same z.
+    terms.append(model.loss_terms(batch, model(batch), training=False))
+  for key in ("offsets", "pen", "kl"):
+    np.testing.assert_allclose(float(terms[0][key]), float(terms[1][key]), rtol=1e-5, err_msg=key)
+  # N_max is the run's (the data's), not the batch's width: halving it doubles the loss.
+  half = sketch_rnn.build(**TINY, max_seq_len=MAX_SEQ_LEN // 2)
+  half.set_weights(model.get_weights())
+  half.noise_seed.state.assign(noise)
+  doubled = half.loss_terms(tight, half(tight), training=False)
+  np.testing.assert_allclose(float(doubled["r"]), 2 * float(terms[0]["r"]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "layer_norm"])
+def test_the_decoder_sequence_equals_the_cell_run_step_by_step(cell):
+  """decode_sequence (input projection ahead of the loop) == keras.layers.RNN over the same cell."""
+  model = sketch_rnn.build(**TINY, decoder_cell=cell)
+  rng = np.random.default_rng(0)
+  inputs = rng.normal(size=(3, 7, 5 + TINY["latent_size"])).astype(np.float32)
+  state = [tf.constant(rng.normal(size=(3, TINY["decoder_units"])).astype(np.float32)) for _ in range(2)]
+  np.testing.assert_allclose(sketch_rnn.decode_sequence(model.cell, inputs, state),
+                             model.decoder(inputs, initial_state=state), atol=1e-6)
+  dropped = sketch_rnn.decode_sequence(model.cell, inputs, state, training=True)
+  assert np.all(np.isfinite(dropped)) and not np.allclose(dropped, model.decoder(inputs, initial_state=state))
+
+
+def test_the_learning_rate_decays_to_its_floor_as_magenta():
+  schedule = sketch_rnn_train.DecayingLearningRate(1e-3, 0.9999, 1e-5)
+  np.testing.assert_allclose(float(schedule(0)), 1e-3, rtol=1e-6)
+  np.testing.assert_allclose(float(schedule(10_000)), (1e-3 - 1e-5) * 0.9999**10_000 + 1e-5, rtol=1e-3)  # float32
+  np.testing.assert_allclose(float(schedule(10**7)), 1e-5, rtol=1e-5)
+  hparams = sketch_rnn.HParams(learning_rate_decay=1.0)
+  assert sketch_rnn_train.learning_rate(type("Config", (), {"learning_rate": 1e-4})(), hparams) == 1e-4
 
 
 def test_points_round_trip_through_stroke5():

@@ -58,7 +58,9 @@ class HParams:
   kl_min: float = 0.2  # KL_min (magenta's kl_tolerance)
   kl_eta_min: float = 0.01  # eta_min
   kl_decay: float = 0.99995  # R (magenta's kl_decay_rate)
-  max_seq_len: int = 250  # N_max
+  learning_rate_decay: float = 0.9999  # lr_t = (lr - min) decay^t + min, magenta's decay_rate; 1: constant
+  min_learning_rate: float = 1e-5  # magenta's min_learning_rate
+  max_seq_len: int = 250  # N_max: sketch_rnn_train sets it to the longest training drawing, as magenta
   scale_factor: float = 1.0  # offsets were divided by it (computed on the training split)
 
   def __post_init__(self):
@@ -98,19 +100,24 @@ class DecoderCell(layers.Layer):
     h, c = self.update(ops.split(gates, 4, axis=-1), c, training)
     return h, [h, c]
 
-  def update(self, gates, c, training=False):
+  def update(self, gates, c, training=False, candidate_mask=None):
     """The LSTM step from its pre-activations: new ``(h, c)``, float ``[b, u]`` each.
 
     Args:
       gates: 4 float ``[b, u]``: input gate, candidate, forget gate, output
         gate (magenta's i, j, f, o), before normalisation and the forget bias.
       c: float ``[b, u]``, the previous cell.
+      training: drop the candidate (recurrent dropout), unless
+        ``candidate_mask`` (float ``[b, u]``, zeros and ``1 / keep``) is given
+        to multiply it.
     """
     if self.layer_norm:
       gates = [norm(g) for norm, g in zip(self.gate_norms, gates)]
     input_gate, candidate, forget_gate, output_gate = gates
     candidate = ops.tanh(candidate)
-    if training and self.recurrent_dropout:
+    if candidate_mask is not None:
+      candidate = candidate * candidate_mask
+    elif training and self.recurrent_dropout:
       candidate = keras.random.dropout(candidate, self.recurrent_dropout, seed=self.seed_generator)
     c = c * ops.sigmoid(forget_gate + self.forget_bias) + ops.sigmoid(input_gate) * candidate
     h = ops.tanh(self.cell_norm(c) if self.layer_norm else c) * ops.sigmoid(output_gate)
@@ -179,6 +186,36 @@ class HyperLSTMCell(DecoderCell):
     return h, [h, c, hyper_h, hyper_c]
 
 
+def decode_sequence(cell, inputs, state, training=False):
+  """`DecoderCell` over every step under teacher forcing: float ``[b, t, u]`` outputs ``h``.
+
+  The same as ``layers.RNN(cell)``, faster: the input projection ``inputs
+  W_x + b`` of all steps is one product before the recurrence, and the
+  recurrent dropout's masks are drawn at once (the same rate, other draws).
+
+  Args:
+    inputs: float ``[b, t, d]``; state: ``[h, c]``, float ``[b, u]`` each.
+  """
+  if not cell.built:
+    cell.build(tuple(inputs.shape))
+  dtype = cell.compute_dtype
+  projected = ops.matmul(ops.cast(inputs, dtype), ops.cast(cell.input_kernel, dtype)) + ops.cast(cell.bias, dtype)
+  projected = ops.transpose(projected, (1, 0, 2))  # Time-major.
+  recurrent_kernel = ops.cast(cell.recurrent_kernel, dtype)
+  keep = None
+  if training and cell.recurrent_dropout:
+    keep = keras.random.dropout(ops.ones((*ops.shape(projected)[:2], cell.units), dtype), cell.recurrent_dropout,
+                                seed=cell.seed_generator)
+
+  def step(carry, x):
+    h, c = carry
+    gates, mask = (x, None) if keep is None else x
+    return cell.update(ops.split(gates + ops.matmul(h, recurrent_kernel), 4, axis=-1), c, candidate_mask=mask)
+
+  hidden, _ = tf.scan(step, projected if keep is None else (projected, keep), tuple(ops.cast(s, dtype) for s in state))
+  return ops.transpose(hidden, (1, 0, 2))
+
+
 def decoder_cell(hparams):
   """The decoder's cell for ``hparams.decoder_cell`` (see `DECODER_CELLS`), named "decoder_cell"."""
   h = hparams
@@ -216,25 +253,35 @@ def mixture_log_density(dx, dy, params):
   return ops.logsumexp(params["log_pi"] + log_normal, axis=-1)
 
 
-def reconstruction_loss(strokes, length, outputs, num_mixtures):
-  """The notes' ``L_s`` and ``L_p``, each summed over steps, divided by ``N_max``, averaged over the batch.
+def reconstruction_loss(strokes, length, outputs, num_mixtures, n_max):
+  """The notes' ``L_s`` and ``L_p``, each summed over a drawing's steps, divided by ``N_max``, averaged over the batch.
+
+  A drawing's steps are its ``N_s`` strokes and the end-of-sketch row after
+  them (where the model learns to stop): so the value does not depend on how
+  far the batch is padded, and ``N_max`` is the data's (the run's
+  ``max_seq_len``), not the batch's width. The paper's L_p also counts the
+  end-of-sketch rows after that one (to ``N_max``), which a sampler, stopping
+  at the first, never reaches; they are what padding to the batch, not to
+  ``N_max``, leaves out.
 
   Args:
-    strokes: float32 ``[b, N_max, 5]`` targets; rows past ``length`` are
-      end-of-sketch rows.
-    length: int ``[b]`` ``N_s``: L_s counts steps below it only; L_p counts
-      all ``N_max`` steps, so the model learns to stay at the end state.
-    outputs: float ``[b, N_max, 6M + 3]`` decoder outputs.
+    strokes: float32 ``[b, t, 5]`` targets (any ``t >= length + 1``); rows
+      from ``length`` on are end-of-sketch rows.
+    length: int ``[b]`` ``N_s``: L_s counts the steps below it, L_p those up
+      to it.
+    outputs: float ``[b, t, 6M + 3]`` decoder outputs.
+    n_max: ``N_max``, the divisor (a number).
 
   Returns:
     (L_s, L_p) float32 scalars.
   """
   params = mixture_params(outputs, num_mixtures)
-  n_max = ops.cast(ops.shape(strokes)[1], "float32")
-  valid = ops.cast(ops.arange(ops.shape(strokes)[1])[None, :] < ops.cast(length, "int32")[:, None], "float32")
+  steps = ops.arange(ops.shape(strokes)[1])[None, :]
+  length = ops.cast(length, "int32")[:, None]
   log_density = mixture_log_density(strokes[..., 0], strokes[..., 1], params)
-  offsets_loss = -ops.sum(log_density * valid, axis=1) / n_max
-  pen_loss = -ops.sum(strokes[..., 2:] * ops.log_softmax(params["pen_logits"], axis=-1), axis=(1, 2)) / n_max
+  offsets_loss = -ops.sum(log_density * ops.cast(steps < length, "float32"), axis=1) / n_max
+  pen_log_q = ops.sum(strokes[..., 2:] * ops.log_softmax(params["pen_logits"], axis=-1), axis=2)
+  pen_loss = -ops.sum(pen_log_q * ops.cast(steps <= length, "float32"), axis=1) / n_max
   return ops.mean(offsets_loss), ops.mean(pen_loss)
 
 
@@ -309,7 +356,11 @@ class SketchRNN(keras.Model):
       steps = ops.shape(decoder_inputs)[1]
       decoder_inputs = ops.concatenate(
           [decoder_inputs, ops.broadcast_to(z[:, None, :], (batch_size, steps, self.hparams.latent_size))], axis=2)
-    hidden = self.decoder(decoder_inputs, initial_state=self.decoder_state(z, batch_size), training=training)
+    state = self.decoder_state(z, batch_size)
+    if isinstance(self.cell, HyperLSTMCell):
+      hidden = self.decoder(decoder_inputs, initial_state=state, training=training)
+    else:
+      hidden = decode_sequence(self.cell, decoder_inputs, state, training)
     results["outputs"] = self.output_layer(hidden)
     return results
 
@@ -320,7 +371,7 @@ class SketchRNN(keras.Model):
     uses the full ``w_KL``, so that eval losses compare across steps.
     """
     offsets, pen = reconstruction_loss(inputs["strokes"], inputs["length"], results["outputs"],
-                                       self.hparams.num_mixtures)
+                                       self.hparams.num_mixtures, self.hparams.max_seq_len)
     terms = {"offsets": offsets, "pen": pen, "r": offsets + pen, "kl": ops.zeros(()), "kl_weight": ops.zeros(())}
     terms["total"] = terms["r"]
     if self.hparams.conditional:

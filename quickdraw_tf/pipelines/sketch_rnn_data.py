@@ -6,13 +6,17 @@ scaled separately); sketch-rnn reads offsets in the simplified frame's pixels
 training offsets (the notes' appendix; no mean subtraction, as magenta's
 ``calculate_normalizing_scale_factor``). Drawings with more than
 ``max_seq_len`` stroke-5 rows, or none (one point), are skipped and counted.
-Every sequence is padded with ``(0, 0, 0, 0, 1)`` to ``max_seq_len`` rows.
+A batch is padded with ``(0, 0, 0, 0, 1)`` rows to what it needs, its longest
+drawing and one end-of-sketch row, not to ``max_seq_len`` (the loss does not
+depend on the padding: `sketch_rnn.reconstruction_loss`); training batches
+are bucketed by length (`data.BUCKET_BOUNDARIES`), as the classifiers'.
 """
 
 import numpy as np
 import tensorflow as tf
 
 from quickdraw_tf.drawings import ink as ink_lib
+from quickdraw_tf.pipelines import data
 from quickdraw_tf.pipelines import records
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -36,22 +40,27 @@ def _parsed(records_dir, split):
   return tf.data.TFRecordDataset(paths).map(parse, num_parallel_calls=AUTOTUNE)
 
 
-def split_statistics(records_dir, split, max_seq_len):
+def split_statistics(records_dir, split, max_seq_len=None):
   """What `make_dataset` keeps of a split, and the spread of its offsets.
 
+  Args:
+    max_seq_len: the most stroke-5 rows kept; None keeps every drawing.
+
   Returns:
-    dict: ``kept``, ``too_long``, ``empty`` (drawing counts) and ``offset_std``
-    (float, the standard deviation of the kept drawings' dx and dy together).
+    dict: ``kept``, ``too_long``, ``empty`` (drawing counts), ``longest``
+    (int, rows of the longest kept drawing) and ``offset_std`` (float, the
+    standard deviation of the kept drawings' dx and dy together).
   """
-  counts = {"kept": 0, "too_long": 0, "empty": 0}
+  counts = {"kept": 0, "too_long": 0, "empty": 0, "longest": 0}
   sums = np.zeros(3)  # count, sum, sum of squares of the offsets
   for ink, length in _parsed(records_dir, split).as_numpy_iterator():
     if length == 0:
       counts["empty"] += 1
-    elif length > max_seq_len:
+    elif max_seq_len is not None and length > max_seq_len:
       counts["too_long"] += 1
     else:
       counts["kept"] += 1
+      counts["longest"] = max(counts["longest"], int(length))
       offsets = ink[:, :2].astype(np.float64).ravel()
       sums += (offsets.size, offsets.sum(), np.square(offsets).sum())
   mean = sums[1] / max(sums[0], 1)
@@ -60,7 +69,7 @@ def split_statistics(records_dir, split, max_seq_len):
 
 
 def make_dataset(records_dir, split, batch_size, max_seq_len, scale_factor, training=False, seed=None,
-                 repeat=None, shuffle_buffer=20000):
+                 repeat=None, shuffle_buffer=20000, pad_to=None):
   """Batches of the model's input dict from one split.
 
   Args:
@@ -69,22 +78,32 @@ def make_dataset(records_dir, split, batch_size, max_seq_len, scale_factor, trai
     batch_size: drawings per batch.
     max_seq_len: ``N_max``; longer drawings are skipped.
     scale_factor: offsets are divided by it.
-    training: shuffle, repeat (unless ``repeat=False``) and drop the last
-      partial batch.
+    training: shuffle, repeat (unless ``repeat=False``), bucket by length
+      and drop each bucket's last partial batch.
+    pad_to: pad every batch to this many rows (at least ``max_seq_len + 1``)
+      instead of to what it needs: the fixed shape of the paper's padding.
 
   Returns:
-    ``tf.data.Dataset`` of ``{"strokes": float32 [b, max_seq_len, 5],
-    "length": int32 [b]}``.
+    ``tf.data.Dataset`` of ``{"strokes": float32 [b, n + 1, 5], "length":
+    int32 [b]}``, n the batch's longest drawing (or ``pad_to - 1``).
   """
   dataset = _parsed(records_dir, split).filter(lambda ink, length: (length > 0) & (length <= max_seq_len))
   if training:
     dataset = dataset.shuffle(shuffle_buffer, seed=seed)
   if training if repeat is None else repeat:
     dataset = dataset.repeat()
-  dataset = dataset.padded_batch(batch_size, padded_shapes=([max_seq_len, 3], []), drop_remainder=training)
+  if pad_to:
+    dataset = dataset.padded_batch(batch_size, padded_shapes=([pad_to - 1, 3], []), drop_remainder=training)
+  elif training:
+    dataset = dataset.bucket_by_sequence_length(lambda ink, length: length, list(data.BUCKET_BOUNDARIES),
+                                                [batch_size] * (len(data.BUCKET_BOUNDARIES) + 1),
+                                                drop_remainder=True)
+  else:
+    dataset = dataset.padded_batch(batch_size)
 
   def to_inputs(ink, length):
     ink = tf.concat([ink[..., :2] / scale_factor, ink[..., 2:]], axis=-1)
+    ink = tf.pad(ink, [[0, 0], [0, 1], [0, 0]])  # Room for every drawing's end-of-sketch row.
     return {"strokes": ink_lib.to_stroke5(ink, length), "length": length}
 
   return dataset.map(to_inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

@@ -63,7 +63,8 @@ class SketchSummaries(summaries.EpochSummaries):
       strokes, length = self.eval_batch["strokes"][:n], self.eval_batch["length"][:n]
       mu, _ = model.encode(strokes, length)
       drawn, drawn_length = sketch_rnn.sample(model, mu, SUMMARY_TEMPERATURE, seed, max_len)
-      grid = render_grid(model, np.concatenate([strokes, drawn]), np.concatenate([length, drawn_length]),
+      # Lists: the eval batch is as wide as its longest drawing, the samples as max_len.
+      grid = render_grid(model, [*strokes.numpy(), *drawn.numpy()], np.concatenate([length, drawn_length]),
                          ["input"] * n + [f"tau {SUMMARY_TEMPERATURE}"] * n)
       tf.summary.image("reconstructions", grid[None])
     z = tf.random.stateless_normal([n, model.latent_size], seed)
@@ -71,13 +72,47 @@ class SketchSummaries(summaries.EpochSummaries):
     tf.summary.image("samples", render_grid(model, drawn, drawn_length, [f"tau {SUMMARY_TEMPERATURE}"] * n)[None])
 
 
+@keras.saving.register_keras_serializable(package="quickdraw_tf")
+class DecayingLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+  """magenta's sketch-rnn schedule: ``(initial - minimum) decay^step + minimum``, float32."""
+
+  def __init__(self, initial, decay, minimum):
+    self.initial, self.decay, self.minimum = initial, decay, minimum
+
+  def __call__(self, step):
+    step = keras.ops.cast(step, "float32")
+    return (self.initial - self.minimum) * keras.ops.power(self.decay, step) + self.minimum
+
+  def get_config(self):
+    return {"initial": self.initial, "decay": self.decay, "minimum": self.minimum}
+
+
+def learning_rate(config, hparams):
+  """``config.learning_rate``, decaying as ``hparams`` say (`DecayingLearningRate`) unless their decay is 1."""
+  if hparams.learning_rate_decay == 1.0:
+    return config.learning_rate
+  return DecayingLearningRate(config.learning_rate, hparams.learning_rate_decay, hparams.min_learning_rate)
+
+
 def data_options(records_dir, model_dir, model_options):
   """The run's model options with ``max_seq_len`` and ``scale_factor``, and the data counts.
 
-  The scale factor comes from the training split, or from ``model_dir``'s
-  config when it continues a run (so a resumed run scales alike).
+  ``max_seq_len`` (``N_max``: the longest drawing a run takes, and its loss's
+  divisor) is the training split's longest drawing unless given, as magenta
+  sets it; the scale factor comes from the training split. A run continuing
+  in ``model_dir`` keeps its config's values, so that it scales and
+  normalises alike.
   """
   options = dict(model_options)
+  previous = os.path.join(model_dir, run_dir.CONFIG_FILE)
+  if os.path.exists(previous):
+    with open(previous, encoding="utf-8") as f:
+      before = json.load(f).get("model_options", {})
+    for key in ("max_seq_len", "scale_factor"):
+      if key not in options and before.get(key):
+        options[key] = before[key]
+  if "max_seq_len" not in options and records.shard_paths(records_dir, "train"):
+    options["max_seq_len"] = sketch_rnn_data.split_statistics(records_dir, "train")["longest"] or 1
   options.setdefault("max_seq_len", sketch_rnn.HParams.max_seq_len)
   counts = {}
   for split in records.SPLITS:
@@ -86,10 +121,6 @@ def data_options(records_dir, model_dir, model_options):
   if not counts.get("train", {}).get("kept"):
     raise ValueError(f"{records_dir} has no training drawings of 1 to {options['max_seq_len']} stroke-5 rows: "
                      "raise --model_option=max_seq_len=N or make records from other drawings")
-  previous = os.path.join(model_dir, run_dir.CONFIG_FILE)
-  if "scale_factor" not in options and os.path.exists(previous):
-    with open(previous, encoding="utf-8") as f:
-      options["scale_factor"] = json.load(f).get("model_options", {}).get("scale_factor")
   if not options.get("scale_factor"):
     options["scale_factor"] = counts["train"]["offset_std"] or 1.0
   return options, counts
@@ -137,12 +168,12 @@ def train(config, callbacks=()):
   run = {"model": config.model, "classes": class_names, "image_size": 0, "model_options": options,
          "records": os.path.abspath(records_dir), "data": counts, "training": config.record(),
          "version": quickdraw_tf.__version__}
-  sketch_rnn.make_hparams(config.model != "sketch_rnn_uncond", **options)  # Bad options: before the run dir changes.
+  hparams = sketch_rnn.make_hparams(config.model != "sketch_rnn_uncond", **options)  # Before the run dir changes.
   run_dir.start(model_dir, run)
   keras.mixed_precision.set_global_policy(distribute.precision_policy(config.mixed_precision, strategy_obj))
   with strategy_obj.scope():
     model = models.build(config.model, len(class_names), **options)
-    model.compile(keras.optimizers.Adam(config.learning_rate, clipvalue=config.clip_norm or None),
+    model.compile(keras.optimizers.Adam(learning_rate(config, hparams), clipvalue=config.clip_norm or None),
                   jit_compile=config.jit_compile)
   make = lambda split, **kw: sketch_rnn_data.make_dataset(  # pylint: disable=unnecessary-lambda-assignment
       records_dir, split, batch_size, options["max_seq_len"], options["scale_factor"], **kw)
