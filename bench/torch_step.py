@@ -29,7 +29,7 @@ import sys
 if any(arg.startswith("--measure=torch:") for arg in sys.argv):
   # A PyTorch side imports torch._dynamo before TensorFlow: imported after it (as torch.optim does on first use),
   # it crashed the process (SIGSEGV; torch 2.14, TensorFlow 2.21).
-  import torch._dynamo  # pylint: disable=g-bad-import-order,unused-import
+  pass  # pylint: disable=g-bad-import-order,unused-import
 from absl import app
 from absl import flags
 import keras
@@ -82,6 +82,7 @@ def sketch_step(framework, cell, rows, rng):
     batch = {"strokes": strokes, "length": length.astype("int32")}
     return lambda: model.train_on_batch(batch)
   import torch  # pylint: disable=import-outside-toplevel
+
   from bench import torch_models  # pylint: disable=import-outside-toplevel
   model = torch_models.SketchRNN(cell, n_max=rows)
   optimizer = torch.optim.Adam(model.parameters(), 1e-3)

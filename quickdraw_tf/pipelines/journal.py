@@ -21,7 +21,6 @@ from absl import logging
 from quickdraw_tf.pipelines import records
 from quickdraw_tf.pipelines.conversion import MakeRecordsError
 
-
 _STAGE_RE = re.compile(r"\.(partial|ready)-(\d+)")
 JOURNAL = ".replaces.json"
 
