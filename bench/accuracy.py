@@ -68,6 +68,7 @@ import psutil
 from bench import converge
 from bench import plots
 from bench import report
+from bench import shared_flags  # --models: the classifiers (vec17; image models also on bmp22).
 from bench import targets
 from bench import variants
 import quickdraw_tf
@@ -86,7 +87,6 @@ flags.DEFINE_float("budget", 120, "Training budget of every model, in CPU second
 flags.DEFINE_integer("image_side", 64, "Image side of the image models, for those whose default is larger "
                      "(sketchanet, alexnet, fusion: 225 px); resnet18 keeps its 28 px.")
 flags.DEFINE_integer("bmp_max_per_class", 1000, "Rows per bmp22 category (0: all).", lower_bound=0)
-flags.DEFINE_list("models", [name for name, spec in models.MODELS.items() if not spec.trainer], "Models to train on vec17 (image models also on bmp22).")
 flags.DEFINE_bool("ablation", True, "Also train the rnn ablation variants on vec17.")
 flags.DEFINE_bool("vec17", True, "Train the models on vec17.")
 flags.DEFINE_bool("bmp22", True, "Also train the image models on bmp22.")
@@ -109,7 +109,7 @@ flags.DEFINE_integer("converge_eval_steps", converge.EVAL_STEPS, "Converged mode
                      "the training split, this many) steps (train's --steps_per_epoch where a pass is shorter, unless "
                      "a variant sets it); 0: every pass, the rule of the results committed before 2026-12-05.",
                      lower_bound=0)
-flags.DEFINE_bool("quick", False, "Smoke check: 4 categories, a few models, --budget=12; prints tables only.")
+# --quick (bench/shared_flags.py) here: 4 categories, a few models, --budget=12; prints tables only.
 flags.DEFINE_bool("reuse", False, "Reuse finished runs of the same settings in --runs_dir (e.g. after a crash).")
 report.define_data_dir()
 flags.DEFINE_string("records_root", os.path.join(REPO, quickdraw_tf.DEFAULT_RECORDS_ROOT),
@@ -300,7 +300,7 @@ def eval_period_flags(model, records_dir, train_flags, min_steps):
   given = {name: value for name, _, value in (f[2:].partition("=") for f in train_flags)}
   if "steps_per_epoch" in given or not min_steps:
     return []
-  batch = int(given.get("batch_size") or {n: v for _, n, v in train_config.read_defaults(model)}["batch_size"])
+  batch = int(given.get("batch_size") or train_config.model_defaults(model)["batch_size"])
   train_count = records.read_stats(records_dir)["totals"]["train"]
   period = converge.eval_period(train_count, batch, min_steps)
   return [f"--steps_per_epoch={period}"] if period > converge.one_pass(train_count, batch) else []
@@ -777,6 +777,7 @@ def plot_panels(run, runs, vec_dir, bmp_dir):
 
 
 def main(_):
+  shared_flags.default_models(name for name, spec in models.MODELS.items() if not spec.trainer)
   run = settings()
   started = time.time()
   vec_dir, bmp_dir = build_run_records(run)

@@ -41,17 +41,17 @@ import tensorflow as tf
 
 from bench import pipeline  # Shares its --data_dir and --seconds, and its records.
 from bench import report
+from bench import shared_flags  # --models: every model.
 from quickdraw_tf import evaluate
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
 from quickdraw_tf.pipelines import data
 from quickdraw_tf.training import distribute
 
-flags.DEFINE_bool("quick", False, "A CPU smoke run: rnn and resnet18, small batches, 3 steps, little data.")
+# --quick (bench/shared_flags.py) here: a CPU smoke run, rnn and resnet18, small batches, 3 steps, little data.
 flags.DEFINE_integer("steps", 50, "Training steps per model and setting.", lower_bound=1)
 flags.DEFINE_integer("device_batch_size", 256, "Global batch size of the training steps and pipelines.",
                      lower_bound=1)
-flags.DEFINE_list("models", list(models.MODELS), "Models to run.")
 flags.DEFINE_list("jit_compile", ["no", "yes"], "Run each model without (no) and/or with (yes) XLA.")
 flags.DEFINE_string("output", report.BENCHMARKS_MD, "Markdown file whose `device` section is (re)written.")
 FLAGS = flags.FLAGS
@@ -205,6 +205,7 @@ def model_rows(spec, records_dir, class_names, strategy, tmp):
 
 
 def main(_):
+  shared_flags.default_models(models.MODELS)
   words, max_per_class = report.VEC17, 0
   if FLAGS.quick:
     for name in ("steps", "step_batches", "device_batch_size", "seconds", "models", "jit_compile"):

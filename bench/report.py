@@ -18,7 +18,12 @@ BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 
 
 def define_data_dir():
-  """Defines --data_dir, the shared QuickDraw drawings, which absl checks exists before ``main`` runs."""
+  """Defines --data_dir, the shared QuickDraw drawings, which absl checks exists before ``main`` runs.
+
+  Once per process: scripts that import one another (and the tests, which import several) all call it.
+  """
+  if "data_dir" in flags.FLAGS:
+    return
   flags.DEFINE_string("data_dir", quickdraw_tf.DEFAULT_DATA_DIR,
                       "The shared QuickDraw data (default: $QUICKDRAW_DATA, else ../shared/data/quickdraw beside "
                       "the repository).")

@@ -41,6 +41,7 @@ from PIL import Image
 import tensorflow as tf
 
 from bench import report
+from bench import shared_flags  # noqa: F401  (defines --quick)
 from quickdraw_tf import evaluate
 from quickdraw_tf import generate
 from quickdraw_tf import make_records
@@ -76,7 +77,7 @@ flags.DEFINE_string("results_dir", os.path.join(REPO, "bench", "results", "bench
 flags.DEFINE_string("classifier", "sketchanet", "The classifier that judges recognisability (bench/accuracy's best).")
 flags.DEFINE_float("classifier_budget", 240, "CPU seconds of training of the classifier.")
 flags.DEFINE_integer("samples", 50, "Unconditional samples per class.")
-flags.DEFINE_bool("quick", False, "Tiny units, 2 steps a class, lamnguyen data; prints only.")
+# --quick (bench/shared_flags.py) here: tiny units, 2 steps a class, lamnguyen data; prints only.
 flags.DEFINE_string("runs_dir", "runs/bench_sketch_rnn", "Records and runs go here.")
 report.define_data_dir()
 FLAGS = flags.FLAGS

@@ -36,15 +36,14 @@ import keras
 import numpy as np
 
 from bench import report
+from bench import shared_flags  # --models: the models measured (main says which by default).
 from bench import steps
 from quickdraw_tf import models
 
 flags.DEFINE_integer("rounds", 6, "Alternating rounds of each side; the best is kept. One process can land "
                      "30% below its side's best, hence several.", lower_bound=1)
 flags.DEFINE_float("seconds", 3.0, "CPU seconds at least per side and round.")
-flags.DEFINE_list("models", ["rnn", "bilstm", "sketchanet", "alexnet", "resnet18", "fusion", "sketch_rnn",
-                            "sketch_rnn_layer_norm", "sketch_rnn_hyper"], "Models to measure.")
-flags.DEFINE_bool("quick", False, "Smoke check: one short round a side; prints the table, writes nothing.")
+# --quick (bench/shared_flags.py) here: one short round a side; prints the table, writes nothing.
 flags.DEFINE_string("measure", None, "Internal: measure one side here, framework:model:points:side.")
 FLAGS = flags.FLAGS
 
@@ -163,6 +162,8 @@ def spread(rates):
 
 
 def main(_):
+  shared_flags.default_models(["rnn", "bilstm", "sketchanet", "alexnet", "resnet18", "fusion", "sketch_rnn",
+                               "sketch_rnn_layer_norm", "sketch_rnn_hyper"])
   if FLAGS.measure:
     framework, name, points, side = FLAGS.measure.split(":")
     return measure_here(name, int(points), int(side), framework)

@@ -188,7 +188,9 @@ def _chromium():
 @contextlib.contextmanager
 def demo_cli(saved_model):
   """``python -m quickdraw_tf.demo --port=0`` running; yields its URL (read from its first line)."""
-  process = subprocess.Popen([sys.executable, "-m", "quickdraw_tf.demo", f"--saved_model={saved_model}", "--port=0"],
+  # A deadline no machine reaches: the page's answers, not the server's load shedding (tests/test_demo_server.py).
+  process = subprocess.Popen([sys.executable, "-m", "quickdraw_tf.demo", f"--saved_model={saved_model}", "--port=0",
+                              "--deadline=600"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
   try:

@@ -225,6 +225,15 @@ def apply_defaults(model, flag_values):
       flag_values[name].value, flag_values[name].present = scratch[name].value, scratch[name].present
 
 
+def model_defaults(model):
+  """The settings ``train --model=<model>`` starts from: {flag name: value}, configs/<model>.cfg over the fields'."""
+  scratch = flags.FlagValues()
+  define_flags(scratch)
+  scratch(["train"])
+  apply_defaults(model, scratch)
+  return {name: scratch[name].value for name in config_flag_names()}
+
+
 def _where(path, lines, text):
   """``path:N`` of the first line that starts with ``text`` (``path`` alone if none does)."""
   number = next((n for n, line in enumerate(lines, 1) if text and line.startswith(text)), None)
