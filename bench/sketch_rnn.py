@@ -58,7 +58,9 @@ QUICK_OPTIONS = {"encoder_units": 16, "latent_size": 8, "decoder_units": 32, "nu
 RECONSTRUCTION_TEMPERATURES = (0.2, 0.5)
 SAMPLE_TEMPERATURE = 0.5
 # Training settings compared: extra train flags of each (configs/sketch_rnn.cfg is magenta's).
-SETTINGS = {"magenta": [], "notes": ["--flagfile=configs/sketch_rnn_notes.cfg"]}
+# magenta_noaug: magenta's without its training augmentation (scale, stroke drop), as the runs before it was ported.
+SETTINGS = {"magenta": [], "magenta_noaug": ["--model_option=random_scale_factor=0", "--model_option=augment_stroke_prob=0"],
+            "notes": ["--flagfile=configs/sketch_rnn_notes.cfg"]}
 
 flags.DEFINE_list("classes", ["cat", "horse"], "Classes, each trained alone.")
 flags.DEFINE_string("source", "simplified_vlandham", "Directory under <data_dir>/strokes.")

@@ -471,3 +471,50 @@ def test_generate_says_how_many_drawings_it_wrote_and_why_one_is_missing(model_d
   with open(tmp_path / "sample.ndjson") as f:
     written = len(f.read().splitlines())
   assert written == 1 and result.stdout.startswith("wrote 1 drawing (1 of the 2 ended at their first step")
+
+
+def _magenta_drop(ink, dropped):
+  """magenta's augment_strokes loop (its semantics, written here as the oracle), with the draws given: point i is
+  dropped where ``dropped[i]`` and magenta's rule allows it (a stroke's 4th point on, not its last)."""
+  result, previous, count = [], [0.0, 0.0, 1.0], 0
+  for i, candidate in enumerate(ink.tolist()):
+    count = 0 if candidate[2] == 1 or previous[2] == 1 else count + 1
+    if candidate[2] == 0 and previous[2] == 0 and count > 2 and dropped[i]:
+      result[-1][0] += candidate[0]
+      result[-1][1] += candidate[1]
+    else:
+      result.append(candidate)
+      previous = candidate
+  return np.array(result, np.float32)
+
+
+@pytest.mark.parametrize("probability", [0.0, 1.0])
+def test_augmentation_drops_the_points_magentas_rule_allows_and_keeps_the_drawings_ends(probability):
+  rng = np.random.default_rng(3)
+  ink = np.concatenate([rng.normal(size=(40, 2)), (rng.random((40, 1)) < 0.15)], axis=1).astype(np.float32)
+  ink[-1, 2] = 1
+  out, length = sketch_rnn_data.augment(tf.constant(ink), tf.constant(40), tf.constant([1, 2], tf.int64), 0.0,
+                                        probability)
+  expected = _magenta_drop(ink, [probability == 1.0] * 40)
+  assert int(length) == len(expected) and (len(expected) < 40) == (probability == 1.0)
+  np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
+  # Dropping a vertex moves no other: the pen-lift points stay where they were.
+  lifted = [np.cumsum(d[:, :2], axis=0)[d[:, 2] == 1] for d in (out.numpy(), ink)]
+  np.testing.assert_allclose(*lifted, atol=1e-4)
+
+
+def test_augmentation_scales_x_and_y_within_the_factor_and_differs_per_read(tmp_path):
+  ink = np.tile(np.array([[1.0, 1.0, 0.0]], np.float32), (10, 1))
+  scales = []
+  for seed in range(20):
+    out, _ = sketch_rnn_data.augment(tf.constant(ink), tf.constant(10), tf.constant([seed, 0], tf.int64), 0.15, 0.0)
+    scales.append(out.numpy()[0, :2])
+  scales = np.array(scales)
+  assert np.all(np.abs(scales - 1) <= 0.15) and scales.std(axis=0).min() > 0.01 and np.ptp(scales[:, 0] - scales[:, 1]) > 0
+
+
+@pytest.mark.parametrize("option", ["random_scale_factor=1.5", "augment_stroke_prob=nan", "random_scale_factor=-0.1"])
+def test_augmentation_options_out_of_range_are_refused(option):
+  name, value = option.split("=")
+  with pytest.raises(ValueError, match=name):
+    sketch_rnn.make_hparams(**{name: float(value)})

@@ -60,11 +60,17 @@ class HParams:
   kl_decay: float = 0.99995  # R (magenta's kl_decay_rate)
   learning_rate_decay: float = 0.9999  # lr_t = (lr - min) decay^t + min, magenta's decay_rate; 1: constant
   min_learning_rate: float = 1e-5  # magenta's min_learning_rate
+  random_scale_factor: float = 0.15  # training drawings' x and y each scaled by 1 +- up to this, as magenta
+  augment_stroke_prob: float = 0.1  # a stroke's inner point dropped with this probability, as magenta
   max_seq_len: int = 250  # N_max: sketch_rnn_train sets it to the longest training drawing, as magenta
   scale_factor: float = 1.0  # offsets were divided by it (computed on the training split)
 
   def __post_init__(self):
     cli.check_choice(self.decoder_cell, DECODER_CELLS, "sketch_rnn decoder_cell")
+    if not 0 <= self.random_scale_factor < 1:  # NaN fails too
+      raise ValueError(f"sketch_rnn random_scale_factor must be in [0, 1), not {self.random_scale_factor}")
+    if not 0 <= self.augment_stroke_prob <= 1:
+      raise ValueError(f"sketch_rnn augment_stroke_prob must be in [0, 1], not {self.augment_stroke_prob}")
 
 
 class DecoderCell(layers.Layer):

@@ -69,7 +69,7 @@ def split_statistics(records_dir, split, max_seq_len=None):
 
 
 def make_dataset(records_dir, split, batch_size, max_seq_len, scale_factor, training=False, seed=None,
-                 repeat=None, shuffle_buffer=20000, pad_to=None):
+                 repeat=None, shuffle_buffer=20000, pad_to=None, random_scale_factor=0.0, augment_stroke_prob=0.0):
   """Batches of the model's input dict from one split.
 
   Args:
@@ -82,6 +82,9 @@ def make_dataset(records_dir, split, batch_size, max_seq_len, scale_factor, trai
       and drop each bucket's last partial batch.
     pad_to: pad every batch to this many rows (at least ``max_seq_len + 1``)
       instead of to what it needs: the fixed shape of the paper's padding.
+    random_scale_factor, augment_stroke_prob: magenta's training augmentation
+      (`augment`), drawn anew each time a drawing is read; with ``training``
+      only (held-out splits are read as they are, as magenta's).
 
   Returns:
     ``tf.data.Dataset`` of ``{"strokes": float32 [b, n + 1, 5], "length":
@@ -92,6 +95,10 @@ def make_dataset(records_dir, split, batch_size, max_seq_len, scale_factor, trai
     dataset = dataset.shuffle(shuffle_buffer, seed=seed)
   if training if repeat is None else repeat:
     dataset = dataset.repeat()
+  if training and (random_scale_factor or augment_stroke_prob):
+    dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed).batch(2))
+    dataset = dataset.map(lambda drawing, seeds: augment(*drawing, seeds, random_scale_factor, augment_stroke_prob),
+                          num_parallel_calls=AUTOTUNE)
   if pad_to:
     dataset = dataset.padded_batch(batch_size, padded_shapes=([pad_to - 1, 3], []), drop_remainder=training)
   elif training:
@@ -107,6 +114,40 @@ def make_dataset(records_dir, split, batch_size, max_seq_len, scale_factor, trai
     return {"strokes": ink_lib.to_stroke5(ink, length), "length": length}
 
   return dataset.map(to_inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def augment(ink, length, seeds, random_scale_factor, augment_stroke_prob):
+  """magenta's training augmentation of one drawing (its ``DataLoader``: ``random_scale``, ``augment_strokes``).
+
+  x and y offsets are each multiplied by a factor drawn uniformly from
+  ``1 +- random_scale_factor``; then each point of a stroke from its fourth
+  on, its last excepted, is dropped with probability ``augment_stroke_prob``,
+  its offset added to the point kept before it (the drawing loses that
+  vertex, its other points stay where they were).
+
+  Args:
+    ink: float32 ``[n, 3]`` offsets and pen-lift bits of one drawing.
+    length: int32 scalar, ``n``.
+    seeds: int64 ``[2]``, the stateless random ops' seed.
+    random_scale_factor, augment_stroke_prob: float, magenta's hparams.
+
+  Returns:
+    ``(ink float32 [m, 3], m int32)``, ``m <= n``.
+  """
+  scale_seed, drop_seed = tf.unstack(tf.random.experimental.stateless_split(seeds, 2))
+  scale = 1.0 + random_scale_factor * (2.0 * tf.random.stateless_uniform([2], scale_seed) - 1.0)
+  offsets, lifted = ink[:, :2] * scale, ink[:, 2]
+  index = tf.range(length)
+  starts = tf.concat([[True], lifted[:-1] > 0.5], axis=0)  # a stroke starts after a lift (and at the drawing's start)
+  stroke = tf.cumsum(tf.cast(starts, tf.int32)) - 1
+  within_stroke = index - tf.gather(tf.math.segment_min(index, stroke), stroke)
+  dropped = ((lifted < 0.5) & (within_stroke > 2)
+             & (tf.random.stateless_uniform([length], drop_seed) < augment_stroke_prob))
+  kept = tf.logical_not(dropped)
+  kept_before = tf.cumsum(tf.cast(kept, tf.int32)) - 1  # the first point is always kept: never below 0
+  count = kept_before[-1] + 1
+  offsets = tf.math.unsorted_segment_sum(offsets, kept_before, count)
+  return tf.concat([offsets, tf.boolean_mask(lifted, kept)[:, None]], axis=1), count
 
 
 def points_to_stroke5(points, length, scale_factor):

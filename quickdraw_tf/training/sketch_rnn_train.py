@@ -177,7 +177,8 @@ def train(config, callbacks=()):
                   jit_compile=config.jit_compile)
   make = lambda split, **kw: sketch_rnn_data.make_dataset(  # pylint: disable=unnecessary-lambda-assignment
       records_dir, split, batch_size, options["max_seq_len"], options["scale_factor"], **kw)
-  train_data = make("train", training=True, seed=seed)
+  train_data = make("train", training=True, seed=seed, random_scale_factor=hparams.random_scale_factor,
+                    augment_stroke_prob=hparams.augment_stroke_prob)
   eval_data = make("eval") if counts.get("eval", {}).get("kept") else None
   if eval_data is not None and config.eval_steps:
     eval_data = eval_data.take(config.eval_steps)
