@@ -9,6 +9,8 @@ import gzip
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 
 import numpy as np
@@ -20,6 +22,8 @@ from quickdraw_tf import pipelines
 from quickdraw_tf.drawings import ink
 from quickdraw_tf.pipelines import conversion
 from quickdraw_tf.pipelines import records
+from tests.test_make_records import _close_pipe
+from tests.test_make_records import _open_for_writing
 
 WORDS = ("cat", "airplane", "bicycle")
 IN_MEMORY = "runner=DirectRunner,direct_num_workers=1,direct_running_mode=in_memory"
@@ -131,6 +135,42 @@ def test_a_failing_pipeline_leaves_no_complete_looking_directory(real_inputs, tm
   assert os.listdir(tmp_path / "out") == []
   monkeypatch.undo()
   _both([str(real_inputs / "simplified_lamnguyen")], tmp_path)  # The next run gives the whole set.
+
+
+def test_a_killed_pipeline_leaves_no_complete_looking_directory_and_a_rerun_gives_the_local_records(data_dir, tmp_path):
+  """SIGKILL to make_records and its Beam workers while they read: no dataset_info.json; the next run is whole.
+
+  The input is a named pipe the test holds open: once a write larger than the
+  pipe's buffer returns, the pipeline has opened its input and is reading it,
+  and cannot have finished, however fast or slow the machine.
+  """
+  _beam()
+  with open(os.path.join(data_dir, "strokes", "simplified_vlandham", "horse.ndjson"), "rb") as f:
+    lines = f.read()
+  assert len(lines) > 1 << 16  # More than a pipe holds: the write returns only once the pipeline reads.
+  os.makedirs(tmp_path / "in")
+  fifo, out = tmp_path / "in" / "horse.ndjson", tmp_path / "beam"  # Where `_both` writes the rerun.
+  os.mkfifo(fifo)
+  # --categories: the launcher does not scan a pipe for class names, which would read it before the pipeline.
+  process = subprocess.Popen([sys.executable, "-m", "quickdraw_tf.make_records", f"--input={tmp_path / 'in'}",
+                              f"--output_dir={out}", "--categories=horse", "--progress=false",
+                              f"--beam_pipeline_options={MULTI_PROCESSING}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # Its own process group: the Beam workers die with it.
+  writer = _open_for_writing(fifo, process)
+  try:
+    assert process.poll() is None, "the run ended before it read its input"
+    writer.write(lines)
+    os.killpg(process.pid, signal.SIGKILL)  # As a lost machine: no cleanup runs.
+  finally:
+    _close_pipe(writer)
+  process.wait(timeout=120)
+  assert process.returncode == -signal.SIGKILL
+  assert not records.is_complete(str(out)) and os.listdir(out) == [f".partial-{process.pid}"]
+  fifo.unlink()
+  fifo.write_bytes(lines)  # The same input, now a file: the rerun converts it whole.
+  beam = _both([str(tmp_path / "in")], tmp_path, beam_options=IN_MEMORY, categories=["horse"])
+  assert beam == out and records.is_complete(str(out)) and not [n for n in os.listdir(out) if n.startswith(".")]
 
 
 def test_beam_asked_for_without_beam_is_a_one_line_error(tmp_path, monkeypatch):
