@@ -79,10 +79,13 @@ def real_inputs(data_dir, tmp_path_factory):
   return root
 
 
-@pytest.mark.parametrize("image_size", [0, 28])
-def test_beam_writes_the_local_records_and_counts(real_inputs, tmp_path, image_size):
+# Each mode once, the multi-processing one with images: what the issue's "done when" runs.
+@pytest.mark.parametrize("image_size, beam_options", [(0, IN_MEMORY), (28, MULTI_PROCESSING)],
+                         ids=["ink-in_memory", "image28-multi_processing"])
+def test_beam_writes_the_local_records_and_counts(real_inputs, tmp_path, image_size, beam_options):
+  """Simplified, raw and gzipped ndjson and a file with bad lines: the local records, stats.json and TFDS."""
   _beam()
-  beam = _both([str(real_inputs)], tmp_path, image_size=image_size)
+  beam = _both([str(real_inputs)], tmp_path, beam_options=beam_options, image_size=image_size)
   stats = json.loads((beam / records.STATS_FILE).read_text())
   assert {"duplicate", "malformed_json", "missing_drawing", "too_few_points", "bad_word", "not_gzip"} <= set(
       stats["skipped"])
@@ -119,7 +122,7 @@ def test_beam_numpy_bitmap_and_npz(data_dir, tmp_path):
   os.makedirs(tmp_path / "npz")
   np.savez(tmp_path / "npz" / "cat.npz", train=drawings[:16], valid=drawings[16:20], test=drawings[20:])
   os.makedirs(tmp_path / "sketch_rnn")
-  _both([str(tmp_path / "npz")], tmp_path / "sketch_rnn")
+  _both([str(tmp_path / "npz")], tmp_path / "sketch_rnn", image_size=28)  # Rendered from npz strokes, too.
 
 
 def test_a_failing_pipeline_leaves_no_complete_looking_directory(real_inputs, tmp_path, monkeypatch):
