@@ -153,6 +153,7 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
   started = time.time(), tally_lib.cpu_seconds()
   workers = workers or os.cpu_count() or 1
   _check_splits(eval_fraction, test_fraction, num_shards)
+  _check_local_inputs(inputs)
   beam_records = _beam_records() if beam_pipeline_options else None
   partial = journal.prepare_output(output_dir)
   try:
@@ -191,6 +192,14 @@ def _beam_records():
     raise MakeRecordsError("--beam_pipeline_options needs Apache Beam: pip install 'quickdraw_tf[beam]' "
                            "(or leave the option out to convert with the local pool)") from None
   return beam_records
+
+
+def _check_local_inputs(inputs):
+  """Raises MakeRecordsError for an input URL: files are found and their class names scanned with local file calls."""
+  urls = [path for path in inputs if cli.is_url(path)]
+  if urls:
+    raise MakeRecordsError(f"--input={urls[0]}: make_records reads local (or mounted) files only, with "
+                           "--beam_pipeline_options too; copy them locally or mount the bucket (docs/beam.md)")
 
 
 def _check_splits(eval_fraction, test_fraction, num_shards):

@@ -184,3 +184,14 @@ def test_beam_asked_for_without_beam_is_a_one_line_error(tmp_path, monkeypatch):
                      r"'quickdraw_tf\[beam\]' \(or leave the option out to convert with the local pool\)$"):
     make_records.convert([str(tmp_path)], str(tmp_path / "out"), beam_pipeline_options=IN_MEMORY)
   assert not os.path.exists(tmp_path / "out")
+
+
+def test_bucket_inputs_and_outputs_are_a_one_line_error_naming_the_limitation(tmp_path):
+  """The launcher finds inputs and moves the output with local file calls: a URL says so, before anything is made."""
+  with pytest.raises(make_records.MakeRecordsError, match=r"^--input=gs://b/cat\.ndjson: make_records reads local \(or "
+                     r"mounted\) files only, with --beam_pipeline_options too; .*\(docs/beam\.md\)$"):
+    make_records.convert([str(tmp_path), "gs://b/cat.ndjson"], str(tmp_path / "out"), beam_pipeline_options=IN_MEMORY)
+  with pytest.raises(make_records.MakeRecordsError, match=r"^--output_dir=s3://b/records: make_records writes a local "
+                     r"\(or mounted\) directory only, .*train reads --records=gs://\.\.\.; docs/beam\.md\)$"):
+    make_records.convert([str(tmp_path)], "s3://b/records")
+  assert os.listdir(tmp_path) == []
