@@ -324,7 +324,8 @@ def define_flags():
   flags.DEFINE_string("beam_pipeline_options", None, "Convert with an Apache Beam pipeline (pip install "
                       "'quickdraw_tf[beam]') instead of the local pool, with these options (TFDS's convention), e.g. "
                       "runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing or "
-                      "runner=DataflowRunner,project=P,region=R,temp_location=gs://B/tmp (docs/beam.md). Same records.")
+                      "runner=FlinkRunner,flink_master=HOST:8081 (docs/beam.md). Same records. --input and "
+                      "--output_dir stay local (or mounted) paths.")
   flags.DEFINE_integer("stored_image_size", 0, "Also store a rendered image of this side (0: no images).",
                        lower_bound=0)
   flags.DEFINE_integer("image_size", None, "Deprecated name of --stored_image_size (train's --image_size is the "
