@@ -36,6 +36,20 @@ def check_choice(value, choices, what, error=ValueError):
     raise error(f"unknown {what} {value!r}; valid: {', '.join(choices)}")
 
 
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(path):
+  """Whether ``path`` names a file system by its scheme ("gs://b/x", "ram://x", "s3://b/x")."""
+  return bool(_URL_RE.match(path))
+
+
+def absolute_path(path):
+  """``path`` made absolute, unless it is a URL: os.path.abspath would make "gs://b/x" a local "<cwd>/gs:/b/x",
+  and such paths are read through tf.io.gfile as they are."""
+  return path if is_url(path) else os.path.abspath(path)
+
+
 # --- Flags several verbs share ----------------------------------------------
 
 

@@ -153,6 +153,7 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
   started = time.time(), tally_lib.cpu_seconds()
   workers = workers or os.cpu_count() or 1
   _check_splits(eval_fraction, test_fraction, num_shards)
+  _check_local_inputs(inputs)
   beam_records = _beam_records() if beam_pipeline_options else None
   partial = journal.prepare_output(output_dir)
   try:
@@ -191,6 +192,14 @@ def _beam_records():
     raise MakeRecordsError("--beam_pipeline_options needs Apache Beam: pip install 'quickdraw_tf[beam]' "
                            "(or leave the option out to convert with the local pool)") from None
   return beam_records
+
+
+def _check_local_inputs(inputs):
+  """Raises MakeRecordsError for an input URL: files are found and their class names scanned with local file calls."""
+  urls = [path for path in inputs if cli.is_url(path)]
+  if urls:
+    raise MakeRecordsError(f"--input={urls[0]}: make_records reads local (or mounted) files only, with "
+                           "--beam_pipeline_options too; copy them locally or mount the bucket (docs/beam.md)")
 
 
 def _check_splits(eval_fraction, test_fraction, num_shards):
@@ -315,7 +324,8 @@ def define_flags():
   flags.DEFINE_string("beam_pipeline_options", None, "Convert with an Apache Beam pipeline (pip install "
                       "'quickdraw_tf[beam]') instead of the local pool, with these options (TFDS's convention), e.g. "
                       "runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing or "
-                      "runner=DataflowRunner,project=P,region=R,temp_location=gs://B/tmp (docs/beam.md). Same records.")
+                      "runner=FlinkRunner,flink_master=HOST:8081 (docs/beam.md). Same records. --input and "
+                      "--output_dir stay local (or mounted) paths.")
   flags.DEFINE_integer("stored_image_size", 0, "Also store a rendered image of this side (0: no images).",
                        lower_bound=0)
   flags.DEFINE_integer("image_size", None, "Deprecated name of --stored_image_size (train's --image_size is the "

@@ -207,7 +207,7 @@ def _check_run(config, spec, size):
   stats = records.read_stats(config.records)
   keras.utils.set_random_seed(config.seed)
   run = {"model": config.model, "classes": class_names, "image_size": size or 0,
-         "model_options": dict(config.model_options), "records": os.path.abspath(config.records),
+         "model_options": dict(config.model_options), "records": cli.absolute_path(config.records),
          "training": config.record(), "version": quickdraw_tf.__version__}
   run_dir.check_compatible(config.model_dir, run)  # A worker's out_dir is its own; the run is model_dir.
   return class_names, config.steps_per_epoch or max(1, stats["totals"]["train"] // config.batch_size), run

@@ -195,7 +195,7 @@ def _check_parts(run, options):
   if needs_input and drawing is None:
     raise VisualizeError(f"--input is needed for {', '.join(needs_input)}")
   records_dir = options.records_dir or run.config.get("records")
-  if "embeddings" in parts and not (records_dir and os.path.isdir(records_dir)):
+  if "embeddings" in parts and not (records_dir and tf.io.gfile.isdir(records_dir)):  # gs:// too.
     if options.parts or records_dir != run.config.get("records"):
       raise VisualizeError(f"records {records_dir!r} not found: pass --records=DIR for the embeddings")
     progress.write(f"visualize: no embeddings: the records {records_dir} this model was trained on are not here "

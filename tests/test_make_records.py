@@ -402,6 +402,14 @@ def _open_for_writing(fifo, process):
   return open(fifo, "wb", buffering=0)
 
 
+def _close_pipe(writer):
+  """Closes the writing end of a named pipe whose reader may be gone (killed)."""
+  try:
+    writer.close()
+  except BrokenPipeError:
+    pass
+
+
 def test_interrupted_run_leaves_no_complete_looking_output(data_dir, tmp_path):
   """Interrupted mid-way, a run leaves the earlier records as they were, and nothing that looks complete.
 
@@ -433,10 +441,7 @@ def test_interrupted_run_leaves_no_complete_looking_output(data_dir, tmp_path):
       # The end of the input, only now: a SIGINT that came while the run was in C
       # code and then blocked reading the pipe is acted on once the read returns
       # (a KeyboardInterrupt before the next Python line: before any output).
-      try:
-        writer.close()
-      except BrokenPipeError:
-        pass
+      _close_pipe(writer)
     process.wait(timeout=120)
     assert process.returncode != 0
     assert {n: (out / n).read_bytes() for n in os.listdir(out) if not n.startswith(".")} == before

@@ -9,6 +9,8 @@ import gzip
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 
 import numpy as np
@@ -20,6 +22,8 @@ from quickdraw_tf import pipelines
 from quickdraw_tf.drawings import ink
 from quickdraw_tf.pipelines import conversion
 from quickdraw_tf.pipelines import records
+from tests.test_make_records import _close_pipe
+from tests.test_make_records import _open_for_writing
 
 WORDS = ("cat", "airplane", "bicycle")
 IN_MEMORY = "runner=DirectRunner,direct_num_workers=1,direct_running_mode=in_memory"
@@ -75,10 +79,13 @@ def real_inputs(data_dir, tmp_path_factory):
   return root
 
 
-@pytest.mark.parametrize("image_size", [0, 28])
-def test_beam_writes_the_local_records_and_counts(real_inputs, tmp_path, image_size):
+# Each mode once, the multi-processing one with images: what the issue's "done when" runs.
+@pytest.mark.parametrize("image_size, beam_options", [(0, IN_MEMORY), (28, MULTI_PROCESSING)],
+                         ids=["ink-in_memory", "image28-multi_processing"])
+def test_beam_writes_the_local_records_and_counts(real_inputs, tmp_path, image_size, beam_options):
+  """Simplified, raw and gzipped ndjson and a file with bad lines: the local records, stats.json and TFDS."""
   _beam()
-  beam = _both([str(real_inputs)], tmp_path, image_size=image_size)
+  beam = _both([str(real_inputs)], tmp_path, beam_options=beam_options, image_size=image_size)
   stats = json.loads((beam / records.STATS_FILE).read_text())
   assert {"duplicate", "malformed_json", "missing_drawing", "too_few_points", "bad_word", "not_gzip"} <= set(
       stats["skipped"])
@@ -115,7 +122,7 @@ def test_beam_numpy_bitmap_and_npz(data_dir, tmp_path):
   os.makedirs(tmp_path / "npz")
   np.savez(tmp_path / "npz" / "cat.npz", train=drawings[:16], valid=drawings[16:20], test=drawings[20:])
   os.makedirs(tmp_path / "sketch_rnn")
-  _both([str(tmp_path / "npz")], tmp_path / "sketch_rnn")
+  _both([str(tmp_path / "npz")], tmp_path / "sketch_rnn", image_size=28)  # Rendered from npz strokes, too.
 
 
 def test_a_failing_pipeline_leaves_no_complete_looking_directory(real_inputs, tmp_path, monkeypatch):
@@ -133,6 +140,42 @@ def test_a_failing_pipeline_leaves_no_complete_looking_directory(real_inputs, tm
   _both([str(real_inputs / "simplified_lamnguyen")], tmp_path)  # The next run gives the whole set.
 
 
+def test_a_killed_pipeline_leaves_no_complete_looking_directory_and_a_rerun_gives_the_local_records(data_dir, tmp_path):
+  """SIGKILL to make_records and its Beam workers while they read: no dataset_info.json; the next run is whole.
+
+  The input is a named pipe the test holds open: once a write larger than the
+  pipe's buffer returns, the pipeline has opened its input and is reading it,
+  and cannot have finished, however fast or slow the machine.
+  """
+  _beam()
+  with open(os.path.join(data_dir, "strokes", "simplified_vlandham", "horse.ndjson"), "rb") as f:
+    lines = f.read()
+  assert len(lines) > 1 << 16  # More than a pipe holds: the write returns only once the pipeline reads.
+  os.makedirs(tmp_path / "in")
+  fifo, out = tmp_path / "in" / "horse.ndjson", tmp_path / "beam"  # Where `_both` writes the rerun.
+  os.mkfifo(fifo)
+  # --categories: the launcher does not scan a pipe for class names, which would read it before the pipeline.
+  process = subprocess.Popen([sys.executable, "-m", "quickdraw_tf.make_records", f"--input={tmp_path / 'in'}",
+                              f"--output_dir={out}", "--categories=horse", "--progress=false",
+                              f"--beam_pipeline_options={MULTI_PROCESSING}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # Its own process group: the Beam workers die with it.
+  writer = _open_for_writing(fifo, process)
+  try:
+    assert process.poll() is None, "the run ended before it read its input"
+    writer.write(lines)
+    os.killpg(process.pid, signal.SIGKILL)  # As a lost machine: no cleanup runs.
+  finally:
+    _close_pipe(writer)
+  process.wait(timeout=120)
+  assert process.returncode == -signal.SIGKILL
+  assert not records.is_complete(str(out)) and os.listdir(out) == [f".partial-{process.pid}"]
+  fifo.unlink()
+  fifo.write_bytes(lines)  # The same input, now a file: the rerun converts it whole.
+  beam = _both([str(tmp_path / "in")], tmp_path, beam_options=IN_MEMORY, categories=["horse"])
+  assert beam == out and records.is_complete(str(out)) and not [n for n in os.listdir(out) if n.startswith(".")]
+
+
 def test_beam_asked_for_without_beam_is_a_one_line_error(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, "apache_beam", None)  # As where it is not installed: import fails.
   monkeypatch.delitem(sys.modules, "quickdraw_tf.pipelines.beam_records", raising=False)
@@ -141,3 +184,14 @@ def test_beam_asked_for_without_beam_is_a_one_line_error(tmp_path, monkeypatch):
                      r"'quickdraw_tf\[beam\]' \(or leave the option out to convert with the local pool\)$"):
     make_records.convert([str(tmp_path)], str(tmp_path / "out"), beam_pipeline_options=IN_MEMORY)
   assert not os.path.exists(tmp_path / "out")
+
+
+def test_bucket_inputs_and_outputs_are_a_one_line_error_naming_the_limitation(tmp_path):
+  """The launcher finds inputs and moves the output with local file calls: a URL says so, before anything is made."""
+  with pytest.raises(make_records.MakeRecordsError, match=r"^--input=gs://b/cat\.ndjson: make_records reads local \(or "
+                     r"mounted\) files only, with --beam_pipeline_options too; .*\(docs/beam\.md\)$"):
+    make_records.convert([str(tmp_path), "gs://b/cat.ndjson"], str(tmp_path / "out"), beam_pipeline_options=IN_MEMORY)
+  with pytest.raises(make_records.MakeRecordsError, match=r"^--output_dir=s3://b/records: make_records writes a local "
+                     r"\(or mounted\) directory only, .*train reads --records=gs://\.\.\.; docs/beam\.md\)$"):
+    make_records.convert([str(tmp_path)], "s3://b/records")
+  assert os.listdir(tmp_path) == []

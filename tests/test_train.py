@@ -112,6 +112,26 @@ def test_time_budget_stops_training_and_still_saves(records_dir, tmp_path):
   assert os.path.exists(model_dir / "best.weights.h5") and os.path.exists(model_dir / "final.weights.h5")
 
 
+def test_train_and_evaluate_read_records_from_a_bucket(records_dir, tmp_path):
+  """--records=URL (TensorFlow's in-memory ram://, read through tf.io.gfile as gs:// is): train and evaluate
+  read it, and config.json keeps the URL as given, for evaluate without --records."""
+  bucket = f"ram://records-{os.getpid()}-{tmp_path.name}"
+  tf.io.gfile.makedirs(bucket)
+  for name in os.listdir(records_dir):
+    tf.io.gfile.copy(os.path.join(records_dir, name), f"{bucket}/{name}")
+  model_dir = tmp_path / "run"
+  result = _train_cli("--model=bilstm", f"--records={bucket}", f"--model_dir={model_dir}", "--epochs=1",
+                      "--steps_per_epoch=2", "--eval_steps=1", "--batch_size=8", "--export=false")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert run_dir.read_config(str(model_dir))["records"] == bucket
+  result = verbs.run("evaluate", f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'eval'}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(records_dir, "stats.json")) as f:
+    test_drawings = json.load(f)["totals"]["test"]
+  with open(tmp_path / "eval" / "metrics.json") as f:
+    assert json.load(f)["examples"] == test_drawings
+
+
 def test_vgg19_trains_its_head_first_then_its_last_block(records_dir, tmp_path):
   import keras  # pylint: disable=g-import-not-at-top
 

@@ -18,6 +18,7 @@ import shutil
 
 from absl import logging
 
+from quickdraw_tf import cli
 from quickdraw_tf.pipelines import records
 from quickdraw_tf.pipelines.conversion import MakeRecordsError
 
@@ -49,6 +50,11 @@ def prepare_output(output_dir):
 
 def check_output_dir(output_dir):
   """Raises unless ``output_dir`` is a directory or can be made one in an existing parent; returns it normalised."""
+  if cli.is_url(output_dir):
+    # The journal's atomic renames of whole directories are local (POSIX) file operations; object stores have none.
+    raise MakeRecordsError(f"--output_dir={output_dir}: make_records writes a local (or mounted) directory only, with "
+                           "--beam_pipeline_options too; write it locally, then copy it to the bucket "
+                           "(train reads --records=gs://...; docs/beam.md)")
   output_dir = os.path.normpath(output_dir)
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
     raise MakeRecordsError(f"--output_dir={output_dir} is not a directory: remove it or choose another --output_dir")

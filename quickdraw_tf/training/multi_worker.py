@@ -33,7 +33,7 @@ def worker_dir(model_dir, strategy):
   step with the chief.
   """
   resolver = strategy.cluster_resolver
-  key = hashlib.sha1(f"{os.path.abspath(model_dir)}:{resolver.task_type}:{resolver.task_id}".encode()).hexdigest()
+  key = hashlib.sha1(f"{cli.absolute_path(model_dir)}:{resolver.task_type}:{resolver.task_id}".encode()).hexdigest()
   return os.path.join(tempfile.gettempdir(), WORKERS_DIR, key[:16])
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 import quickdraw_tf
+from quickdraw_tf import cli
 from quickdraw_tf import models
 from quickdraw_tf import progress
 from quickdraw_tf.drawings import raster
@@ -166,7 +167,7 @@ def train(config, callbacks=()):
                  f"{counts['train']['too_long']} longer than {options['max_seq_len']} rows, "
                  f"{counts['train']['empty']} of one point); scale factor {options['scale_factor']:.4f}")
   run = {"model": config.model, "classes": class_names, "image_size": 0, "model_options": options,
-         "records": os.path.abspath(records_dir), "data": counts, "training": config.record(),
+         "records": cli.absolute_path(records_dir), "data": counts, "training": config.record(),
          "version": quickdraw_tf.__version__}
   hparams = sketch_rnn.make_hparams(config.model != "sketch_rnn_uncond", **options)  # Before the run dir changes.
   run_dir.start(model_dir, run)
