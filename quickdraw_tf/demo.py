@@ -54,6 +54,7 @@ from quickdraw_tf import visualize
 from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.drawings import raster
 from quickdraw_tf.pipelines import records
+from quickdraw_tf.serving import saved_model as saved_model_lib
 from quickdraw_tf.training import run_dir
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_static")
@@ -172,7 +173,7 @@ class Demo:
   """
 
   def __init__(self, saved_model, model_dir=None):
-    self.signature = tf.saved_model.load(saved_model).signatures["serving_default"]
+    self.signature = tf.saved_model.load(saved_model).signatures[saved_model_lib.INK_SIGNATURE]
     with open(os.path.join(saved_model, export_lib.CLASSES_ASSET), encoding="utf-8") as f:
       self.classes = f.read().splitlines()
     parent = os.path.dirname(os.path.abspath(saved_model))

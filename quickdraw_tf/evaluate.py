@@ -23,6 +23,7 @@ from quickdraw_tf import progress as progress_lib
 from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.pipelines import data
 from quickdraw_tf.pipelines import records
+from quickdraw_tf.serving import saved_model
 from quickdraw_tf.training import run_dir
 from quickdraw_tf.training import summaries
 
@@ -116,7 +117,7 @@ def predict_saved_model(saved_model_dir, records_dir, split, batch_size=64, prog
   to_model = np.array([names.index(name) for name in class_names], np.int64)
   labels, probabilities = [], []
   for inputs, batch_labels in _tracked(_drawings(records_dir, split, batch_size), records_dir, split, progress):
-    signature = loaded.signatures["serving_image" if "image" in inputs else "serving_default"]
+    signature = loaded.signatures[saved_model.IMAGE_SIGNATURE if "image" in inputs else saved_model.INK_SIGNATURE]
     probabilities.append(signature(**inputs)["probabilities"].numpy())
     labels.append(to_model[batch_labels])
   _check_not_empty(labels, records_dir, split)

@@ -86,16 +86,10 @@ class _ShardWriter:
     Returns:
       dict split -> examples per final shard.
     """
-    final_lengths = {}
-    for code, split in enumerate(records.SPLITS):
-      kept = [i for i, n in enumerate(self.lengths[code]) if n]
-      final_lengths[split] = [self.lengths[code][i] for i in kept]
-      for i in range(len(self.lengths[code])):
-        if i in kept:
-          os.replace(self._temporary(split, i), records.shard_path(self._partial, split, kept.index(i), len(kept)))
-        else:
-          os.remove(self._temporary(split, i))
-    return final_lengths
+    return {split: records.renumber_shards(self._partial, split,
+                                           [(self._temporary(split, i), n) for i, n in enumerate(self.lengths[code])],
+                                           os.replace, os.remove)
+            for code, split in enumerate(records.SPLITS)}
 
 
 
