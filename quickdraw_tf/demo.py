@@ -50,6 +50,7 @@ import tensorflow as tf
 from quickdraw_tf import cli
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
+from quickdraw_tf import progress
 from quickdraw_tf import visualize
 from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.drawings import raster
@@ -395,8 +396,8 @@ def main(_):
     server = make_server(demo, FLAGS.host, FLAGS.port, FLAGS.deadline, FLAGS.io_timeout)
   except OSError as e:
     raise cli.Error(f"cannot listen on {FLAGS.host}:{FLAGS.port}: {e}; try --port=0") from None
-  # The first line says where: a script (or the browser test) reads the port from it.
-  print(f"serving {FLAGS.saved_model} at http://{FLAGS.host}:{server.server_port}/ (Ctrl-C stops)", flush=True)
+  # The first line says where: a script (or the browser test) reads the port from it (progress.write flushes).
+  progress.write(f"serving {FLAGS.saved_model} at http://{FLAGS.host}:{server.server_port}/ (Ctrl-C stops)")
   try:
     server.serve_forever()
   except KeyboardInterrupt:

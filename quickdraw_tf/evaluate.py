@@ -198,10 +198,10 @@ def main(_):
   output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir or FLAGS.saved_model, f"eval_{FLAGS.split}")
   write_report(result, class_names, output_dir)
   k = result["top_k"]
-  print(f"{FLAGS.split}: {result['examples']} drawings, top-1 {result['top1_accuracy']:.4f}, "
-        f"top-{k} {result['top3_accuracy']:.4f}, MAP@{k} {result['map3']:.4f}; reports in {output_dir}")
+  progress_lib.write(f"{FLAGS.split}: {result['examples']} drawings, top-1 {result['top1_accuracy']:.4f}, "
+                     f"top-{k} {result['top3_accuracy']:.4f}, MAP@{k} {result['map3']:.4f}; reports in {output_dir}")
   worst = sorted((v, k) for k, v in result["per_class_accuracy"].items() if v is not None)[:5]
-  print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.2f}" for v, k in worst))
+  progress_lib.write("lowest per-class accuracy: " + ", ".join(f"{k} {v:.2f}" for v, k in worst))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from quickdraw_tf import cli
 from quickdraw_tf import models
+from quickdraw_tf import progress
 from quickdraw_tf.drawings import drawing_files
 from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.drawings import raster
@@ -224,7 +225,7 @@ def main(_):
   except ValueError as e:
     raise GenerateError(str(e)) from None
   paths = write_outputs(model, config, FLAGS.mode, results, FLAGS.output, FLAGS.seed)
-  print(written_message(results, paths))
+  progress.write(written_message(results, paths))
 
 
 if __name__ == "__main__":

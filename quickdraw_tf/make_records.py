@@ -331,7 +331,8 @@ def _stored_image_size():
     return FLAGS.stored_image_size
   if FLAGS["stored_image_size"].present:
     raise app.UsageError("give --stored_image_size only (--image_size is its deprecated name)")
-  print("make_records: --image_size is deprecated; it is now --stored_image_size", file=sys.stderr)
+  from quickdraw_tf import progress  # pylint: disable=g-import-not-at-top  # In here: it loads keras (see `main`).
+  progress.write("make_records: --image_size is deprecated; it is now --stored_image_size", sys.stderr)
   return FLAGS.image_size
 
 
@@ -360,14 +361,16 @@ def main(argv):
       num_shards=FLAGS.num_shards, workers=FLAGS.workers, image_size=image_size,
       max_points=FLAGS.max_points, strict=FLAGS.strict, progress=FLAGS.progress,
       beam_pipeline_options=FLAGS.beam_pipeline_options)
+  # Imported once converted: progress loads keras, which neither the worker processes nor an early error need.
+  from quickdraw_tf import progress  # pylint: disable=g-import-not-at-top
   bad = {k: v for k, v in stats["skipped"].items() if k not in tally_lib.NOT_ERRORS}
-  print(f"wrote {sum(stats['totals'].values())} drawings of {len(stats['classes'])} classes to {output_dir} "
-        f"({stats['totals']}) in {stats['seconds']} s, {stats['drawings_per_second']} drawings/s; "
-        f"skipped {stats['skipped'] or 'none'}")
+  progress.write(f"wrote {sum(stats['totals'].values())} drawings of {len(stats['classes'])} classes to {output_dir} "
+                 f"({stats['totals']}) in {stats['seconds']} s, {stats['drawings_per_second']} drawings/s; "
+                 f"skipped {stats['skipped'] or 'none'}")
   if stats["files_left_out"]:
-    print(f"left out {len(stats['files_left_out'])} input file(s) of categories not in --categories, unread")
+    progress.write(f"left out {len(stats['files_left_out'])} input file(s) of categories not in --categories, unread")
   if bad:
-    print(f"bad records were skipped: {bad}; see {os.path.join(output_dir, records.STATS_FILE)}", file=sys.stderr)
+    progress.write(f"bad records were skipped: {bad}; see {os.path.join(output_dir, records.STATS_FILE)}", sys.stderr)
   return 0
 
 

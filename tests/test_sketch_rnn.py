@@ -434,13 +434,17 @@ def test_generate_refuses_a_classifier_model_dir(tmp_path):
     generate.load(str(tmp_path / "missing"))
 
 
-def test_registry_builds_both_variants():
+def test_registry_builds_both_variants(capsys):
   assert models.get("sketch_rnn").trainer == models.get("sketch_rnn_uncond").trainer == "quickdraw_tf.training.sketch_rnn_train"
   uncond = models.build("sketch_rnn_uncond", 2, **TINY)
   assert not hasattr(uncond, "encoder") and uncond.latent_size == 0
   with pytest.raises(ValueError, match="unknown sketch_rnn options"):
     models.build("sketch_rnn", 2, units=3)
+  sketch_rnn._warn_renamed.cache_clear()  # pylint: disable=protected-access  # Warned once a process: maybe before.
   layer_norm = models.build("sketch_rnn", 2, **TINY, layer_norm=True)
+  models.build("sketch_rnn", 2, **TINY, layer_norm=True)
+  warned = "sketch_rnn: model option layer_norm=true is deprecated; it is now decoder_cell=layer_norm"
+  assert capsys.readouterr().err.splitlines().count(warned) == 1  # Once, naming the new spelling.
   inputs = {"strokes": tf.zeros([2, 6, 5]), "length": tf.constant([3, 6])}
   assert layer_norm(inputs)["outputs"].shape == (2, 6, 6 * 3 + 3)
   assert len(layer_norm.cell.weights) == 3 + 2 * 5  # kernels, bias; gamma and beta of 4 gates and the cell

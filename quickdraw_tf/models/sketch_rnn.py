@@ -23,8 +23,10 @@ is the package's cuDNN-able `bilstm` encoder).
 """
 
 import dataclasses
+import functools
 import itertools
 import math
+import sys
 
 import keras
 from keras import layers
@@ -32,6 +34,7 @@ from keras import ops
 import tensorflow as tf
 
 from quickdraw_tf import cli
+from quickdraw_tf import progress
 from quickdraw_tf.models import bilstm
 from quickdraw_tf.models import common
 from quickdraw_tf.models import sketch_rnn_cells
@@ -52,7 +55,7 @@ class HParams:
   num_mixtures: int = 20  # M
   recurrent_dropout: float = 0.1  # keep 0.9, on the cell's candidate (Semeniuta et al.), as magenta
   decoder_cell: str = "lstm"  # one of DECODER_CELLS
-  layer_norm: bool = False  # True turns "lstm" into "layer_norm" (the older spelling, kept for existing runs)
+  layer_norm: bool = False  # True turns "lstm" into "layer_norm": the older spelling, kept for existing runs (warns)
   hyper_units: int = 256  # the "hyper" cell's small LSTM (magenta's hyper_num_units)
   hyper_embedding: int = 32  # its embeddings z per gate (magenta's hyper_embedding_size)
   kl_weight: float = 0.5  # w_KL
@@ -341,7 +344,14 @@ def make_hparams(conditional=True, **options):
   if unknown:
     raise ValueError(f"unknown sketch_rnn options {sorted(unknown)}; valid: "
                      f"{', '.join(f.name for f in dataclasses.fields(HParams))}")
+  if options.get("layer_norm"):
+    _warn_renamed("layer_norm=true", "decoder_cell=layer_norm")
   return HParams(conditional=conditional, **options)
+
+
+@functools.cache  # Once a process: train builds the hparams twice, generate once per model.
+def _warn_renamed(old, new):
+  progress.write(f"sketch_rnn: model option {old} is deprecated; it is now {new}", sys.stderr)
 
 
 def build_unconditional(num_classes=0, **options):
