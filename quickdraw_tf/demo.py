@@ -374,6 +374,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  """Defines the demo's flags: --saved_model (required), --model_dir, --host, --port, --deadline, --io_timeout."""
   cli.define_saved_model()
   cli.define_model_dir("The training run, for what the model sees (default: the SavedModel's "
                       "parent directory when it holds config.json).")
@@ -387,6 +388,7 @@ def define_flags():
 
 
 def main(_):
+  """Serves --saved_model on --host:--port until Ctrl-C; the first line on stdout says the URL."""
   try:
     demo = Demo(FLAGS.saved_model, FLAGS.model_dir)
   except (OSError, ValueError) as e:

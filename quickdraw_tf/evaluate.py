@@ -155,6 +155,11 @@ def predict_checkpoint(model_dir, records_dir, split, batch_size=64, weights=Non
 
 
 def write_report(result, class_names, output_dir):
+  """Writes `metrics`' ``result`` into ``output_dir`` (made if missing).
+
+  Files: confusion_matrix.png, confusion_matrix.json ({"classes", "matrix"}, rows the true class) and
+  metrics.json (the rest of ``result``).
+  """
   os.makedirs(output_dir, exist_ok=True)
   summaries.save_png(summaries.confusion_image(result["confusion_matrix"], class_names),
                      os.path.join(output_dir, "confusion_matrix.png"))
@@ -168,6 +173,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  """Defines evaluate's flags: --model_dir or --saved_model, --weights, --records, --split, --batch_size, ..."""
   cli.define_model_dir("A model_dir written by train (its best weights are evaluated).")
   cli.define_weights()
   cli.define_saved_model()
@@ -179,6 +185,7 @@ def define_flags():
 
 
 def main(_):
+  """Evaluates the model on --split: writes the reports (`write_report`), prints accuracy and the worst classes."""
   if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
     raise app.UsageError("give exactly one of --model_dir and --saved_model")
   records_dir = FLAGS.records

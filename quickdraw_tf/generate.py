@@ -201,6 +201,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  """Defines generate's flags: --model_dir and --output (required), --mode, --input, --num, --temperature, ..."""
   flags.DEFINE_string("model_dir", None, "A model_dir written by train --model=sketch_rnn (or sketch_rnn_uncond).")
   flags.DEFINE_enum("mode", "sample", list(MODES), "What to draw.")
   flags.DEFINE_string("input", None, "ndjson drawings (reconstruct, interpolate, complete).")
@@ -214,6 +215,7 @@ def define_flags():
 
 
 def main(_):
+  """Draws as --mode says with the Sketch-RNN of --model_dir; writes the drawings under --output, says how many."""
   try:
     temperatures = [float(t) for t in FLAGS.temperature] if FLAGS.temperature else (
         list(RECONSTRUCT_TEMPERATURES) if FLAGS.mode == "reconstruct" else [DEFAULT_TEMPERATURE])

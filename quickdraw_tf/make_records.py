@@ -294,6 +294,7 @@ def _write_metadata(partial, stats):
 # --- Command line ------------------------------------------------------------
 
 def define_flags():
+  """Defines make_records' flags: --input, --output_dir, the split and shard options, --download, ..."""
   flags.DEFINE_multi_string("input", [], "Input files, directories or globs (repeatable).")
   flags.DEFINE_string("output_dir", None, f"Records directory (default {DEFAULT_RECORDS_ROOT}/<name>).")
   flags.DEFINE_string("name", "quickdraw", "Name of the records directory under tfrecords/.")
@@ -337,6 +338,11 @@ def _stored_image_size():
 
 
 def main(argv):
+  """Converts --input (and any --download) into a records directory (`convert`); prints what it wrote.
+
+  Returns:
+    0 (errors raise: `cli.run` prints them in one line).
+  """
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   inputs = list(FLAGS.input)

@@ -42,6 +42,7 @@ class RecordsError(cli.Error, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Field:
+  """One feature of the tf.Example schema: its name, dtype, shape (None: variable length) and meaning."""
   name: str
   dtype: str  # "float32", "int64" or "string"
   shape: tuple  # None for the variable leading dimension of ink
