@@ -223,7 +223,7 @@ class LayerNormLSTM(nn.Module):
 
 
 class HyperLSTM(LayerNormLSTM):
-  """magenta's HyperLSTMCell (hyper units 256, embeddings 32) over a sequence, as `models.sketch_rnn.HyperLSTMCell`."""
+  """magenta's HyperLSTMCell (hyper units 256, embeddings 32) over a sequence, as `models.sketch_rnn_cells.HyperLSTMCell`."""
 
   def __init__(self, inputs, units, hyper_units=256, embedding=32, dropout=0.1):
     super().__init__(inputs, units, dropout)

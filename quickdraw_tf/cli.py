@@ -54,23 +54,28 @@ def absolute_path(path):
 
 
 def define_model_dir(help_text="A model_dir written by train."):
+  """Defines --model_dir (str, default None), with ``help_text``."""
   flags.DEFINE_string("model_dir", None, help_text)
 
 
 def define_records(default=None, help_text="Records directory written by make_records."):
+  """Defines --records (str, default ``default``), with ``help_text``."""
   flags.DEFINE_string("records", default, help_text)
 
 
 def define_weights():
+  """Defines --weights (str, default None): a weights file inside --model_dir."""
   flags.DEFINE_string("weights", None, "Weights file inside --model_dir (default: best by eval accuracy, else "
                       "final).")
 
 
 def define_saved_model():
+  """Defines --saved_model (str, default None): a SavedModel written by export."""
   flags.DEFINE_string("saved_model", None, "A SavedModel written by export (or train).")
 
 
 def define_input(help_text="An ndjson file of drawings, or a PNG of one drawing."):
+  """Defines --input (str, default None), with ``help_text``."""
   flags.DEFINE_string("input", None, help_text)
 
 
@@ -78,6 +83,7 @@ PROGRESS_MODES = ("auto", "bar", "lines")  # quickdraw_tf.progress draws them
 
 
 def define_progress():
+  """Defines --progress: one of `PROGRESS_MODES`, default "auto" (see `quickdraw_tf.progress`)."""
   flags.DEFINE_enum("progress", "auto", list(PROGRESS_MODES), "How to show progress. bar: a live bar on stderr "
                     "(steps, loss, accuracy, examples/s, time left); lines: train prints one line per epoch, other "
                     "verbs only their results; auto: bar when stderr (for train, stdout too) is a terminal.")

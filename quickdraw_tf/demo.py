@@ -50,10 +50,12 @@ import tensorflow as tf
 from quickdraw_tf import cli
 from quickdraw_tf import export as export_lib
 from quickdraw_tf import models
+from quickdraw_tf import progress
 from quickdraw_tf import visualize
 from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.drawings import raster
 from quickdraw_tf.pipelines import records
+from quickdraw_tf.serving import saved_model as saved_model_lib
 from quickdraw_tf.training import run_dir
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_static")
@@ -172,7 +174,7 @@ class Demo:
   """
 
   def __init__(self, saved_model, model_dir=None):
-    self.signature = tf.saved_model.load(saved_model).signatures["serving_default"]
+    self.signature = tf.saved_model.load(saved_model).signatures[saved_model_lib.INK_SIGNATURE]
     with open(os.path.join(saved_model, export_lib.CLASSES_ASSET), encoding="utf-8") as f:
       self.classes = f.read().splitlines()
     parent = os.path.dirname(os.path.abspath(saved_model))
@@ -372,6 +374,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  """Defines the demo's flags: --saved_model (required), --model_dir, --host, --port, --deadline, --io_timeout."""
   cli.define_saved_model()
   cli.define_model_dir("The training run, for what the model sees (default: the SavedModel's "
                       "parent directory when it holds config.json).")
@@ -385,6 +388,7 @@ def define_flags():
 
 
 def main(_):
+  """Serves --saved_model on --host:--port until Ctrl-C; the first line on stdout says the URL."""
   try:
     demo = Demo(FLAGS.saved_model, FLAGS.model_dir)
   except (OSError, ValueError) as e:
@@ -394,8 +398,8 @@ def main(_):
     server = make_server(demo, FLAGS.host, FLAGS.port, FLAGS.deadline, FLAGS.io_timeout)
   except OSError as e:
     raise cli.Error(f"cannot listen on {FLAGS.host}:{FLAGS.port}: {e}; try --port=0") from None
-  # The first line says where: a script (or the browser test) reads the port from it.
-  print(f"serving {FLAGS.saved_model} at http://{FLAGS.host}:{server.server_port}/ (Ctrl-C stops)", flush=True)
+  # The first line says where: a script (or the browser test) reads the port from it (progress.write flushes).
+  progress.write(f"serving {FLAGS.saved_model} at http://{FLAGS.host}:{server.server_port}/ (Ctrl-C stops)")
   try:
     server.serve_forever()
   except KeyboardInterrupt:

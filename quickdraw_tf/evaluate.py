@@ -23,6 +23,7 @@ from quickdraw_tf import progress as progress_lib
 from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.pipelines import data
 from quickdraw_tf.pipelines import records
+from quickdraw_tf.serving import saved_model
 from quickdraw_tf.training import run_dir
 from quickdraw_tf.training import summaries
 
@@ -116,7 +117,7 @@ def predict_saved_model(saved_model_dir, records_dir, split, batch_size=64, prog
   to_model = np.array([names.index(name) for name in class_names], np.int64)
   labels, probabilities = [], []
   for inputs, batch_labels in _tracked(_drawings(records_dir, split, batch_size), records_dir, split, progress):
-    signature = loaded.signatures["serving_image" if "image" in inputs else "serving_default"]
+    signature = loaded.signatures[saved_model.IMAGE_SIGNATURE if "image" in inputs else saved_model.INK_SIGNATURE]
     probabilities.append(signature(**inputs)["probabilities"].numpy())
     labels.append(to_model[batch_labels])
   _check_not_empty(labels, records_dir, split)
@@ -154,6 +155,11 @@ def predict_checkpoint(model_dir, records_dir, split, batch_size=64, weights=Non
 
 
 def write_report(result, class_names, output_dir):
+  """Writes `metrics`' ``result`` into ``output_dir`` (made if missing).
+
+  Files: confusion_matrix.png, confusion_matrix.json ({"classes", "matrix"}, rows the true class) and
+  metrics.json (the rest of ``result``).
+  """
   os.makedirs(output_dir, exist_ok=True)
   summaries.save_png(summaries.confusion_image(result["confusion_matrix"], class_names),
                      os.path.join(output_dir, "confusion_matrix.png"))
@@ -167,6 +173,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  """Defines evaluate's flags: --model_dir or --saved_model, --weights, --records, --split, --batch_size, ..."""
   cli.define_model_dir("A model_dir written by train (its best weights are evaluated).")
   cli.define_weights()
   cli.define_saved_model()
@@ -178,6 +185,7 @@ def define_flags():
 
 
 def main(_):
+  """Evaluates the model on --split: writes the reports (`write_report`), prints accuracy and the worst classes."""
   if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
     raise app.UsageError("give exactly one of --model_dir and --saved_model")
   records_dir = FLAGS.records
@@ -197,10 +205,10 @@ def main(_):
   output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir or FLAGS.saved_model, f"eval_{FLAGS.split}")
   write_report(result, class_names, output_dir)
   k = result["top_k"]
-  print(f"{FLAGS.split}: {result['examples']} drawings, top-1 {result['top1_accuracy']:.4f}, "
-        f"top-{k} {result['top3_accuracy']:.4f}, MAP@{k} {result['map3']:.4f}; reports in {output_dir}")
+  progress_lib.write(f"{FLAGS.split}: {result['examples']} drawings, top-1 {result['top1_accuracy']:.4f}, "
+                     f"top-{k} {result['top3_accuracy']:.4f}, MAP@{k} {result['map3']:.4f}; reports in {output_dir}")
   worst = sorted((v, k) for k, v in result["per_class_accuracy"].items() if v is not None)[:5]
-  print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.2f}" for v, k in worst))
+  progress_lib.write("lowest per-class accuracy: " + ", ".join(f"{k} {v:.2f}" for v, k in worst))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from quickdraw_tf import cli
 from quickdraw_tf import models
+from quickdraw_tf import progress
 from quickdraw_tf.drawings import drawing_files
 from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.drawings import raster
@@ -200,6 +201,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  """Defines generate's flags: --model_dir and --output (required), --mode, --input, --num, --temperature, ..."""
   flags.DEFINE_string("model_dir", None, "A model_dir written by train --model=sketch_rnn (or sketch_rnn_uncond).")
   flags.DEFINE_enum("mode", "sample", list(MODES), "What to draw.")
   flags.DEFINE_string("input", None, "ndjson drawings (reconstruct, interpolate, complete).")
@@ -213,6 +215,7 @@ def define_flags():
 
 
 def main(_):
+  """Draws as --mode says with the Sketch-RNN of --model_dir; writes the drawings under --output, says how many."""
   try:
     temperatures = [float(t) for t in FLAGS.temperature] if FLAGS.temperature else (
         list(RECONSTRUCT_TEMPERATURES) if FLAGS.mode == "reconstruct" else [DEFAULT_TEMPERATURE])
@@ -224,7 +227,7 @@ def main(_):
   except ValueError as e:
     raise GenerateError(str(e)) from None
   paths = write_outputs(model, config, FLAGS.mode, results, FLAGS.output, FLAGS.seed)
-  print(written_message(results, paths))
+  progress.write(written_message(results, paths))
 
 
 if __name__ == "__main__":

@@ -86,16 +86,10 @@ class _ShardWriter:
     Returns:
       dict split -> examples per final shard.
     """
-    final_lengths = {}
-    for code, split in enumerate(records.SPLITS):
-      kept = [i for i, n in enumerate(self.lengths[code]) if n]
-      final_lengths[split] = [self.lengths[code][i] for i in kept]
-      for i in range(len(self.lengths[code])):
-        if i in kept:
-          os.replace(self._temporary(split, i), records.shard_path(self._partial, split, kept.index(i), len(kept)))
-        else:
-          os.remove(self._temporary(split, i))
-    return final_lengths
+    return {split: records.renumber_shards(self._partial, split,
+                                           [(self._temporary(split, i), n) for i, n in enumerate(self.lengths[code])],
+                                           os.replace, os.remove)
+            for code, split in enumerate(records.SPLITS)}
 
 
 
@@ -309,6 +303,7 @@ def _write_metadata(partial, stats):
 # --- Command line ------------------------------------------------------------
 
 def define_flags():
+  """Defines make_records' flags: --input, --output_dir, the split and shard options, --download, ..."""
   flags.DEFINE_multi_string("input", [], "Input files, directories or globs (repeatable).")
   flags.DEFINE_string("output_dir", None, f"Records directory (default {DEFAULT_RECORDS_ROOT}/<name>).")
   flags.DEFINE_string("name", "quickdraw", "Name of the records directory under tfrecords/.")
@@ -347,11 +342,17 @@ def _stored_image_size():
     return FLAGS.stored_image_size
   if FLAGS["stored_image_size"].present:
     raise app.UsageError("give --stored_image_size only (--image_size is its deprecated name)")
-  print("make_records: --image_size is deprecated; it is now --stored_image_size", file=sys.stderr)
+  from quickdraw_tf import progress  # pylint: disable=g-import-not-at-top  # In here: it loads keras (see `main`).
+  progress.write("make_records: --image_size is deprecated; it is now --stored_image_size", sys.stderr)
   return FLAGS.image_size
 
 
 def main(argv):
+  """Converts --input (and any --download) into a records directory (`convert`); prints what it wrote.
+
+  Returns:
+    0 (errors raise: `cli.run` prints them in one line).
+  """
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   inputs = list(FLAGS.input)
@@ -376,14 +377,16 @@ def main(argv):
       num_shards=FLAGS.num_shards, workers=FLAGS.workers, image_size=image_size,
       max_points=FLAGS.max_points, strict=FLAGS.strict, progress=FLAGS.progress,
       beam_pipeline_options=FLAGS.beam_pipeline_options)
+  # Imported once converted: progress loads keras, which neither the worker processes nor an early error need.
+  from quickdraw_tf import progress  # pylint: disable=g-import-not-at-top
   bad = {k: v for k, v in stats["skipped"].items() if k not in tally_lib.NOT_ERRORS}
-  print(f"wrote {sum(stats['totals'].values())} drawings of {len(stats['classes'])} classes to {output_dir} "
-        f"({stats['totals']}) in {stats['seconds']} s, {stats['drawings_per_second']} drawings/s; "
-        f"skipped {stats['skipped'] or 'none'}")
+  progress.write(f"wrote {sum(stats['totals'].values())} drawings of {len(stats['classes'])} classes to {output_dir} "
+                 f"({stats['totals']}) in {stats['seconds']} s, {stats['drawings_per_second']} drawings/s; "
+                 f"skipped {stats['skipped'] or 'none'}")
   if stats["files_left_out"]:
-    print(f"left out {len(stats['files_left_out'])} input file(s) of categories not in --categories, unread")
+    progress.write(f"left out {len(stats['files_left_out'])} input file(s) of categories not in --categories, unread")
   if bad:
-    print(f"bad records were skipped: {bad}; see {os.path.join(output_dir, records.STATS_FILE)}", file=sys.stderr)
+    progress.write(f"bad records were skipped: {bad}; see {os.path.join(output_dir, records.STATS_FILE)}", sys.stderr)
   return 0
 
 

@@ -15,6 +15,7 @@ from quickdraw_tf import make_records
 from quickdraw_tf import models
 from quickdraw_tf.drawings import ink as ink_lib
 from quickdraw_tf.models import sketch_rnn
+from quickdraw_tf.models import sketch_rnn_cells
 from quickdraw_tf.pipelines import sketch_rnn_data
 from quickdraw_tf.training import run_dir
 from quickdraw_tf.training import sketch_rnn_train
@@ -136,7 +137,7 @@ def _made_up_batch(size, rows, scale_factor=20.0):
 
 def test_hyper_cell_scales_the_main_lstm_gate_rows_by_vectors_from_its_hyper_lstm():
   rng = np.random.default_rng(0)
-  cell = sketch_rnn.HyperLSTMCell(6, hyper_units=5, hyper_embedding=3)
+  cell = sketch_rnn_cells.HyperLSTMCell(6, hyper_units=5, hyper_embedding=3)
   cell.build((None, 4))
   for weight in cell.weights:  # Away from the start, where every scale is 0.1 whatever the hyper LSTM says.
     weight.assign(rng.normal(size=weight.shape).astype(np.float32))
@@ -260,9 +261,9 @@ def test_the_decoder_sequence_equals_the_cell_run_step_by_step(cell):
   rng = np.random.default_rng(0)
   inputs = rng.normal(size=(3, 7, 5 + TINY["latent_size"])).astype(np.float32)
   state = [tf.constant(rng.normal(size=(3, TINY["decoder_units"])).astype(np.float32)) for _ in range(2)]
-  np.testing.assert_allclose(sketch_rnn.decode_sequence(model.cell, inputs, state),
+  np.testing.assert_allclose(sketch_rnn_cells.decode_sequence(model.cell, inputs, state),
                              model.decoder(inputs, initial_state=state), atol=1e-6)
-  dropped = sketch_rnn.decode_sequence(model.cell, inputs, state, training=True)
+  dropped = sketch_rnn_cells.decode_sequence(model.cell, inputs, state, training=True)
   assert np.all(np.isfinite(dropped)) and not np.allclose(dropped, model.decoder(inputs, initial_state=state))
 
 
@@ -433,13 +434,17 @@ def test_generate_refuses_a_classifier_model_dir(tmp_path):
     generate.load(str(tmp_path / "missing"))
 
 
-def test_registry_builds_both_variants():
+def test_registry_builds_both_variants(capsys):
   assert models.get("sketch_rnn").trainer == models.get("sketch_rnn_uncond").trainer == "quickdraw_tf.training.sketch_rnn_train"
   uncond = models.build("sketch_rnn_uncond", 2, **TINY)
   assert not hasattr(uncond, "encoder") and uncond.latent_size == 0
   with pytest.raises(ValueError, match="unknown sketch_rnn options"):
     models.build("sketch_rnn", 2, units=3)
+  sketch_rnn._warn_renamed.cache_clear()  # pylint: disable=protected-access  # Warned once a process: maybe before.
   layer_norm = models.build("sketch_rnn", 2, **TINY, layer_norm=True)
+  models.build("sketch_rnn", 2, **TINY, layer_norm=True)
+  warned = "sketch_rnn: model option layer_norm=true is deprecated; it is now decoder_cell=layer_norm"
+  assert capsys.readouterr().err.splitlines().count(warned) == 1  # Once, naming the new spelling.
   inputs = {"strokes": tf.zeros([2, 6, 5]), "length": tf.constant([3, 6])}
   assert layer_norm(inputs)["outputs"].shape == (2, 6, 6 * 3 + 3)
   assert len(layer_norm.cell.weights) == 3 + 2 * 5  # kernels, bias; gamma and beta of 4 gates and the cell

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from quickdraw_tf import models
 from quickdraw_tf.drawings import drawing_files
+from quickdraw_tf.serving import saved_model as saved_model_lib
 from quickdraw_tf.serving import tflite
 from quickdraw_tf.training import run_dir
 from tests import verbs
@@ -49,7 +50,7 @@ def test_cli_writes_an_rnn_that_reads_raw_ink_like_the_saved_model(tiny_run, dat
   with open(output + ".classes.txt", encoding="utf-8") as f:
     assert f.read().splitlines() == run_dir.read_config(model_dir)["classes"]
   classifier = tflite.Classifier(output)
-  assert classifier.signature == tflite.INK_SIGNATURE
+  assert classifier.signature == saved_model_lib.INK_SIGNATURE
   record_property("tflite_interpreter", classifier.interpreter_name)  # The run's summary says which (conftest.py).
   agree, total, worst = parity(output, os.path.join(model_dir, run_dir.SAVED_MODEL), real_points(data_dir))
   assert (agree, worst < TOLERANCE["none"]) == (total, True), (agree, total, worst)
@@ -74,10 +75,10 @@ def test_quantised_and_image_models_agree_with_the_saved_model(name, quantize, t
 
 def test_every_classifier_has_a_signature_and_unknown_quantisations_say_why():
   with pytest.raises(tflite.TFLiteError, match="float16, int8"):
-    tflite.convert_saved_model("unused", tflite.INK_SIGNATURE, "int4")
-  assert tflite.signature_for(models.get("bilstm")) == tflite.INK_SIGNATURE
-  assert tflite.signature_for(models.get("vgg19")) == tflite.IMAGE_SIGNATURE
-  assert tflite.signature_for(models.get("fusion")) == tflite.INK_IMAGE_SIGNATURE
+    tflite.convert_saved_model("unused", saved_model_lib.INK_SIGNATURE, "int4")
+  assert tflite.signature_for(models.get("bilstm")) == saved_model_lib.INK_SIGNATURE
+  assert tflite.signature_for(models.get("vgg19")) == saved_model_lib.IMAGE_SIGNATURE
+  assert tflite.signature_for(models.get("fusion")) == saved_model_lib.INK_IMAGE_SIGNATURE
 
 
 def test_the_host_side_keeps_the_serving_contract_for_drawings_that_cannot_be_classified(tiny_run, tmp_path):

@@ -98,6 +98,7 @@ def padding_that_fits(size, kernel, stride=1):
 
 
 def output_size(size, kernel, stride, padding):
+  """int, the positions a conv or pool layer leaves of ``size`` ("valid" or "same" ``padding``)."""
   return (size - kernel) // stride + 1 if padding == "valid" else -(-size // stride)
 
 

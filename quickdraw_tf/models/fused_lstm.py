@@ -35,6 +35,7 @@ import tensorflow as tf
 
 
 def has_accelerators():
+  """Whether TensorFlow sees a GPU or TPU (logical devices)."""
   return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 

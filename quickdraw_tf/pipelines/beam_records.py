@@ -171,13 +171,9 @@ def _renumber_shards(partial):
   for split in records.SPLITS:
     written = sorted(tf.io.gfile.glob(os.path.join(partial, f"{records.DATASET_NAME}-{split}.{records.FILE_FORMAT}-*")))
     counts = [int(tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1)) for path in written]
-    kept = [(path, n) for path, n in zip(written, counts) if n]
-    for path, n in zip(written, counts):
-      if not n:
-        tf.io.gfile.remove(path)
-    for index, (path, _) in enumerate(kept):
-      tf.io.gfile.rename(path, records.shard_path(partial, split, index, len(kept)), overwrite=True)
-    lengths[split] = [n for _, n in kept]
+    lengths[split] = records.renumber_shards(partial, split, list(zip(written, counts)),
+                                             lambda src, dst: tf.io.gfile.rename(src, dst, overwrite=True),
+                                             tf.io.gfile.remove)
   return lengths
 
 

@@ -42,6 +42,7 @@ class RecordsError(cli.Error, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Field:
+  """One feature of the tf.Example schema: its name, dtype, shape (None: variable length) and meaning."""
   name: str
   dtype: str  # "float32", "int64" or "string"
   shape: tuple  # None for the variable leading dimension of ink
@@ -213,6 +214,30 @@ def tfds_features(class_names, image_size=0):
 def shard_path(records_dir, split, index, num_shards):
   """Path of one shard, in TFDS's default file naming."""
   return os.path.join(records_dir, f"{DATASET_NAME}-{split}.{FILE_FORMAT}-{index:05d}-of-{num_shards:05d}")
+
+
+def renumber_shards(records_dir, split, shards, rename, remove):
+  """Gives the non-empty written shards of one split their final names, renumbered; removes the empty ones.
+
+  The one naming step of both writers (make_records' local one and the Beam pipeline's).
+
+  Args:
+    records_dir: where the final shards go (`shard_path`).
+    split: str, one of `SPLITS`.
+    shards: (path, examples) of each written shard, in their order.
+    rename: (source, destination) -> None, replacing any destination.
+    remove: path -> None.
+
+  Returns:
+    list of int, examples per final shard.
+  """
+  kept = [(path, n) for path, n in shards if n]
+  for path, n in shards:
+    if not n:
+      remove(path)
+  for index, (path, _) in enumerate(kept):
+    rename(path, shard_path(records_dir, split, index, len(kept)))
+  return [n for _, n in kept]
 
 
 def shard_paths(records_dir, split):

@@ -34,6 +34,8 @@ from quickdraw_tf.pipelines import data
 
 CLASSES_ASSET = os.path.join("assets", "classes.txt")  # the class names, in probability order
 TOP_K = 3
+# The signatures' names (the module docstring says what each takes), for every reader of the SavedModel and TFLite.
+INK_SIGNATURE, IMAGE_SIGNATURE, INK_IMAGE_SIGNATURE = "serving_default", "serving_image", "serving_ink_image"
 
 
 def _finite(x):
@@ -129,11 +131,11 @@ def export(model, spec, class_names, output_dir, image_size=None, top_k=TOP_K, b
   image_spec = [tf.TensorSpec([batch_size, None, None, 1], tf.uint8, name="image")]
   archive = keras.export.ExportArchive()
   archive.track(model)
-  archive.add_endpoint("serving_default", serve_ink, input_signature=ink_spec)
+  archive.add_endpoint(INK_SIGNATURE, serve_ink, input_signature=ink_spec)
   if spec.uses_image and not spec.uses_ink:
-    archive.add_endpoint("serving_image", serve_image, input_signature=image_spec)
+    archive.add_endpoint(IMAGE_SIGNATURE, serve_image, input_signature=image_spec)
   if spec.uses_image and spec.uses_ink:
-    archive.add_endpoint("serving_ink_image", serve_ink_image, input_signature=ink_spec + image_spec)
+    archive.add_endpoint(INK_IMAGE_SIGNATURE, serve_ink_image, input_signature=ink_spec + image_spec)
   write_archive(archive, output_dir, {CLASSES_ASSET: "".join(name + "\n" for name in class_names)})
 
 

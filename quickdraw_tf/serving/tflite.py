@@ -47,9 +47,6 @@ from quickdraw_tf.serving import saved_model
 from quickdraw_tf.training import run_dir
 
 QUANTIZATIONS = ("none", "float16", "int8")
-INK_SIGNATURE = "serving_default"
-IMAGE_SIGNATURE = "serving_image"
-INK_IMAGE_SIGNATURE = "serving_ink_image"
 FLOAT32_MAX = np.finfo(np.float32).max
 
 
@@ -60,8 +57,8 @@ class TFLiteError(cli.Error, ValueError):
 def signature_for(spec):
   """The serving signature converted for a `models.ModelSpec`: ink, image, or both (fusion)."""
   if spec.uses_ink and spec.uses_image:
-    return INK_IMAGE_SIGNATURE
-  return INK_SIGNATURE if spec.uses_ink else IMAGE_SIGNATURE
+    return saved_model.INK_IMAGE_SIGNATURE
+  return saved_model.INK_SIGNATURE if spec.uses_ink else saved_model.IMAGE_SIGNATURE
 
 
 def convert_saved_model(saved_model_dir, signature, quantize="none"):
@@ -69,7 +66,7 @@ def convert_saved_model(saved_model_dir, signature, quantize="none"):
 
   Args:
     saved_model_dir: written by `saved_model.export` with ``batch_size=1``.
-    signature: `INK_SIGNATURE`, `IMAGE_SIGNATURE` or `INK_IMAGE_SIGNATURE`.
+    signature: one of `saved_model`'s INK_SIGNATURE, IMAGE_SIGNATURE, INK_IMAGE_SIGNATURE.
     quantize: one of `QUANTIZATIONS`.
 
   Returns:
@@ -170,9 +167,9 @@ class Classifier:
     if points.ndim != 2 or points.shape[1] != 3:
       raise ValueError(f"points must be float [n, 3] (x, y, 1 on a stroke's last point), not shape {points.shape}")
     inputs = {}
-    if self.signature != IMAGE_SIGNATURE:
+    if self.signature != saved_model.IMAGE_SIGNATURE:
       inputs.update(ink=points[None], length=np.array([len(points)], np.int32))
-    if self.signature != INK_SIGNATURE:
+    if self.signature != saved_model.INK_SIGNATURE:
       inputs.update(image=rasterize(points))
     outputs = {name: value[0] for name, value in self.runner(**inputs).items()}
     if not classifiable(points):
