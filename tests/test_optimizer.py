@@ -154,8 +154,11 @@ def test_train_with_l2_decay_records_it_and_resumes(synthetic_files, tmp_path):
           "--eval_steps=1", "--export=false", "--l2_decay=0.001", "--weight_decay=0")
   result = verbs.run("train", *args, "--epochs=1")
   assert result.returncode == 0, result.stderr[-3000:]
+  first = (tmp_path / "run" / "checkpoints" / "epoch001.weights.h5").stat().st_mtime_ns
   result = verbs.run("train", *args, "--epochs=2")  # Goes on from the backup of epoch 1.
   assert result.returncode == 0, result.stderr[-3000:]
+  # Resumed: epoch 1 was not trained (and its checkpoint written) again.
+  assert (tmp_path / "run" / "checkpoints" / "epoch001.weights.h5").stat().st_mtime_ns == first
   with open(tmp_path / "run" / "config.json", encoding="utf-8") as f:
     config = json.load(f)
   assert config["training"]["l2_decay"] == 0.001 and config["training"]["weight_decay"] == 0.0
