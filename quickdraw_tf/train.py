@@ -40,6 +40,7 @@ from quickdraw_tf.pipelines import records
 from quickdraw_tf.serving import saved_model
 from quickdraw_tf.training import distribute
 from quickdraw_tf.training import multi_worker
+from quickdraw_tf.training import optimizer as optimizer_lib
 from quickdraw_tf.training import run_dir
 from quickdraw_tf.training import summaries
 from quickdraw_tf.training import train_config
@@ -263,9 +264,8 @@ def _fit_stages(model, config, stages, strategy, data_and_steps, callbacks, back
   for stage in stages:
     stage.prepare(model)
     with strategy.scope():
-      optimizer = keras.optimizers.Adam(config.learning_rate * stage.learning_rate_scale,
-                                        weight_decay=config.weight_decay or None,
-                                        global_clipnorm=config.clip_norm or None)
+      optimizer = optimizer_lib.adam(config.learning_rate * stage.learning_rate_scale, config.weight_decay,
+                                     config.l2_decay, config.clip_norm)
       model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                              keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3_accuracy")],

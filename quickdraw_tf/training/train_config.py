@@ -87,7 +87,11 @@ class TrainConfig:
   eval_steps: int = setting(0, "Eval batches per evaluation (0: the whole eval split).", lower=0)
   batch_size: int = setting(64, "Global batch size.", lower=1)
   learning_rate: float = setting(1e-3, "Adam learning rate.", above=0)
-  weight_decay: float = setting(0.0, "Adam weight decay (decoupled, as Keras applies it).", lower=0)
+  weight_decay: float = setting(0.0, "Adam weight decay (decoupled, as Keras applies it: each step subtracts "
+                                "learning_rate * weight_decay * w).", lower=0)
+  l2_decay: float = setting(0.0, "Coupled weight decay, as PyTorch's Adam(weight_decay=...): each step adds "
+                            "l2_decay * w to every trainable variable's gradient (after --clip_norm's clipping) "
+                            "before Adam's update (an L2 penalty; the reference report's code).", lower=0)
   clip_norm: float = setting(0.0, "Clip gradients to this global norm (0: no clipping).", lower=0)
   lr_factor: float = setting(0.3, "ReduceLROnPlateau factor (1: a constant learning rate).", above=0, upper=1)
   lr_patience: int = setting(2, "ReduceLROnPlateau patience, in epochs.", lower=0)
