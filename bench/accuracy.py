@@ -66,7 +66,6 @@ import numpy as np
 import psutil
 
 from bench import converge
-from bench import plots
 from bench import report
 from bench import shared_flags  # --models: the classifiers (vec17; image models also on bmp22).
 from bench import targets
@@ -787,6 +786,7 @@ def main(_):
           + reference_section(run, runs, vec_dir, bmp_dir) + comparison_sections(run, runs, vec_dir))
   patience = run["patience"]
   plot_path = os.path.join(run["runs_dir"], "accuracy.png") if FLAGS.quick else run["plot"]
+  from bench import plots  # pylint: disable=import-outside-toplevel  (matplotlib: the bench extra, not the tests')
   plots.accuracy_curves(plot_panels(run, runs, vec_dir, bmp_dir), plot_path, "epochs" if patience else "seconds")
   if FLAGS.quick:
     print("\n".join(body))
