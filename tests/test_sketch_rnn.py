@@ -523,3 +523,10 @@ def test_augmentation_options_out_of_range_are_refused(option):
   name, value = option.split("=")
   with pytest.raises(ValueError, match=name):
     sketch_rnn.make_hparams(**{name: float(value)})
+
+
+@pytest.mark.parametrize("name, value", [("random_scale_factor", "abc"), ("kl_weight", None), ("decoder_units", 2.5),
+                                         ("latent_size", True), ("layer_norm", 1), ("decoder_cell", 3)])
+def test_options_of_the_wrong_type_are_refused_naming_the_option(name, value):
+  with pytest.raises(ValueError, match=f"{name}=.*expected a"):
+    sketch_rnn.make_hparams(**{name: value})

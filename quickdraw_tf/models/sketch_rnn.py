@@ -352,6 +352,12 @@ def make_hparams(conditional=True, **options):
                      f"{', '.join(f.name for f in dataclasses.fields(HParams))}")
   if options.get("layer_norm"):
     _warn_renamed("layer_norm=true", "decoder_cell=layer_norm")
+  for field in dataclasses.fields(HParams):
+    value = options.get(field.name)
+    # float takes an int (JSON writes 1.0 as 1); bool is an int to Python but never a number here, nor a number a bool.
+    allowed = (int, float) if field.type is float else (field.type,)
+    if field.name in options and (not isinstance(value, allowed) or isinstance(value, bool) != (field.type is bool)):
+      raise ValueError(f"sketch_rnn option {field.name}={value!r}: expected a {field.type.__name__}")
   return HParams(conditional=conditional, **options)
 
 
