@@ -24,6 +24,7 @@ short is finished by the next run (see `pipelines.journal`).
 import gc
 import itertools
 import json
+import logging
 import os
 import shutil
 import sys
@@ -112,8 +113,10 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
   ``output_dir`` only those an earlier run wrote are replaced.
 
   Args:
-    inputs: files, directories or globs.
-    output_dir: the records directory to (re)write; its parent must exist.
+    inputs: files, directories or globs; with ``beam_pipeline_options`` also
+      URLs (any file system both Beam and ``tf.io.gfile`` know).
+    output_dir: the records directory to (re)write; its parent must exist
+      (a URL, with ``beam_pipeline_options``: see `pipelines.journal`).
     categories: None (all found), or a list of class names (this order).
     max_per_class: keep at most this many drawings per class (0: all): the
       first in input order (files sorted by path, records in file order),
@@ -147,7 +150,7 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
   started = time.time(), tally_lib.cpu_seconds()
   workers = workers or os.cpu_count() or 1
   _check_splits(eval_fraction, test_fraction, num_shards)
-  _check_local_inputs(inputs)
+  _check_urls(inputs, output_dir, beam_pipeline_options)
   beam_records = _beam_records() if beam_pipeline_options else None
   partial = journal.prepare_output(output_dir)
   try:
@@ -169,7 +172,7 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
     stats = tally_lib.stats(plan, options, tally, skips, beam_pipeline_options or workers, started, shard_lengths)
     _write_metadata(partial, stats)
   except BaseException:
-    shutil.rmtree(partial, ignore_errors=True)
+    journal.remove_stage(partial)
     raise
   # From here on the new set is complete: a failure leaves it for the next run to move into place.
   journal.commit(output_dir, journal.mark_ready(output_dir, partial))
@@ -178,6 +181,9 @@ def convert(inputs, output_dir, categories=None, max_per_class=0, eval_fraction=
 
 def _beam_records():
   """`pipelines.beam_records`, or a MakeRecordsError naming the extra that installs Apache Beam."""
+  root = logging.getLogger()
+  level = root.level
+  root.setLevel(max(level, logging.ERROR))  # Beam's import logs what its Google Cloud modules lack, unasked.
   try:
     from quickdraw_tf.pipelines import beam_records  # pylint: disable=g-import-not-at-top
   except ImportError as e:
@@ -185,15 +191,18 @@ def _beam_records():
       raise
     raise MakeRecordsError("--beam_pipeline_options needs Apache Beam: pip install 'quickdraw_tf[beam]' "
                            "(or leave the option out to convert with the local pool)") from None
+  finally:
+    root.setLevel(level)
   return beam_records
 
 
-def _check_local_inputs(inputs):
-  """Raises MakeRecordsError for an input URL: files are found and their class names scanned with local file calls."""
-  urls = [path for path in inputs if cli.is_url(path)]
-  if urls:
-    raise MakeRecordsError(f"--input={urls[0]}: make_records reads local (or mounted) files only, with "
-                           "--beam_pipeline_options too; copy them locally or mount the bucket (docs/beam.md)")
+def _check_urls(inputs, output_dir, beam_pipeline_options):
+  """Raises MakeRecordsError for a URL (gs://...) without --beam_pipeline_options: the local pool's files are local."""
+  urls = [f"--input={path}" for path in inputs if cli.is_url(path)] + (
+      [f"--output_dir={output_dir}"] if cli.is_url(output_dir) else [])
+  if urls and not beam_pipeline_options:
+    raise MakeRecordsError(f"{urls[0]}: the local pool reads and writes local (or mounted) files only: add "
+                           "--beam_pipeline_options (e.g. runner=DirectRunner,direct_num_workers=2; docs/beam.md)")
 
 
 def _check_splits(eval_fraction, test_fraction, num_shards):
@@ -294,8 +303,7 @@ def _check_written(plan, tally, skips):
 def _write_metadata(partial, stats):
   """Writes the class list, stats.json and the TFDS metadata into ``partial``, from the `_stats` dict."""
   records.write_classes(partial, stats["classes"])
-  with open(os.path.join(partial, records.STATS_FILE), "w", encoding="utf-8") as f:
-    json.dump(stats, f, indent=1)
+  records.write_text(os.path.join(partial, records.STATS_FILE), json.dumps(stats, indent=1))
   records.write_tfds_metadata(partial, stats["classes"], stats["image_size"], stats["shard_lengths"])
 
 
@@ -304,8 +312,10 @@ def _write_metadata(partial, stats):
 
 def define_flags():
   """Defines make_records' flags: --input, --output_dir, the split and shard options, --download, ..."""
-  flags.DEFINE_multi_string("input", [], "Input files, directories or globs (repeatable).")
-  flags.DEFINE_string("output_dir", None, f"Records directory (default {DEFAULT_RECORDS_ROOT}/<name>).")
+  flags.DEFINE_multi_string("input", [], "Input files, directories or globs (repeatable); with "
+                            "--beam_pipeline_options also URLs (gs://...; docs/beam.md).")
+  flags.DEFINE_string("output_dir", None, f"Records directory (default {DEFAULT_RECORDS_ROOT}/<name>); with "
+                      "--beam_pipeline_options also a URL (gs://...).")
   flags.DEFINE_string("name", "quickdraw", "Name of the records directory under tfrecords/.")
   flags.DEFINE_string("categories", None, "Comma-separated class names, or a file with one a line (default: all found).")
   flags.DEFINE_integer("max_per_class", 0, "Keep at most this many drawings per class (0: all): the first new ones "

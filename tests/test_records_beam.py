@@ -8,8 +8,10 @@ import collections
 import gzip
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -21,6 +23,7 @@ from quickdraw_tf import make_records
 from quickdraw_tf import pipelines
 from quickdraw_tf.drawings import ink
 from quickdraw_tf.pipelines import conversion
+from quickdraw_tf.pipelines import journal
 from quickdraw_tf.pipelines import records
 from tests.test_make_records import _close_pipe
 from tests.test_make_records import _open_for_writing
@@ -186,12 +189,115 @@ def test_beam_asked_for_without_beam_is_a_one_line_error(tmp_path, monkeypatch):
   assert not os.path.exists(tmp_path / "out")
 
 
-def test_bucket_inputs_and_outputs_are_a_one_line_error_naming_the_limitation(tmp_path):
-  """The launcher finds inputs and moves the output with local file calls: a URL says so, before anything is made."""
-  with pytest.raises(make_records.MakeRecordsError, match=r"^--input=gs://b/cat\.ndjson: make_records reads local \(or "
-                     r"mounted\) files only, with --beam_pipeline_options too; .*\(docs/beam\.md\)$"):
-    make_records.convert([str(tmp_path), "gs://b/cat.ndjson"], str(tmp_path / "out"), beam_pipeline_options=IN_MEMORY)
-  with pytest.raises(make_records.MakeRecordsError, match=r"^--output_dir=s3://b/records: make_records writes a local "
-                     r"\(or mounted\) directory only, .*train reads --records=gs://\.\.\.; docs/beam\.md\)$"):
-    make_records.convert([str(tmp_path)], "s3://b/records")
+def _ram():
+  """Beam's ``ram://`` stand-in for a bucket (tests/ram_filesystem.py), registered by importing it."""
+  _beam()
+  from tests import ram_filesystem  # pylint: disable=g-import-not-at-top
+  return ram_filesystem
+
+
+def test_bucket_inputs_and_output_give_the_local_records(real_inputs, tmp_path):
+  """--input and --output_dir URLs (a bucket: here ``ram://``, no directories to Beam): the local path's records."""
+  ram = _ram()
+  bucket = f"ram://bucket-{os.getpid()}"
+  ram.copy_tree(str(real_inputs), f"{bucket}/in")
+  out = f"{bucket}/records"
+  local_stats = make_records.convert([str(real_inputs)], str(tmp_path / "local"), workers=2, progress=False)
+  stats = make_records.convert([f"{bucket}/in"], out, beam_pipeline_options=IN_MEMORY, progress=False)
+  assert _multisets(out) == _multisets(tmp_path / "local")
+  same = [{k: v for k, v in st.items() if k not in RUN_ENTRIES} for st in (local_stats, stats)]
+  assert json.dumps(same[0], sort_keys=True).replace(str(real_inputs), f"{bucket}/in") == json.dumps(
+      same[1], sort_keys=True)  # The same counts and bad records, named by their URLs.
+  assert records.read_stats(out)["counts"] == local_stats["counts"] and records.is_complete(out)
+  for name in (records.CLASSES_FILE, "features.json"):
+    assert tf.io.gfile.GFile(f"{out}/{name}", "rb").read() == (tmp_path / "local" / name).read_bytes()
+  assert not [n for n in tf.io.gfile.listdir(out) if n.startswith(".")]  # No stage or Beam temp left.
+  # TFDS reads the copied directory (its paths go through etils, which has no ram://; gs:// it reads in place).
+  ram.copy_tree(out, str(tmp_path / "copy"))
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder_from_directory(str(tmp_path / "copy"))
+  assert sum(1 for _ in builder.as_dataset(split="test")) == stats["totals"]["test"]
+  # A glob URL, and a rerun into the same bucket directory: the old set replaced, a user's file kept.
+  tf.io.gfile.GFile(f"{out}/notes.txt", "w").write("mine")
+  again = make_records.convert([f"{bucket}/in/simplified_lamnguyen/*.ndjson"], out, num_shards=2,
+                               beam_pipeline_options=IN_MEMORY, progress=False)
+  assert again["totals"] != stats["totals"] and records.read_stats(out)["totals"] == again["totals"]
+  assert sorted(n for n in tf.io.gfile.listdir(out) if records.SHARD_NAME_RE.fullmatch(n)) == sorted(
+      os.path.basename(p) for split in records.SPLITS for p in records.shard_paths(out, split))
+  assert tf.io.gfile.GFile(f"{out}/notes.txt").read() == "mine"
+  tf.io.gfile.rmtree(bucket)
+
+
+def _dead_pid():
+  process = subprocess.Popen([sys.executable, "-c", ""])
+  process.wait()
+  return process.pid
+
+
+def test_a_bucket_commit_cut_short_is_finished_by_the_next_run_and_other_hosts_stages_are_left(tmp_path, caplog):
+  """A run that died mid-commit into a bucket (marker gone, journal written): the next run completes it first."""
+  ram = _ram()
+  out = f"ram://commit-{os.getpid()}/records"
+  good = {"word": "cat", "key_id": "k", "drawing": [[[0, 10, 20], [0, 5, 0]]]}
+  (tmp_path / "cat.ndjson").write_text("\n".join(json.dumps({**good, "key_id": f"k{i}", "drawing": [[[0, 10, i + 20], [0, 5, 0]]]})
+                                                for i in range(40)) + "\n")
+  first = make_records.convert([str(tmp_path / "cat.ndjson")], out, beam_pipeline_options=IN_MEMORY, progress=False)
+  # A second run, dead (its pid ended) after it marked its set ready and removed the old marker.
+  second = make_records.convert([str(tmp_path / "cat.ndjson")], str(tmp_path / "second"), num_shards=3,
+                                progress=False)
+  dead = f"{out}/.partial-{_dead_pid()}-{socket.gethostname()}"
+  ram.copy_tree(str(tmp_path / "second"), dead)
+  assert journal.mark_ready(out, dead) == dead and tf.io.gfile.exists(f"{dead}/{journal.JOURNAL}")  # In place.
+  tf.io.gfile.remove(f"{out}/{records.COMPLETE_MARKER}")
+  other_host = f"{out}/.partial-1-another-host"
+  tf.io.gfile.makedirs(other_host)
+  tf.io.gfile.GFile(f"{other_host}/x", "w").write("theirs")
+  with caplog.at_level("WARNING"):
+    journal.remove_stage(journal.prepare_output(out))  # What the next run does first.
+  assert records.is_complete(out) and records.read_stats(out)["shard_lengths"] == second["shard_lengths"]
+  assert second["shard_lengths"] != first["shard_lengths"]
+  assert _multisets(out) == _multisets(tmp_path / "second")
+  assert sorted(n for n in tf.io.gfile.listdir(out) if n.startswith(".")) == [".partial-1-another-host"]
+  assert "left ram://" in caplog.text and "another-host" in caplog.text
+  tf.io.gfile.rmtree(f"ram://commit-{os.getpid()}")
+
+
+def test_a_url_without_beam_options_is_a_one_line_error_naming_the_option(tmp_path):
+  """The local pool reads and writes local files: a URL asks for --beam_pipeline_options, before anything is made."""
+  for inputs, output_dir, named in (([str(tmp_path), "gs://b/cat.ndjson"], str(tmp_path / "out"), "--input=gs://b/cat.ndjson"),
+                                    ([str(tmp_path)], "s3://b/records", "--output_dir=s3://b/records")):
+    with pytest.raises(make_records.MakeRecordsError, match=rf"^{re.escape(named)}: the local pool reads and writes local "
+                       r"\(or mounted\) files only: add --beam_pipeline_options \(.*docs/beam\.md\)$"):
+      make_records.convert(inputs, output_dir)
   assert os.listdir(tmp_path) == []
+
+
+def test_a_missing_bucket_input_is_counted_and_named(tmp_path):
+  _ram()
+  with pytest.raises(make_records.MakeRecordsError, match=r"^no usable input file in \['ram://nothing-here/in'\]"):
+    make_records.convert(["ram://nothing-here/in"], str(tmp_path / "out"), beam_pipeline_options=IN_MEMORY)
+
+
+def test_a_scheme_beam_has_no_file_system_for_is_a_one_line_error():
+  """gs:// without apache-beam[gcp], say: TensorFlow may list the inputs, then Beam could not read them."""
+  _beam()
+  from quickdraw_tf.pipelines import beam_records  # pylint: disable=g-import-not-at-top
+  with pytest.raises(make_records.MakeRecordsError, match=r"^nosuchfs:// paths: Beam cannot read or write them: "
+                     r"Unable to get filesystem"):
+    beam_records._check_file_systems(["/tmp/x", "nosuchfs://b/in/cat.ndjson"])  # pylint: disable=protected-access
+  beam_records._check_file_systems(["/tmp/x"])  # pylint: disable=protected-access
+
+
+def test_a_failing_pipeline_into_a_bucket_leaves_nothing_that_looks_complete(real_inputs, monkeypatch):
+  _ram()
+  out = f"ram://failing-{os.getpid()}/records"
+
+  def broken(chunk):
+    raise ZeroDivisionError(f"broken on {chunk.source.path}")
+
+  monkeypatch.setattr(conversion, "_convert_chunk", broken)
+  with pytest.raises(Exception, match="broken on"):
+    make_records.convert([str(real_inputs / "simplified_lamnguyen")], out, progress=False,
+                         beam_pipeline_options=IN_MEMORY)
+  assert not records.is_complete(out) and tf.io.gfile.listdir(out) == []
+  tf.io.gfile.rmtree(f"ram://failing-{os.getpid()}")

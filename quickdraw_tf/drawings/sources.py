@@ -15,6 +15,7 @@ Formats, chosen by file name and content:
 import dataclasses
 import glob
 import gzip
+import io
 import itertools
 import json
 import os
@@ -24,6 +25,8 @@ import typing
 import zlib
 
 import numpy as np
+
+from quickdraw_tf import cli
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 NPZ_SUFFIX = ".npz"
@@ -115,7 +118,8 @@ def find_files(inputs):
   """Expands files, directories (recursively) and globs into usable input files.
 
   Args:
-    inputs: list of str.
+    inputs: list of str: local paths, or URLs of any file system
+      ``tf.io.gfile`` knows (gs://, hdfs://, ...), found through it.
 
   Returns:
     (files, problems): the files sorted by path, so that the output does not
@@ -124,20 +128,65 @@ def find_files(inputs):
   """
   files, problems = set(), []
   for pattern in inputs:
-    matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-    found = []
-    for match in matches:
-      if os.path.isdir(match):
-        for root, _, names in os.walk(match):
-          found.extend(os.path.join(root, n) for n in names if kind_of(n))
-      elif os.path.isfile(match) and kind_of(match):
-        found.append(match)
+    try:
+      found, what = _find(pattern)
+    except OSError as e:  # A URL whose file system cannot be reached or is not known.
+      found, what = [], f"cannot list it: {e}"
     if not found:
-      what = "no such file or directory" if not matches or not any(os.path.exists(m) for m in matches) else (
-          f"no usable file (expected {', '.join(SUFFIXES)})")
       problems.append(SourceError("no_usable_file", pattern, 0, what))
-    files.update(os.path.normpath(f) for f in found)
+    files.update(f if cli.is_url(f) else os.path.normpath(f) for f in found)
   return sorted(files), problems
+
+
+def _find(pattern):
+  """(usable files of one --input, and if none why)."""
+  fs = _files(pattern)
+  matches = sorted(fs.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+  found = []
+  for match in matches:
+    if fs.isdir(match):
+      for root, _, names in fs.walk(match):
+        found.extend(os.path.join(root, n) for n in names if kind_of(n))
+    elif fs.isfile(match) and kind_of(match):
+      found.append(match)
+  if found:
+    return found, None
+  if not matches or not any(fs.exists(m) for m in matches):
+    return found, "no such file or directory"
+  return found, f"no usable file (expected {', '.join(SUFFIXES)})"
+
+
+class _LocalFiles:
+  """Local lookups for `find_files`."""
+  glob, walk, isdir, isfile, exists = (staticmethod(f) for f in (
+      glob.glob, os.walk, os.path.isdir, os.path.isfile, os.path.exists))
+
+
+class _GfileFiles:
+  """The same lookups for a URL, through ``tf.io.gfile`` (imported only for a URL); its errors as OSError."""
+
+  def __init__(self):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    self._gfile, self._errors = tf.io.gfile, tf.errors
+
+  def __getattr__(self, name):  # glob, walk, isdir, exists, stat, open (GFile)
+    operation = getattr(self._gfile, "GFile" if name == "open" else name)
+
+    def call(path, *args):
+      try:
+        result = operation(path, *args)
+        return list(result) if name == "walk" else result
+      except self._errors.OpError as e:
+        raise OSError(f"{path}: {e.message}") from None
+    return call
+
+  def isfile(self, path):
+    return self.exists(path) and not self.isdir(path)
+
+
+def _files(path):
+  """``path``'s lookups: local ones, or ``tf.io.gfile``'s for a URL."""
+  return _GfileFiles() if cli.is_url(path) else _LocalFiles
 
 
 def find_sources(inputs):
@@ -154,17 +203,40 @@ def find_sources(inputs):
 def _regular_size(path):
   """Bytes of a regular file (links followed); None for anything else or a file that cannot be read."""
   try:
+    if cli.is_url(path):
+      return _files(path).stat(path).length
     status = os.stat(path)
   except OSError:
     return None
   return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
+class _GFileReader(io.RawIOBase):
+  """A ``tf.io.gfile.GFile`` opened "rb" as a raw stream, so that ``io.BufferedReader`` gives it the full file API."""
+
+  def __init__(self, gfile):
+    super().__init__()
+    self._gfile = gfile
+
+  def readable(self):
+    return True
+
+  def readinto(self, buffer):
+    data = self._gfile.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+  def close(self):
+    self._gfile.close()
+    super().close()
+
+
 def _open_text_lines(path, opener=None):
-  """The bytes of an ndjson file, gunzipped where its name ends in .gz; ``opener(path)`` opens it (default: open)."""
-  if opener is None:
+  """The bytes of an ndjson file, gunzipped where its name ends in .gz; ``opener(path)`` opens it (default: open,
+  or for a URL ``tf.io.gfile.GFile``)."""
+  if opener is None and not cli.is_url(path):
     return (gzip.open if path.lower().endswith(".gz") else open)(path, "rb")
-  raw = opener(path)
+  raw = opener(path) if opener else io.BufferedReader(_GFileReader(_files(path).open(path, "rb")))
   return gzip.GzipFile(fileobj=raw, mode="rb") if path.lower().endswith(".gz") else raw
 
 

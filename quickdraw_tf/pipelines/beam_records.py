@@ -177,6 +177,15 @@ def _renumber_shards(partial):
   return lengths
 
 
+def _check_file_systems(paths):
+  """Raises MakeRecordsError for the first path whose scheme Beam has no file system for (gs:// without its extra)."""
+  for scheme in dict.fromkeys(path.split("://")[0] for path in paths if "://" in path):
+    try:
+      FileSystems.get_filesystem(f"{scheme}://")
+    except ValueError as e:
+      raise conversion.MakeRecordsError(f"{scheme}:// paths: Beam cannot read or write them: {e}") from None
+
+
 def run(plan, options, partial, max_per_class, chunk_size, beam_options, skips):
   """Converts ``plan`` into ``partial`` with a Beam pipeline run with ``beam_options``.
 
@@ -190,6 +199,7 @@ def run(plan, options, partial, max_per_class, chunk_size, beam_options, skips):
     (tally, shard_lengths): the `tally.Tally` of the drawings written, and
     split -> examples per shard.
   """
+  _check_file_systems([source.path for source in plan.sources] + [partial])
   beam_logger = logging.getLogger("apache_beam")
   level = beam_logger.level
   beam_logger.setLevel(max(level, logging.WARNING))  # Its progress lines would drown the run's own.

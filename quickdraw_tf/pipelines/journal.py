@@ -9,12 +9,21 @@ and new shards), the replaced files, then moves the new ones in, marker last.
 A run killed during the commit leaves its complete set in ``.ready-<pid>``;
 the next run finishes that commit before anything else (`recover`).
 Directories of dead runs are removed.
+
+An --output_dir URL (``gs://``, ``hdfs://``, any file system TensorFlow
+knows) is written by the same steps through ``tf.io.gfile``, with two
+differences, as object stores have neither directories to rename at once
+nor one machine's process table: the set stays in its partial prefix, which
+the journal written into it last marks ready (``.partial-<pid>-<host>``),
+and only stages of this host are judged dead or alive; another host's are
+left alone, with a warning naming them.
 """
 
 import json
 import os
 import re
 import shutil
+import socket
 
 from absl import logging
 
@@ -22,8 +31,97 @@ from quickdraw_tf import cli
 from quickdraw_tf.pipelines import records
 from quickdraw_tf.pipelines.conversion import MakeRecordsError
 
-_STAGE_RE = re.compile(r"\.(partial|ready)-(\d+)")
+_STAGE_RE = re.compile(r"\.(partial|ready)-(\d+)(?:-(.+))?")
 JOURNAL = ".replaces.json"
+
+
+class _LocalFiles:
+  """A local directory's file operations (POSIX: a directory renames at once)."""
+
+  renames_directories = True
+
+  @staticmethod
+  def listdir(path):
+    return os.listdir(path)
+
+  @staticmethod
+  def isdir(path):
+    return os.path.isdir(path)
+
+  @staticmethod
+  def exists(path):
+    return os.path.exists(path)
+
+  @staticmethod
+  def remove(path):
+    os.remove(path)
+
+  @staticmethod
+  def replace(source, destination):
+    os.replace(source, destination)
+
+  @staticmethod
+  def mkdir(path):
+    os.mkdir(path)
+
+  @staticmethod
+  def rmtree(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+  @staticmethod
+  def open(path, mode):
+    return open(path, mode, encoding="utf-8")  # pylint: disable=consider-using-with
+
+
+class _GfileFiles:
+  """The same operations on a URL, through ``tf.io.gfile``; its errors raised as OSError, as the local ones."""
+
+  renames_directories = False
+
+  def __init__(self):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only a URL's run needs it)
+    self._gfile, self._errors = tf.io.gfile, tf.errors
+
+  def _call(self, operation, *args, **kwargs):
+    try:
+      return operation(*args, **kwargs)
+    except self._errors.OpError as e:
+      raise OSError(f"{args[0]}: {e.message}") from None
+
+  def listdir(self, path):
+    return [name.rstrip("/") for name in self._call(self._gfile.listdir, path)]
+
+  def isdir(self, path):
+    return self._call(self._gfile.isdir, path)
+
+  def exists(self, path):
+    return self._call(self._gfile.exists, path)
+
+  def remove(self, path):
+    self._call(self._gfile.remove, path)
+
+  def replace(self, source, destination):
+    self._call(self._gfile.rename, source, destination, overwrite=True)
+
+  def mkdir(self, path):
+    self._call(self._gfile.makedirs, path)
+
+  def rmtree(self, path):
+    if self.exists(path):
+      self._call(self._gfile.rmtree, path)
+
+  def open(self, path, mode):
+    return self._call(self._gfile.GFile, path, mode)
+
+
+def files(path):
+  """The file operations for ``path``: local ones, or ``tf.io.gfile``'s for a URL."""
+  return _GfileFiles() if cli.is_url(path) else _LocalFiles()
+
+
+def _stage_suffix(output_dir):
+  """``<pid>``, or for a URL ``<pid>-<host>``: which process, on which machine, a stage belongs to."""
+  return f"{os.getpid()}-{socket.gethostname()}" if cli.is_url(output_dir) else str(os.getpid())
 
 
 def prepare_output(output_dir):
@@ -35,26 +133,29 @@ def prepare_output(output_dir):
     The partial directory's path.
   """
   output_dir = check_output_dir(output_dir)
-  partial = os.path.join(output_dir, f".partial-{os.getpid()}")
+  partial = os.path.join(output_dir, f".partial-{_stage_suffix(output_dir)}")
+  fs = files(output_dir)
   try:
-    if not os.path.isdir(output_dir):
-      os.mkdir(output_dir)
+    if not fs.isdir(output_dir):
+      fs.mkdir(output_dir)
     recover(output_dir)
-    shutil.rmtree(partial, ignore_errors=True)
-    os.mkdir(partial)
+    fs.rmtree(partial)
+    fs.mkdir(partial)
   except OSError as e:
     raise MakeRecordsError(f"cannot write into --output_dir={output_dir}: {e.strerror or e} "
                            "(check its permissions, or choose another --output_dir)") from None
   return partial
 
 
+def remove_stage(stage):
+  """Removes a partial or ready directory (a failed run's) and what it holds."""
+  files(stage).rmtree(stage)
+
+
 def check_output_dir(output_dir):
   """Raises unless ``output_dir`` is a directory or can be made one in an existing parent; returns it normalised."""
   if cli.is_url(output_dir):
-    # The journal's atomic renames of whole directories are local (POSIX) file operations; object stores have none.
-    raise MakeRecordsError(f"--output_dir={output_dir}: make_records writes a local (or mounted) directory only, with "
-                           "--beam_pipeline_options too; write it locally, then copy it to the bucket "
-                           "(train reads --records=gs://...; docs/beam.md)")
+    return output_dir.rstrip("/")  # Its file system says what it allows when the run writes.
   output_dir = os.path.normpath(output_dir)
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
     raise MakeRecordsError(f"--output_dir={output_dir} is not a directory: remove it or choose another --output_dir")
@@ -79,8 +180,13 @@ def _file_above(path):
   return None if os.path.isdir(path) else path
 
 
-def _alive(pid):
-  """Whether process ``pid`` runs (this process's own earlier directories count as dead)."""
+def _alive(pid, host=None):
+  """Whether process ``pid`` of ``host`` (None: this machine) runs; this process's own earlier stages count as dead.
+
+  Another host's process cannot be asked: it counts as alive.
+  """
+  if host is not None and host != socket.gethostname():
+    return True
   if pid == os.getpid():
     return False
   try:
@@ -94,42 +200,53 @@ def _alive(pid):
 
 def recover(output_dir):
   """Finishes the commit a dead run left half done; removes the other directories of dead runs."""
-  for name in sorted(os.listdir(output_dir)):
+  fs = files(output_dir)
+  for name in sorted(fs.listdir(output_dir)):
     stage = _STAGE_RE.fullmatch(name)
-    if not stage or _alive(int(stage.group(2))):
+    if not stage:
       continue
     path = os.path.join(output_dir, name)
+    if _alive(int(stage.group(2)), stage.group(3)):
+      if stage.group(3) and stage.group(3) != socket.gethostname():
+        logging.warning("left %s alone: a run on host %s wrote it (remove it if that run is over)", path,
+                        stage.group(3))
+      continue
     # A ready set replaces the records only if the dead run had begun to (the old set is incomplete):
     # otherwise the complete records there (the old ones, or a later run's) are kept.
-    if stage.group(1) == "ready" and not records.is_complete(output_dir):
+    ready = stage.group(1) == "ready" or (not fs.renames_directories and fs.exists(os.path.join(path, JOURNAL)))
+    if ready and not records.is_complete(output_dir):
       logging.warning("completing the replacement of the records in %s that process %s began", output_dir,
                       stage.group(2))
       commit(output_dir, path)
     else:
-      shutil.rmtree(path, ignore_errors=True)
+      fs.rmtree(path)
 
 
 def mark_ready(output_dir, partial):
   """Journals which earlier files the new set replaces, and renames ``partial`` to its ready name."""
-  new = set(os.listdir(partial))
-  with open(os.path.join(partial, JOURNAL), "w", encoding="utf-8") as f:
-    json.dump(sorted(set(records.owned_files(output_dir)) - new), f)
+  fs = files(output_dir)
+  new = set(fs.listdir(partial))
+  with fs.open(os.path.join(partial, JOURNAL), "w") as f:
+    f.write(json.dumps(sorted(set(records.owned_files(output_dir)) - new)))
+  if not fs.renames_directories:
+    return partial  # The journal, written last, marks it ready.
   ready = os.path.join(output_dir, f".ready-{os.getpid()}")
-  os.replace(partial, ready)
+  fs.replace(partial, ready)
   return ready
 
 
 def commit(output_dir, ready):
   """Moves the complete set in ``ready`` into ``output_dir``; safe to redo after a kill at any point."""
-  with open(os.path.join(ready, JOURNAL), encoding="utf-8") as f:
-    replaced = json.load(f)
+  fs = files(output_dir)
+  with fs.open(os.path.join(ready, JOURNAL), "r") as f:
+    replaced = json.loads(f.read())
   marker = os.path.join(output_dir, records.COMPLETE_MARKER)
-  if os.path.exists(marker):
-    os.remove(marker)
+  if fs.exists(marker):
+    fs.remove(marker)
   for name in replaced:
-    if os.path.exists(os.path.join(output_dir, name)):
-      os.remove(os.path.join(output_dir, name))
-  for name in sorted(set(os.listdir(ready)) - {JOURNAL}, key=lambda n: n == records.COMPLETE_MARKER):
-    os.replace(os.path.join(ready, name), os.path.join(output_dir, name))
-  shutil.rmtree(ready)
+    if fs.exists(os.path.join(output_dir, name)):
+      fs.remove(os.path.join(output_dir, name))
+  for name in sorted(set(fs.listdir(ready)) - {JOURNAL}, key=lambda n: n == records.COMPLETE_MARKER):
+    fs.replace(os.path.join(ready, name), os.path.join(output_dir, name))
+  fs.rmtree(ready)
 

@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+import tempfile
 import unicodedata
 
 import numpy as np
@@ -236,7 +237,9 @@ def renumber_shards(records_dir, split, shards, rename, remove):
     if not n:
       remove(path)
   for index, (path, _) in enumerate(kept):
-    rename(path, shard_path(records_dir, split, index, len(kept)))
+    final = shard_path(records_dir, split, index, len(kept))
+    if path != final:  # An object store's rename is a copy and a delete: onto itself it would delete the shard.
+      rename(path, final)
   return [n for _, n in kept]
 
 
@@ -270,7 +273,7 @@ def owned_files(records_dir):
   them: the names of the exact shard pattern) and the metadata files. Every
   other file is the user's and is left alone.
   """
-  names = set(os.listdir(records_dir))
+  names = set(_gfile().listdir(records_dir) if cli.is_url(records_dir) else os.listdir(records_dir))
   shards = _listed_shards(records_dir)
   if shards is None:
     shards = [n for n in names if SHARD_NAME_RE.fullmatch(n)]
@@ -302,8 +305,17 @@ def write_classes(records_dir, class_names):
     problem = class_name_problem(name)
     if problem:
       raise ValueError(problem)
-  with open(os.path.join(records_dir, CLASSES_FILE), "w", encoding="utf-8", newline="") as f:
-    f.write("".join(name + "\n" for name in class_names))
+  write_text(os.path.join(records_dir, CLASSES_FILE), "".join(name + "\n" for name in class_names))
+
+
+def write_text(path, text):
+  """Writes ``text`` (str) to ``path`` as UTF-8, line ends as given; a URL through ``tf.io.gfile``."""
+  if cli.is_url(path):
+    with _gfile().GFile(path, "wb") as f:
+      f.write(text.encode("utf-8"))
+  else:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+      f.write(text)
 
 
 def read_classes(records_dir):
@@ -356,25 +368,43 @@ def _read_bytes(path):
     raise OSError(f"{path}: {e.message}") from None
 
 
-def write_tfds_metadata(records_dir, class_names, image_size, shard_lengths, description=""):
+def _shard_bytes(records_dir, shard_lengths):
+  """split -> bytes of its shards (`shard_path` names) in ``records_dir``."""
+  size = (lambda path: _gfile().stat(path).length) if cli.is_url(records_dir) else os.path.getsize
+  return {split: sum(size(shard_path(records_dir, split, i, len(lengths))) for i in range(len(lengths)))
+          for split, lengths in shard_lengths.items()}
+
+
+def write_tfds_metadata(records_dir, class_names, image_size, shard_lengths, description="", num_bytes=None):
   """Writes dataset_info.json and features.json so that TFDS can load the directory.
 
   Args:
-    records_dir: the directory holding the shards.
+    records_dir: the directory holding the shards (local, or a URL).
     class_names: list of str.
     image_size: 0, or the side of the stored images.
     shard_lengths: dict split -> list of example counts per shard.
     description: free text for the dataset card.
+    num_bytes: dict split -> bytes of its shards; None: measured in ``records_dir``.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if cli.is_url(records_dir):
+    # TFDS writes through etils' epath, which knows some schemes only (gs://, s3://): written here, then copied.
+    with tempfile.TemporaryDirectory() as local:
+      shards = {os.path.basename(shard_path(local, split, i, len(n))) for split, n in shard_lengths.items()
+                for i in range(len(n))}
+      for name in shards:  # TFDS takes the file naming from the shards' names: empty stand-ins.
+        open(os.path.join(local, name), "wb").close()  # pylint: disable=consider-using-with
+      write_tfds_metadata(local, class_names, image_size, shard_lengths, description,
+                          num_bytes=_shard_bytes(records_dir, shard_lengths))
+      for name in set(os.listdir(local)) - shards:
+        _gfile().copy(os.path.join(local, name), os.path.join(records_dir, name), overwrite=True)
+    return
   template = tfds.core.ShardedFileTemplate(
       data_dir=records_dir, template=FILENAME_TEMPLATE, dataset_name=DATASET_NAME, filetype_suffix=FILE_FORMAT)
-  split_infos = [
-      tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=sum(
-          os.path.getsize(shard_path(records_dir, split, i, len(lengths))) for i in range(len(lengths))),
-                          filename_template=template)
-      for split, lengths in shard_lengths.items() if lengths
-  ]
+  num_bytes = num_bytes or _shard_bytes(records_dir, shard_lengths)
+  split_infos = [tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=num_bytes[split],
+                                     filename_template=template)
+                 for split, lengths in shard_lengths.items() if lengths]
   tfds.folder_dataset.write_metadata(
       data_dir=records_dir,
       features=tfds_features(class_names, image_size),
