@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from quickdraw_tf import files
 from quickdraw_tf import make_records
 from quickdraw_tf.drawings import ink
 from quickdraw_tf.drawings import raster
@@ -639,11 +640,9 @@ def test_a_kill_at_any_point_of_the_commit_leaves_a_complete_set(tmp_path, monke
       operations.append(args)
       return real(*args)
 
-    fake_os = type("FakeOs", (), {})()
-    fake_os.__dict__.update({k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
-    fake_os.replace = lambda *a: operation(os.replace, *a)
-    fake_os.remove = lambda *a: operation(os.remove, *a)
-    monkeypatch.setattr(journal, "os", fake_os)
+    # The journal's file calls (quickdraw_tf/files.py), each one a stopping point.
+    monkeypatch.setattr(files.LocalFiles, "replace", staticmethod(lambda *a: operation(os.replace, *a)))
+    monkeypatch.setattr(files.LocalFiles, "remove", staticmethod(lambda *a: operation(os.remove, *a)))
     try:
       journal.commit(str(out), ready)
       finished = True

@@ -27,6 +27,7 @@ import zlib
 import numpy as np
 
 from quickdraw_tf import cli
+from quickdraw_tf import files
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 NPZ_SUFFIX = ".npz"
@@ -126,7 +127,7 @@ def find_files(inputs):
     depend on the order of the arguments; problems is a list of SourceError
     for arguments that matched nothing usable.
   """
-  files, problems = set(), []
+  paths, problems = set(), []
   for pattern in inputs:
     try:
       found, what = _find(pattern)
@@ -134,13 +135,13 @@ def find_files(inputs):
       found, what = [], f"cannot list it: {e}"
     if not found:
       problems.append(SourceError("no_usable_file", pattern, 0, what))
-    files.update(f if cli.is_url(f) else os.path.normpath(f) for f in found)
-  return sorted(files), problems
+    paths.update(f if cli.is_url(f) else os.path.normpath(f) for f in found)
+  return sorted(paths), problems
 
 
 def _find(pattern):
   """(usable files of one --input, and if none why)."""
-  fs = _files(pattern)
+  fs = files.for_path(pattern)
   matches = sorted(fs.glob(pattern)) if glob.has_magic(pattern) else [pattern]
   found = []
   for match in matches:
@@ -156,39 +157,6 @@ def _find(pattern):
   return found, f"no usable file (expected {', '.join(SUFFIXES)})"
 
 
-class _LocalFiles:
-  """Local lookups for `find_files`."""
-  glob, walk, isdir, isfile, exists = (staticmethod(f) for f in (
-      glob.glob, os.walk, os.path.isdir, os.path.isfile, os.path.exists))
-
-
-class _GfileFiles:
-  """The same lookups for a URL, through ``tf.io.gfile`` (imported only for a URL); its errors as OSError."""
-
-  def __init__(self):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    self._gfile, self._errors = tf.io.gfile, tf.errors
-
-  def __getattr__(self, name):  # glob, walk, isdir, exists, stat, open (GFile)
-    operation = getattr(self._gfile, "GFile" if name == "open" else name)
-
-    def call(path, *args):
-      try:
-        result = operation(path, *args)
-        return list(result) if name == "walk" else result
-      except self._errors.OpError as e:
-        raise OSError(f"{path}: {e.message}") from None
-    return call
-
-  def isfile(self, path):
-    return self.exists(path) and not self.isdir(path)
-
-
-def _files(path):
-  """``path``'s lookups: local ones, or ``tf.io.gfile``'s for a URL."""
-  return _GfileFiles() if cli.is_url(path) else _LocalFiles
-
-
 def find_sources(inputs):
   """The usable input files of ``inputs`` (files, directories, globs), as `Source`s.
 
@@ -196,15 +164,15 @@ def find_sources(inputs):
     (sources, problems): list of `Source` sorted by path, and list of
     `SourceError`, as `find_files` returns them.
   """
-  files, problems = find_files(inputs)
-  return [Source(path, kind_of(path), word_of(path), _regular_size(path)) for path in files], problems
+  paths, problems = find_files(inputs)
+  return [Source(path, kind_of(path), word_of(path), _regular_size(path)) for path in paths], problems
 
 
 def _regular_size(path):
   """Bytes of a regular file (links followed); None for anything else or a file that cannot be read."""
   try:
     if cli.is_url(path):
-      return _files(path).stat(path).length
+      return files.for_path(path).size(path)
     status = os.stat(path)
   except OSError:
     return None
@@ -236,7 +204,7 @@ def _open_text_lines(path, opener=None):
   or for a URL ``tf.io.gfile.GFile``)."""
   if opener is None and not cli.is_url(path):
     return (gzip.open if path.lower().endswith(".gz") else open)(path, "rb")
-  raw = opener(path) if opener else io.BufferedReader(_GFileReader(_files(path).open(path, "rb")))
+  raw = opener(path) if opener else io.BufferedReader(_GFileReader(files.for_path(path).open(path, "rb")))
   return gzip.GzipFile(fileobj=raw, mode="rb") if path.lower().endswith(".gz") else raw
 
 

@@ -22,101 +22,17 @@ left alone, with a warning naming them.
 import json
 import os
 import re
-import shutil
 import socket
 
 from absl import logging
 
 from quickdraw_tf import cli
+from quickdraw_tf import files
 from quickdraw_tf.pipelines import records
 from quickdraw_tf.pipelines.conversion import MakeRecordsError
 
 _STAGE_RE = re.compile(r"\.(partial|ready)-(\d+)(?:-(.+))?")
 JOURNAL = ".replaces.json"
-
-
-class _LocalFiles:
-  """A local directory's file operations (POSIX: a directory renames at once)."""
-
-  renames_directories = True
-
-  @staticmethod
-  def listdir(path):
-    return os.listdir(path)
-
-  @staticmethod
-  def isdir(path):
-    return os.path.isdir(path)
-
-  @staticmethod
-  def exists(path):
-    return os.path.exists(path)
-
-  @staticmethod
-  def remove(path):
-    os.remove(path)
-
-  @staticmethod
-  def replace(source, destination):
-    os.replace(source, destination)
-
-  @staticmethod
-  def mkdir(path):
-    os.mkdir(path)
-
-  @staticmethod
-  def rmtree(path):
-    shutil.rmtree(path, ignore_errors=True)
-
-  @staticmethod
-  def open(path, mode):
-    return open(path, mode, encoding="utf-8")  # pylint: disable=consider-using-with
-
-
-class _GfileFiles:
-  """The same operations on a URL, through ``tf.io.gfile``; its errors raised as OSError, as the local ones."""
-
-  renames_directories = False
-
-  def __init__(self):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only a URL's run needs it)
-    self._gfile, self._errors = tf.io.gfile, tf.errors
-
-  def _call(self, operation, *args, **kwargs):
-    try:
-      return operation(*args, **kwargs)
-    except self._errors.OpError as e:
-      raise OSError(f"{args[0]}: {e.message}") from None
-
-  def listdir(self, path):
-    return [name.rstrip("/") for name in self._call(self._gfile.listdir, path)]
-
-  def isdir(self, path):
-    return self._call(self._gfile.isdir, path)
-
-  def exists(self, path):
-    return self._call(self._gfile.exists, path)
-
-  def remove(self, path):
-    self._call(self._gfile.remove, path)
-
-  def replace(self, source, destination):
-    self._call(self._gfile.rename, source, destination, overwrite=True)
-
-  def mkdir(self, path):
-    self._call(self._gfile.makedirs, path)
-
-  def rmtree(self, path):
-    if self.exists(path):
-      self._call(self._gfile.rmtree, path)
-
-  def open(self, path, mode):
-    return self._call(self._gfile.GFile, path, mode)
-
-
-def files(path):
-  """The file operations for ``path``: local ones, or ``tf.io.gfile``'s for a URL."""
-  return _GfileFiles() if cli.is_url(path) else _LocalFiles()
 
 
 def _stage_suffix(output_dir):
@@ -134,7 +50,7 @@ def prepare_output(output_dir):
   """
   output_dir = check_output_dir(output_dir)
   partial = os.path.join(output_dir, f".partial-{_stage_suffix(output_dir)}")
-  fs = files(output_dir)
+  fs = files.for_path(output_dir)
   try:
     if not fs.isdir(output_dir):
       fs.mkdir(output_dir)
@@ -149,7 +65,7 @@ def prepare_output(output_dir):
 
 def remove_stage(stage):
   """Removes a partial or ready directory (a failed run's) and what it holds."""
-  files(stage).rmtree(stage)
+  files.for_path(stage).rmtree(stage)
 
 
 def check_output_dir(output_dir):
@@ -200,7 +116,7 @@ def _alive(pid, host=None):
 
 def recover(output_dir):
   """Finishes the commit a dead run left half done; removes the other directories of dead runs."""
-  fs = files(output_dir)
+  fs = files.for_path(output_dir)
   for name in sorted(fs.listdir(output_dir)):
     stage = _STAGE_RE.fullmatch(name)
     if not stage:
@@ -224,7 +140,7 @@ def recover(output_dir):
 
 def mark_ready(output_dir, partial):
   """Journals which earlier files the new set replaces, and renames ``partial`` to its ready name."""
-  fs = files(output_dir)
+  fs = files.for_path(output_dir)
   new = set(fs.listdir(partial))
   with fs.open(os.path.join(partial, JOURNAL), "w") as f:
     f.write(json.dumps(sorted(set(records.owned_files(output_dir)) - new)))
@@ -237,7 +153,7 @@ def mark_ready(output_dir, partial):
 
 def commit(output_dir, ready):
   """Moves the complete set in ``ready`` into ``output_dir``; safe to redo after a kill at any point."""
-  fs = files(output_dir)
+  fs = files.for_path(output_dir)
   with fs.open(os.path.join(ready, JOURNAL), "r") as f:
     replaced = json.loads(f.read())
   marker = os.path.join(output_dir, records.COMPLETE_MARKER)

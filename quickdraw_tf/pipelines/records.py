@@ -22,6 +22,7 @@ import unicodedata
 import numpy as np
 
 from quickdraw_tf import cli
+from quickdraw_tf import files
 
 DATASET_NAME = "quickdraw"
 SPLITS = ("train", "eval", "test")
@@ -273,7 +274,7 @@ def owned_files(records_dir):
   them: the names of the exact shard pattern) and the metadata files. Every
   other file is the user's and is left alone.
   """
-  names = set(_gfile().listdir(records_dir) if cli.is_url(records_dir) else os.listdir(records_dir))
+  names = set(files.for_path(records_dir).listdir(records_dir))
   shards = _listed_shards(records_dir)
   if shards is None:
     shards = [n for n in names if SHARD_NAME_RE.fullmatch(n)]
@@ -310,12 +311,8 @@ def write_classes(records_dir, class_names):
 
 def write_text(path, text):
   """Writes ``text`` (str) to ``path`` as UTF-8, line ends as given; a URL through ``tf.io.gfile``."""
-  if cli.is_url(path):
-    with _gfile().GFile(path, "wb") as f:
-      f.write(text.encode("utf-8"))
-  else:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-      f.write(text)
+  with files.for_path(path).open(path, "wb") as f:
+    f.write(text.encode("utf-8"))
 
 
 def read_classes(records_dir):
@@ -370,7 +367,7 @@ def _read_bytes(path):
 
 def _shard_bytes(records_dir, shard_lengths):
   """split -> bytes of its shards (`shard_path` names) in ``records_dir``."""
-  size = (lambda path: _gfile().stat(path).length) if cli.is_url(records_dir) else os.path.getsize
+  size = files.for_path(records_dir).size
   return {split: sum(size(shard_path(records_dir, split, i, len(lengths))) for i in range(len(lengths)))
           for split, lengths in shard_lengths.items()}
 
