@@ -9,6 +9,7 @@ says whether this file system does.
 """
 
 import glob
+import io
 import os
 import shutil
 
@@ -119,7 +120,29 @@ class GfileFiles:
       self._call(self._gfile.rmtree, path)
 
   def open(self, path, mode):
-    return self._call(self._gfile.GFile, path, mode)
+    """A GFile; read "rb" as a buffered stream (GFile lacks ``readlines(hint)``, which `sources` reads by)."""
+    opened = self._call(self._gfile.GFile, path, mode)
+    return io.BufferedReader(_GFileReader(opened)) if mode == "rb" else opened
+
+
+class _GFileReader(io.RawIOBase):
+  """A ``tf.io.gfile.GFile`` opened "rb" as a raw stream, so that ``io.BufferedReader`` gives it the full file API."""
+
+  def __init__(self, gfile):
+    super().__init__()
+    self._gfile = gfile
+
+  def readable(self):
+    return True
+
+  def readinto(self, buffer):
+    data = self._gfile.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+  def close(self):
+    self._gfile.close()
+    super().close()
 
 
 def for_path(path):

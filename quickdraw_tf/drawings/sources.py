@@ -15,7 +15,6 @@ Formats, chosen by file name and content:
 import dataclasses
 import glob
 import gzip
-import io
 import itertools
 import json
 import os
@@ -179,32 +178,12 @@ def _regular_size(path):
   return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
-class _GFileReader(io.RawIOBase):
-  """A ``tf.io.gfile.GFile`` opened "rb" as a raw stream, so that ``io.BufferedReader`` gives it the full file API."""
-
-  def __init__(self, gfile):
-    super().__init__()
-    self._gfile = gfile
-
-  def readable(self):
-    return True
-
-  def readinto(self, buffer):
-    data = self._gfile.read(len(buffer))
-    buffer[:len(data)] = data
-    return len(data)
-
-  def close(self):
-    self._gfile.close()
-    super().close()
-
-
 def _open_text_lines(path, opener=None):
   """The bytes of an ndjson file, gunzipped where its name ends in .gz; ``opener(path)`` opens it (default: open,
   or for a URL ``tf.io.gfile.GFile``)."""
   if opener is None and not cli.is_url(path):
     return (gzip.open if path.lower().endswith(".gz") else open)(path, "rb")
-  raw = opener(path) if opener else io.BufferedReader(_GFileReader(files.for_path(path).open(path, "rb")))
+  raw = opener(path) if opener else files.for_path(path).open(path, "rb")
   return gzip.GzipFile(fileobj=raw, mode="rb") if path.lower().endswith(".gz") else raw
 
 

@@ -27,6 +27,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from quickdraw_tf import cli
 from quickdraw_tf.drawings import sources
 from quickdraw_tf.pipelines import conversion
 from quickdraw_tf.pipelines import records
@@ -179,7 +180,7 @@ def _renumber_shards(partial):
 
 def _check_file_systems(paths):
   """Raises MakeRecordsError for the first path whose scheme Beam has no file system for (gs:// without its extra)."""
-  for scheme in dict.fromkeys(path.split("://")[0] for path in paths if "://" in path):
+  for scheme in dict.fromkeys(path.split("://")[0] for path in paths if cli.is_url(path)):
     try:
       FileSystems.get_filesystem(f"{scheme}://")
     except ValueError as e:

@@ -96,13 +96,8 @@ def _file_above(path):
   return None if os.path.isdir(path) else path
 
 
-def _alive(pid, host=None):
-  """Whether process ``pid`` of ``host`` (None: this machine) runs; this process's own earlier stages count as dead.
-
-  Another host's process cannot be asked: it counts as alive.
-  """
-  if host is not None and host != socket.gethostname():
-    return True
+def _alive(pid):
+  """Whether process ``pid`` runs (this process's own earlier directories count as dead)."""
   if pid == os.getpid():
     return False
   try:
@@ -122,10 +117,10 @@ def recover(output_dir):
     if not stage:
       continue
     path = os.path.join(output_dir, name)
-    if _alive(int(stage.group(2)), stage.group(3)):
-      if stage.group(3) and stage.group(3) != socket.gethostname():
-        logging.warning("left %s alone: a run on host %s wrote it (remove it if that run is over)", path,
-                        stage.group(3))
+    if stage.group(3) and stage.group(3) != socket.gethostname():  # Its process cannot be asked whether it runs.
+      logging.warning("left %s alone: a run on host %s wrote it (remove it if that run is over)", path, stage.group(3))
+      continue
+    if _alive(int(stage.group(2))):
       continue
     # A ready set replaces the records only if the dead run had begun to (the old set is incomplete):
     # otherwise the complete records there (the old ones, or a later run's) are kept.
