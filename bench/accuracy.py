@@ -69,6 +69,7 @@ from bench import converge
 from bench import report
 from bench import shared_flags  # --models: the classifiers (vec17; image models also on bmp22).
 from bench import targets
+from bench import torch_table
 from bench import variants
 import quickdraw_tf
 from quickdraw_tf import evaluate
@@ -775,6 +776,11 @@ def plot_panels(run, runs, vec_dir, bmp_dir):
   return panels
 
 
+def original_result(model, data_name):
+  """The original code's converged result for a model and data set (bench.torch_accuracy), or None."""
+  return torch_table.read(FLAGS.results_dir, torch_table.ORIGINAL, model, data_name)
+
+
 def main(_):
   shared_flags.default_models(name for name, spec in models.MODELS.items() if not spec.trainer)
   run = settings()
@@ -782,7 +788,7 @@ def main(_):
   vec_dir, bmp_dir = build_run_records(run)
   runs = train_all(run, vec_dir, bmp_dir)
   body = ([intro_text(run, runs)] + data_sections(run, runs, vec_dir, bmp_dir)
-          + (targets.section(run, runs) if run["patience"] else [])
+          + (targets.section(run, runs, original_result) if run["patience"] else [])
           + reference_section(run, runs, vec_dir, bmp_dir) + comparison_sections(run, runs, vec_dir))
   patience = run["patience"]
   plot_path = os.path.join(run["runs_dir"], "accuracy.png") if FLAGS.quick else run["plot"]
