@@ -39,15 +39,21 @@ def best_eval(result):
   return max(acc for _, acc in result["curve_epochs"])
 
 
-def original_text(original):
-  """The original code's test top-1 +- its standard error, or '-' where it has no result."""
-  return f"{original['test']['top1_accuracy']:.4f} +- {standard_error(original):.4f}" if original else "-"
+def original_text(originals):
+  """Of the original code's results (None where a model has none), the one with the best eval top-1: its model and
+  test top-1 +- its standard error; '-' where there is none."""
+  found = [r for r in originals if r]
+  if not found:
+    return "-"
+  best = max(found, key=best_eval)
+  return f"`{best['model']}` {best['test']['top1_accuracy']:.4f} +- {standard_error(best):.4f}"
 
 
 def target_rows(runs, vec_name, bmp_name, original=lambda model, data_name: None):
   """Rows of the targets table: each target, the run that answers it, whether it is met, how that run ended and
-  the original code's test top-1 for that model and data (``original(model, data_name)``: a result dict or
-  None)."""
+  what the original code reached on the same data (``original(model, data_name)``: a result dict or None): the
+  same model for a model's target, the original with the best eval top-1 of the models run here for the best
+  model's."""
   changed = [r for _, r in runs.get("variants", [])]  # --variants runs answer too, under their labels.
   by_data = {name: default + [r for r in changed if r["key"]["records"].startswith(f"bench_{name}")]
              for name, default in ((vec_name, runs["vec"]), (bmp_name, runs["bmp"]))}
@@ -58,9 +64,10 @@ def target_rows(runs, vec_name, bmp_name, original=lambda model, data_name: None
       continue
     r = max(results, key=best_eval)
     top1 = r["test"]["top1_accuracy"]
+    compared = [model] if model else sorted({x["model"] for x in results})
     rows.append([data_name, f"{model or 'best model'} >= {floor:.2f}", f"`{r['label']}`", f"{best_eval(r):.4f}",
                  f"{top1:.4f} +- {standard_error(r):.4f}", "met" if top1 >= floor else "**not met**",
-                 how_stopped(r), original_text(original(r["model"], data_name))])
+                 how_stopped(r), original_text(original(m, data_name) for m in compared)])
   vec = {r["model"]: r for r in runs["vec"]}
   if vec_name == "vec17" and {"fusion", *FUSION_BRANCHES} <= set(vec):
     fusion, error = vec["fusion"]["test"]["top1_accuracy"], standard_error(vec["fusion"])
@@ -69,7 +76,7 @@ def target_rows(runs, vec_name, bmp_name, original=lambda model, data_name: None
                  f"{best_eval(vec['fusion']):.4f}",
                  f"{fusion:.4f} +- {error:.4f} (" + ", ".join(f"{m} {top1:.4f}" for m, top1 in branches.items()) + ")",
                  fusion_verdict(fusion - max(branches.values()), error), how_stopped(vec["fusion"]),
-                 original_text(original("fusion", vec_name))])
+                 original_text([original("fusion", vec_name)])])
   return rows
 
 
@@ -89,7 +96,7 @@ def section(run, runs, original=lambda model, data_name: None):
           "The run with the best eval top-1 answers each target (default runs and variants alike; chosen on eval, "
           "never on test). Test top-1 +- its binomial standard error over the test drawings; how the answering run "
           "ended (its CPU cap or its patience) and at which evaluation its best eval top-1 was; the original code's "
-          "test top-1 for the same model on the same drawings (`python -m bench.torch_accuracy`, its procedure, "
-          "not the variant's flags; - where it has not run).\n",
+          "test top-1 on the same drawings (`python -m bench.torch_accuracy`: its procedure, not a variant's flags; "
+          "for the best model's target, the original with the best eval top-1; - where none has run).\n",
           report.table(["data", "target", "model", "best eval top-1", "test top-1", "verdict", "run ended by",
                         "original code, same drawings"], rows)]

@@ -35,15 +35,19 @@ def test_the_best_eval_answers_never_the_best_test_figure():
   assert row[1:6] == ["best model >= 0.72", "`resnet18`", "0.6100", "0.7000 +- 0.0229", "**not met**"]
 
 
-def test_the_original_codes_figure_stands_beside_the_answering_model_on_its_data():
-  originals = {("resnet18", "vec17"): _result("resnet18", 0.64)}
-  runs = {"vec": [_result("resnet18", 0.66), _result("fusion", 0.60), _result("sketchanet", 0.5),
-                  _result("bilstm", 0.4)], "bmp": [_result("resnet18", 0.9)]}
+def test_the_originals_best_by_eval_stands_beside_a_best_model_target_and_the_same_model_beside_a_models():
+  originals = {("resnet18", "vec17"): _result("resnet18", 0.64, curve=(0.5, 0.62)),
+               ("fusion", "vec17"): _result("fusion", 0.66, curve=(0.5, 0.61)),  # better test, worse eval
+               ("sketchanet", "bmp22"): _result("sketchanet", 0.85, curve=(0.5, 0.86))}
+  runs = {"vec": [_result("resnet18", 0.66), _result("fusion", 0.60, curve=(0.3, 0.7)), _result("sketchanet", 0.5),
+                  _result("bilstm", 0.4)], "bmp": [_result("resnet18", 0.9), _result("sketchanet", 0.86)]}
   rows = targets.target_rows(runs, "vec17", "bmp22", lambda model, data: originals.get((model, data)))
   by_target = {(row[0], row[1]): row for row in rows}
-  assert by_target["vec17", "best model >= 0.72"][7] == "0.6400 +- 0.0240"
-  assert by_target["bmp22", "resnet18 >= 0.88"][7] == "-"  # the original's vec17 figure is not bmp22's
-  assert by_target["vec17", "fusion ahead of sketchanet and bilstm"][7] == "-"
+  assert by_target["vec17", "best model >= 0.72"][2] == "`fusion`"
+  assert by_target["vec17", "best model >= 0.72"][7] == "`resnet18` 0.6400 +- 0.0240"
+  assert by_target["bmp22", "best model >= 0.90"][7] == "`sketchanet` 0.8500 +- 0.0179"
+  assert by_target["bmp22", "resnet18 >= 0.88"][7] == "-"  # the original resnet18 ran on vec17 only
+  assert by_target["vec17", "fusion ahead of sketchanet and bilstm"][7] == "`fusion` 0.6600 +- 0.0237"
 
 
 def test_fusion_row_compares_with_the_better_branch_on_vec17_only():
