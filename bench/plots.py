@@ -9,8 +9,9 @@ import math
 import matplotlib
 from matplotlib import figure
 
-# matplotlib's tab10, then 3 more: 13 lines a panel, none alike.
+# matplotlib's tab10, then 3 more; past 13 lines a panel the colours come round with the next (line, marker).
 COLOURS = (*matplotlib.colormaps["tab10"].colors, "black", "navy", "maroon")
+LINE_STYLES = (("-", "o"), ("--", "s"), (":", "^"))
 PANEL_SIZE = (8.0, 5.0)  # inches, legend included
 
 
@@ -34,8 +35,10 @@ def accuracy_curves(panels, path, x_axis="seconds"):
   for axes, (title, results) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
     for i, result in enumerate(results):
       colour, test = COLOURS[i % len(COLOURS)], result["test"]["top1_accuracy"]
+      line, marker = LINE_STYLES[(i // len(COLOURS)) % len(LINE_STYLES)]
       xs, ys = zip(*curve(result, x_axis))
-      axes.plot(xs, ys, "-o", color=colour, markersize=3, linewidth=1.5, label=f"{result['label']}: {test:.3f}")
+      axes.plot(xs, ys, linestyle=line, marker=marker, color=colour, markersize=3, linewidth=1.5,
+                label=f"{result['label']}: {test:.3f}")
       axes.plot(xs[-1], test, "o", color=colour, markersize=9, markeredgecolor="black")
     top = max([r["test"]["top1_accuracy"] for r in results] + [y for r in results for _, y in curve(r, x_axis)])
     axes.set(title=title, xlim=(0, x_max), ylim=(0, min(1.0, math.ceil(top * 10 + 0.5) / 10)),
