@@ -11,7 +11,7 @@ def _result(model, top1, epochs=4.0, cpu_s=100.0, budget=3600.0, curve=(0.3, 0.5
   return {"model": model, "label": label or model, "epochs": epochs, "fit_cpu_s": cpu_s,
           "key": {"budget": budget, "records": records},
           "test": {"top1_accuracy": top1, "examples": 400},
-          "curve_epochs": [[i + 1.0, acc] for i, acc in enumerate(curve)]}
+          "curve_epochs": [[i + 1.0, acc] for i, acc in enumerate(curve)], "best_eval_top1": max(curve)}
 
 
 def test_best_model_answers_a_target_and_a_shortfall_is_marked():
